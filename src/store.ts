@@ -1,0 +1,95 @@
+/**
+ * The store contract: what the accelerator asks of a cache store, and what a store promises.
+ *
+ * Every time is absolute epoch milliseconds (`*At`) unless the field says otherwise. Every
+ * method returns a Promise, even when a store could answer synchronously, so that callers never
+ * assume a store is in-process (undici PR #4826 fixed exactly that assumption).
+ *
+ * A store never parses HTTP: it keeps bytes, numbers and strings, and answers by key and tag.
+ * Stores import this file with `import type` only.
+ */
+
+/** One stored response. Binary-safe: the body is bytes, headers are strings. */
+export interface CacheEntry {
+  /** The HTTP status code, as sent. */
+  status: number
+  /**
+   * The response headers as sent, lower-case names, ready to hand to `writeHead`. They always
+   * include `etag`, `date` and `content-length`, and never hop-by-hop headers, `Set-Cookie`,
+   * `Age` or the cache's own status headers (those are recomputed on every hit).
+   */
+  headers: Record<string, string | string[]>
+  /** The body bytes exactly as they went out (compressed if the handler compressed them). */
+  body: Buffer
+  /** Opaque tags; `invalidateTags` with any of them removes this entry. */
+  tags: readonly string[]
+  /** When the response was generated (its headers were sent). */
+  storedAt: number
+  /** The age, in seconds, the response already had at `storedAt` (a declared `Age`). */
+  initialAge: number
+  /** Fresh until this time; from then on it is stale and served only as the spec allows. */
+  staleAt: number
+  /** The store may forget the entry from this time and never returns it after it. */
+  expiresAt: number
+}
+
+/**
+ * A position in the store's invalidation order, taken (with {@link CacheStore.checkpoint}) before
+ * a response starts being generated and handed back to {@link CacheStore.set}. Stores compare
+ * checkpoints only with their own: a counter in memory, a Redis-side counter in Redis. Never a
+ * local clock, which differs between processes.
+ */
+export type Checkpoint = number
+
+/** Options of {@link CacheStore.invalidateTags}. */
+export interface InvalidateOptions {
+  /** Mark the entries stale (`staleAt` in the past) instead of removing them. @default false */
+  soft?: boolean
+}
+
+/** What a store knows of its own size, synchronously, when it knows it at all. */
+export interface StoreSize {
+  /** Entries currently held. */
+  entries: number
+  /** Bytes currently held, as the store counts them (bodies, headers, keys, tags). */
+  bytes: number
+}
+
+/**
+ * A cache store.
+ *
+ * **Invalidation guarantee (no stale resurrection).** Let a checkpoint `c` be taken before a
+ * call to `invalidateTags(T)`, `delete(k)` or `clear()` begins. After that call resolves, a
+ * `set(k2, entry, c)` whose entry carries a tag in `T` (respectively whose key is `k`, or any
+ * key) stores nothing, or whatever it stored is removed before `set` resolves. So a response
+ * whose generation began before an invalidation is never served as fresh after it. A store
+ * may refuse more than that (it never has to store), never less.
+ *
+ * **Failures.** A store rejects instead of hanging: every call settles within the store's own
+ * timeout. The accelerator treats a rejected `get`/`checkpoint`/`set` as a miss (fail open).
+ */
+export interface CacheStore {
+  /** The entry stored at `key`, stale or fresh; `undefined` when absent or past `expiresAt`. */
+  get(key: string): Promise<CacheEntry | undefined>
+  /** The current position in the invalidation order; take it before generating a response. */
+  checkpoint(): Promise<Checkpoint>
+  /**
+   * Stores `entry` at `key`, replacing what was there, unless an invalidation of one of its tags
+   * (or of `key`, or a `clear()`) happened after `since` was taken. Resolves `true` when
+   * stored, `false` when declined (invalidated since, too large for the store, already expired).
+   */
+  set(key: string, entry: CacheEntry, since: Checkpoint): Promise<boolean>
+  /** Removes the entry at `key`; resolves with how many entries were removed (0 or 1). */
+  delete(key: string): Promise<number>
+  /**
+   * Removes (or, with `soft`, marks stale) every entry carrying any of `tags`, matched exactly;
+   * resolves with how many entries were affected (a store may document an estimate).
+   */
+  invalidateTags(tags: readonly string[], options?: InvalidateOptions): Promise<number>
+  /** Removes every entry whose key starts with `keyPrefix` (all entries when it is empty). */
+  clear(keyPrefix?: string): Promise<void>
+  /** Releases what the store owns (timers, connections it created). Idempotent. */
+  close(): Promise<void>
+  /** Current size, when the store can tell synchronously (an in-process store can). */
+  size?(): StoreSize
+}
