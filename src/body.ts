@@ -1,0 +1,59 @@
+/** Writing a body the handler returned instead of writing `res` itself. */
+import type { ServerResponse } from 'node:http'
+
+/** What a handler may return as the response body. */
+export type Body = string | Uint8Array | Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>
+
+/** True for values the accelerator writes as a body. */
+export function isBody(value: unknown): value is Body {
+  if (typeof value === 'string' || value instanceof Uint8Array) return true
+  return typeof value === 'object' && value !== null && (Symbol.asyncIterator in value || Symbol.iterator in value)
+}
+
+/**
+ * Writes `body` to `res` and ends it. Iterables are pulled one chunk at a time, and the next
+ * chunk is not asked for while `write()` says the client is behind (until `'drain'`). When the
+ * client goes away, or `notModified()` says the client's copy is current before the first chunk,
+ * the iterator is closed with `return()`: a generator that has not started never runs.
+ */
+export async function writeBody(res: ServerResponse, body: Body, notModified: () => boolean): Promise<void> {
+  if (typeof body === 'string' || body instanceof Uint8Array) {
+    res.end(body)
+    return
+  }
+  const iterator: Iterator<unknown> | AsyncIterator<unknown> =
+    Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]()
+  let exhausted = false
+  try {
+    // A lazy body: answer 304 from the headers the handler set, before generating anything.
+    if (!res.headersSent && notModified()) {
+      res.end()
+      return
+    }
+    while (!res.destroyed) {
+      const next = await iterator.next()
+      if (next.done) {
+        exhausted = true
+        break
+      }
+      if (!res.write(next.value as string | Uint8Array)) await drained(res)
+    }
+  } finally {
+    if (!exhausted) await iterator.return?.()
+  }
+  if (!res.destroyed) res.end()
+}
+
+/** Resolves on `'drain'`, or at once when the response is gone (no drain would ever come). */
+function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done)
+      res.off('close', done)
+      resolve()
+    }
+    res.on('drain', done)
+    res.on('close', done)
+  })
+}

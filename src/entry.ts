@@ -1,0 +1,45 @@
+/** Turning a finished response into a stored entry. */
+import type { CacheEntry } from './store.js'
+import type { Freshness } from './policy.js'
+import type { HeaderRecord } from './tee.js'
+import { strongEtag } from './etag.js'
+import { formatHttpDate } from './http-date.js'
+
+/**
+ * Headers never stored: hop-by-hop ones (RFC 9110 §7.6.1, RFC 9111 §3.1), what is recomputed on
+ * every hit (Age, Content-Length, the cache's status), and Set-Cookie, which belongs to one client.
+ */
+const NOT_STORED = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
+  'proxy-authenticate', 'proxy-authorization', 'set-cookie', 'age', 'content-length', 'cache-status', 'x-cache',
+])
+
+/** The entry for a response that finished in full, ready for `store.set`. */
+export function toEntry(
+  status: number,
+  sent: HeaderRecord,
+  body: Buffer,
+  tags: readonly string[],
+  { ttl, initialAge }: Freshness,
+  storedAt: number,
+): CacheEntry {
+  const staleAt = storedAt + ttl * 1000
+  return { status, headers: storedHeaders(status, sent, body, storedAt), body, tags, storedAt, initialAge, staleAt, expiresAt: staleAt }
+}
+
+/**
+ * The headers as they will be replayed: without what is never stored, and with the three every
+ * entry carries: the original `Date` (the one Node generated when the handler set none), an
+ * `ETag` (the handler's, or a strong one computed from the bytes), and the exact Content-Length.
+ */
+export function storedHeaders(status: number, sent: HeaderRecord, body: Buffer, storedAt: number): HeaderRecord {
+  // RFC 9110 §7.6.1: a header named in Connection is hop-by-hop too.
+  const connectionOptions = new Set(String(sent.connection ?? '').toLowerCase().split(',').map((name) => name.trim()))
+  const headers: HeaderRecord = {}
+  for (const name in sent) if (!NOT_STORED.has(name) && !connectionOptions.has(name)) headers[name] = sent[name] as string | string[]
+  headers.date ??= formatHttpDate(storedAt)
+  headers.etag ??= strongEtag(body)
+  // RFC 9110 §8.6: no Content-Length in a 204.
+  if (status !== 204) headers['content-length'] = String(body.length)
+  return headers
+}

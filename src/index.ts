@@ -1,0 +1,16 @@
+/** node-accelerator: an HTTP response cache inside your Node.js process. */
+export { accelerate } from './accelerate.js'
+export type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
+export type { AccelerateOptions } from './options.js'
+export type { Body } from './body.js'
+export type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize } from './store.js'
+export type { ErrorContext, ErrorHandler } from './report.js'
+export type { KeyRequest } from './key.js'
+export { MemoryStore, type MemoryStoreOptions } from '../stores/memory.js'
+export { NullStore } from '../stores/null.js'
+// The HTTP helpers, for handlers and stores that want the same rules.
+export { defaultKey, normalizeHost } from './key.js'
+export { parseCacheControl, deltaSeconds, type CacheControl } from './cache-control.js'
+export { parseHttpDate, formatHttpDate } from './http-date.js'
+export { isNotModified, notModifiedHeaders } from './conditional.js'
+export { strongEtag } from './etag.js'

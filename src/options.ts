@@ -1,0 +1,142 @@
+/** `accelerate()` options: their types, defaults, and the TypeErrors that name a bad one. */
+import type { IncomingMessage } from 'node:http'
+import type { CacheStore } from './store.js'
+import { defaultKey, NAMESPACE_SEPARATOR, type KeyRequest } from './key.js'
+import { logOncePerBurst, type ErrorHandler } from './report.js'
+
+/** Options of {@link accelerate}. Durations that mirror HTTP directives are in seconds. */
+export interface AccelerateOptions {
+  /** Where responses are stored. @default new MemoryStore() (closed by `close()`) */
+  store?: CacheStore
+  /** Keeps this accelerator's keys apart from others sharing the store; `''` is the whole store. @default '' */
+  namespace?: string
+  /** Which requests share a response. @default host + path + query, the same for GET and HEAD */
+  key?: (req: KeyRequest) => string
+  /** Requests for which it returns true are passed straight to the handler, untouched. */
+  unless?: (req: IncomingMessage) => boolean
+  /** Seconds to store responses that say nothing of their freshness; 0 stores only opt-ins. @default 0 */
+  defaultCacheFor?: number
+  /** Let the handler's `Cache-Control` (`s-maxage`, `public, max-age`) and `Expires` opt in. @default true */
+  honorCacheControl?: boolean
+  /** Bodies larger than this many bytes stream to the client in full but are not stored. @default 8 MiB */
+  maxEntryBytes?: number
+  /** Statuses that may be stored. @default [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] */
+  cacheableStatuses?: Iterable<number>
+  /** Seconds a stale entry may be served while one regeneration runs. @default 0 */
+  staleWhileRevalidate?: number
+  /** Seconds a stale entry may be served when regeneration fails. @default 0 */
+  staleIfError?: number
+  /** Let a client's `no-cache` / `max-age=0` / `Pragma: no-cache` force regeneration. @default false */
+  honorClientNoCache?: boolean
+  /** The response header reporting what the cache did (RFC 9211), or false for none. @default 'Cache-Status' */
+  statusHeader?: string | false
+  /** Also send `X-Cache: HIT` / `MISS`. @default false */
+  xCache?: boolean
+  /** Receives failures the accelerator swallows to keep serving. @default logs the first of each burst */
+  onError?: ErrorHandler
+  /** The clock, epoch milliseconds. @default Date.now */
+  now?: () => number
+}
+
+/** The options with every default applied and every value checked. */
+export interface ResolvedOptions {
+  store: CacheStore | undefined
+  namespace: string
+  key: (req: KeyRequest) => string
+  unless: ((req: IncomingMessage) => boolean) | undefined
+  defaultCacheFor: number
+  honorCacheControl: boolean
+  maxEntryBytes: number
+  cacheableStatuses: ReadonlySet<number>
+  staleWhileRevalidate: number
+  staleIfError: number
+  honorClientNoCache: boolean
+  statusHeader: string | false
+  xCache: boolean
+  onError: ErrorHandler
+  now: () => number
+}
+
+export const DEFAULT_CACHEABLE_STATUSES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] as const
+const STORE_METHODS = ['get', 'checkpoint', 'set', 'delete', 'invalidateTags', 'clear', 'close'] as const
+
+/** Applies the defaults, and throws a TypeError naming the first option that is wrong. */
+export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+  const { store, namespace = '', key = defaultKey, unless, statusHeader = 'Cache-Status' } = options
+  const now = fn(options, 'now') ?? Date.now
+  if (store !== undefined) {
+    for (const method of STORE_METHODS) {
+      if (typeof (store as unknown as Record<string, unknown>)?.[method] !== 'function') {
+        throw new TypeError(`expected options.store to have ${method}(), got ${describe((store as unknown as Record<string, unknown>)?.[method])}`)
+      }
+    }
+  }
+  if (typeof namespace !== 'string' || namespace.includes(NAMESPACE_SEPARATOR)) {
+    throw new TypeError(`expected options.namespace to be a string without NUL characters, got ${describe(namespace)}`)
+  }
+  if (statusHeader !== false && (typeof statusHeader !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(statusHeader))) {
+    throw new TypeError(`expected options.statusHeader to be a header name or false, got ${describe(statusHeader)}`)
+  }
+  return {
+    store,
+    namespace,
+    key: fn(options, 'key') ?? key,
+    unless: fn(options, 'unless') ?? unless,
+    defaultCacheFor: seconds(options, 'defaultCacheFor', 0),
+    honorCacheControl: bool(options, 'honorCacheControl', true),
+    maxEntryBytes: positiveInteger(options, 'maxEntryBytes', 8 * 1024 * 1024),
+    cacheableStatuses: statuses(options.cacheableStatuses),
+    staleWhileRevalidate: seconds(options, 'staleWhileRevalidate', 0),
+    staleIfError: seconds(options, 'staleIfError', 0),
+    honorClientNoCache: bool(options, 'honorClientNoCache', false),
+    statusHeader,
+    xCache: bool(options, 'xCache', false),
+    onError: fn(options, 'onError') ?? logOncePerBurst(now),
+    now,
+  }
+}
+
+function fn<K extends 'key' | 'unless' | 'onError' | 'now'>(options: AccelerateOptions, name: K): AccelerateOptions[K] {
+  const value = options[name]
+  if (value !== undefined && typeof value !== 'function') throw new TypeError(`expected options.${name} to be a function, got ${describe(value)}`)
+  return value
+}
+
+function bool(options: AccelerateOptions, name: 'honorCacheControl' | 'honorClientNoCache' | 'xCache', fallback: boolean): boolean {
+  const value = options[name] ?? fallback
+  if (typeof value !== 'boolean') throw new TypeError(`expected options.${name} to be a boolean, got ${describe(value)}`)
+  return value
+}
+
+function seconds(options: AccelerateOptions, name: 'defaultCacheFor' | 'staleWhileRevalidate' | 'staleIfError', fallback: number): number {
+  const value = options[name] ?? fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new TypeError(`expected options.${name} to be a number of seconds >= 0, got ${describe(value)}`)
+  }
+  return value
+}
+
+function positiveInteger(options: AccelerateOptions, name: 'maxEntryBytes', fallback: number): number {
+  const value = options[name] ?? fallback
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${describe(value)}`)
+  return value as number
+}
+
+function statuses(value: Iterable<number> | undefined): ReadonlySet<number> {
+  if (value === undefined) return new Set(DEFAULT_CACHEABLE_STATUSES)
+  const list = typeof value === 'object' && value !== null && Symbol.iterator in value ? [...value] : undefined
+  if (list === undefined || !list.every((s) => Number.isInteger(s) && s >= 100 && s <= 999)) {
+    throw new TypeError(`expected options.cacheableStatuses to be an iterable of status codes, got ${describe(value)}`)
+  }
+  return new Set(list)
+}
+
+/** A short description of a bad value for an error message. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
+  if (typeof value === 'function') return 'a function'
+  if (Array.isArray(value)) return `[${value.slice(0, 5).map(describe).join(', ')}${value.length > 5 ? ', …' : ''}]`
+  if (typeof value === 'object' && value !== null) return `an object`
+  return String(value)
+}

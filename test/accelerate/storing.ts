@@ -1,0 +1,161 @@
+// What is stored, through real sockets: each opt-in, each "never stored" rule, each bypass.
+import t, { type Test } from 'tap'
+import { accelerate, type Handler } from '../../src/index.js'
+import { counted, listen, request, type RequestOptions } from '../fixtures/http.js'
+
+/** Requests `path` twice; resolves how often the handler ran (1 = stored, 2 = not stored). */
+async function runs(t: Test, handler: Handler, second: RequestOptions = {}, first: RequestOptions = {}, options = {}) {
+  const origin = counted(handler)
+  const url = await listen(t, accelerate(origin, options))
+  await request(url + '/p', first)
+  await request(url + '/p', second)
+  return origin.calls
+}
+
+t.test('opt-ins', async (t) => {
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.end('x')
+  }), 1, 'res.cacheFor')
+  t.equal(await runs(t, (_req, res) => {
+    res.locals.cacheFor = 60
+    res.end('x')
+  }), 1, 'res.locals.cacheFor, on a raw http response')
+  t.equal(await runs(t, (_req, res) => {
+    res.setHeader('cache-control', 's-maxage=60')
+    res.end('x')
+  }), 1, 's-maxage')
+  t.equal(await runs(t, (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'public, max-age=60' })
+    res.end('x')
+  }), 1, 'public, max-age given to writeHead')
+  t.equal(await runs(t, (_req, res) => {
+    res.setHeader('expires', new Date(Date.now() + 60_000).toUTCString())
+    res.end('x')
+  }), 1, 'Expires')
+  t.equal(await runs(t, (_req, res) => res.end('x'), {}, {}, { defaultCacheFor: 60 }), 1, 'defaultCacheFor')
+  t.equal(await runs(t, (_req, res) => res.end('x')), 2, 'nothing said: not stored')
+})
+
+t.test('never stored', async (t) => {
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.setHeader('set-cookie', 'session=abc')
+    res.end('x')
+  }), 2, 'Set-Cookie')
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.writeHead(200, ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'])
+    res.end('x')
+  }), 2, 'Set-Cookie given to writeHead as an array')
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.setHeader('cache-control', 'private')
+    res.end('x')
+  }), 2, 'private')
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.setHeader('cache-control', 'no-store')
+    res.end('x')
+  }), 2, 'no-store')
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.statusCode = 500
+    res.end('x')
+  }), 2, 'a status outside cacheableStatuses')
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.end('x')
+  }, {}, { headers: { authorization: 'Basic eDp5' } }), 2, 'a request with Authorization')
+  t.equal(await runs(t, (_req, res) => {
+    res.setHeader('cache-control', 'public, max-age=60')
+    res.end('x')
+  }, {}, { headers: { authorization: 'Basic eDp5' } }), 1, 'Authorization and public: stored (RFC 9111 §3.5)')
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.end('x')
+  }, {}, { headers: { 'cache-control': 'no-store' } }), 2, 'a request with Cache-Control: no-store')
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.setHeader('vary', 'Accept-Encoding')
+    res.end('x')
+  }), 2, 'Vary, until variants are keyed')
+})
+
+t.test('a client\'s no-store does not stop it being served a stored response (RFC 9111 §5.2.1.5)', async (t) => {
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = 60
+    res.end('x')
+  }, { headers: { 'cache-control': 'no-store' } }), 1)
+})
+
+t.test('Range, If-Match, If-Unmodified-Since and If-Range go to the handler (RFC 9111 §4.3.2)', async (t) => {
+  for (const headers of [{ range: 'bytes=0-1' }, { 'if-match': '"a"' }, { 'if-unmodified-since': new Date().toUTCString() }, { 'if-range': '"a"' }]) {
+    t.equal(await runs(t, (_req, res) => {
+      res.cacheFor = 60
+      res.end('x')
+    }, { headers }), 2, Object.keys(headers).join())
+  }
+})
+
+t.test('a client\'s no-cache regenerates only with honorClientNoCache', async (t) => {
+  const handler: Handler = (_req, res) => {
+    res.cacheFor = 60
+    res.end('x')
+  }
+  t.equal(await runs(t, handler, { headers: { 'cache-control': 'no-cache' } }), 1, 'ignored by default')
+  const honor = { honorClientNoCache: true }
+  t.equal(await runs(t, handler, { headers: { 'cache-control': 'no-cache' } }, {}, honor), 2, 'Cache-Control: no-cache')
+  t.equal(await runs(t, handler, { headers: { 'cache-control': 'max-age=0' } }, {}, honor), 2, 'max-age=0')
+  t.equal(await runs(t, handler, { headers: { pragma: 'no-cache' } }, {}, honor), 2, 'Pragma: no-cache')
+  t.equal(await runs(t, handler, { headers: { pragma: 'no-cache', 'cache-control': 'max-age=5' } }, {}, honor), 1, 'Pragma is ignored beside Cache-Control (RFC 9111 §5.4)')
+})
+
+t.test('only-if-cached answers 504 on a miss, the entry on a hit (RFC 9111 §5.2.1.7)', async (t) => {
+  const origin = counted((_req, res) => {
+    res.cacheFor = 60
+    res.end('x')
+  })
+  const url = await listen(t, accelerate(origin))
+  const miss = await request(url + '/o', { headers: { 'cache-control': 'only-if-cached' } })
+  t.equal(miss.status, 504)
+  t.equal(miss.headers['cache-status'], 'node-accelerator; detail=only-if-cached')
+  t.equal(origin.calls, 0)
+  await request(url + '/o')
+  const hit = await request(url + '/o', { headers: { 'cache-control': 'only-if-cached' } })
+  t.equal(hit.status, 200)
+  t.equal(hit.text, 'x')
+})
+
+t.test('cacheFor set after the headers went out is too late: the decision is taken at writeHead', async (t) => {
+  t.equal(await runs(t, (_req, res) => {
+    res.write('x')
+    res.cacheFor = 60
+    res.end()
+  }), 2)
+})
+
+t.test('a res.cacheFor that is not a number is reported, and nothing is stored', async (t) => {
+  const errors: string[] = []
+  t.equal(await runs(t, (_req, res) => {
+    ;(res as { cacheFor?: unknown }).cacheFor = '60'
+    res.end('x')
+  }, {}, {}, { onError: (err: Error, { op }: { op: string }) => errors.push(`${op}: ${err.message}`) }), 2)
+  t.same(errors, ['cacheFor: expected res.cacheFor to be a number of seconds, got "60"', 'cacheFor: expected res.cacheFor to be a number of seconds, got "60"'])
+})
+
+t.test('hop-by-hop headers and Set-Cookie-free headers: what a hit replays', async (t) => {
+  const url = await listen(t, accelerate((_req, res) => {
+    res.cacheFor = 60
+    res.setHeader('connection', 'x-hop')
+    res.setHeader('x-hop', 'per-connection')
+    res.setHeader('keep-alive', 'timeout=99')
+    res.setHeader('x-kept', 'end-to-end')
+    res.end('x')
+  }))
+  await request(url + '/')
+  const hit = await request(url + '/')
+  t.equal(hit.headers['x-kept'], 'end-to-end')
+  t.equal(hit.headers['x-hop'], undefined, 'a header named in Connection is hop-by-hop (RFC 9110 §7.6.1)')
+  t.not(hit.headers['keep-alive'], 'timeout=99', 'Keep-Alive belongs to the connection it was sent on')
+})
