@@ -45,7 +45,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const now = opts.now()
     if (entry !== undefined && now < entry.staleAt) return serveEntry(req, res, entry, now)
     // RFC 9111 §5.2.1.7: only-if-cached and nothing stored → 504.
-    if (cc.has('only-if-cached')) return sendStatus(res, 504, 'detail=only-if-cached')
+    if (cc.has('only-if-cached')) return sendStatus(res, 504)
     counts.misses++
     // The checkpoint is taken before the handler starts: an invalidation after this point
     // keeps this response out of the store (no stale resurrection).
@@ -101,7 +101,9 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       if (whole !== undefined) added.etag = strongEtag(whole)
       const notModified = isConditional(req.headers) && head.status >= 200 && head.status < 300 && isNotModified(req.headers, { ...head.headers, ...added })
       if (notModified) counts.notModified++
-      const capture = fresh !== undefined && !notModified
+      // A 304 to this client still stores the body when end() gave it whole: otherwise clients
+      // revalidating an expired entry would keep the cache from ever refilling.
+      const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined)
       const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
       const ours = statusHeaders(capture ? 'fwd=miss; stored' : 'fwd=miss', 'MISS', existing)
       return { notModified, capture, extraHeaders: { ...added, ...ours } }
@@ -115,7 +117,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   async function save(key: string, res: AcceleratedResponse, tee: TeeResult, fresh: Freshness, storedAt: number, added: Record<string, string>, since: Checkpoint): Promise<void> {
     const body = tee.body()
     const head = tee.head
-    if (body === undefined || head === undefined || tee.notModified) return
+    if (body === undefined || head === undefined) return
     // A body shorter or longer than it declared is not the response it claims to be.
     const declared = head.headers['content-length']
     if (declared !== undefined && Number(declared) !== body.length) return
@@ -151,9 +153,11 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     }
   }
 
-  function sendStatus(res: ServerResponse, status: 500 | 504, detail?: string): void {
+  /** A 500 (the tee, when on, reports the miss) or the only-if-cached 504 (no tee: says so itself). */
+  function sendStatus(res: ServerResponse, status: 500 | 504): void {
     const body = status === 500 ? 'Internal Server Error\n' : 'Gateway Timeout\n'
-    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length), ...statusHeaders(detail ?? 'fwd=miss', 'MISS') })
+    const cacheStatus = status === 504 ? statusHeaders('detail=only-if-cached', 'MISS') : {}
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length), ...cacheStatus })
     res.end(body)
   }
 
@@ -175,8 +179,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
 
   function tagsOf(res: AcceleratedResponse, key: string): readonly string[] | undefined {
     const value: unknown = res.tags ?? res.locals.tags ?? []
-    const tags = typeof value === 'string' ? [value] : value
-    if (Array.isArray(tags) && tags.every((tag) => typeof tag === 'string')) return tags
+    const tags = typeof value === 'string' ? [value] : typeof value === 'object' && value !== null && Symbol.iterator in value ? [...(value as Iterable<unknown>)] : undefined
+    if (tags?.every((tag) => typeof tag === 'string')) return tags as string[]
     // Storing with a tag missing would make that tag's invalidation miss this entry.
     report(new TypeError(`expected res.tags to be an array of strings, got ${describe(value)}`), { op: 'tags', key })
     return undefined

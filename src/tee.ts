@@ -26,7 +26,7 @@ export interface Head {
 export interface HeadPlan {
   /** Answer `304 Not Modified` instead, and drop whatever the handler writes after. */
   notModified: boolean
-  /** Keep a copy of the body (up to the byte limit). */
+  /** Keep a copy of the body (up to the byte limit); with `notModified`, only a whole body. */
   capture: boolean
   /** Headers to add to the response (the cache's status header, a computed ETag). */
   extraHeaders: Readonly<Record<string, string>>
@@ -36,8 +36,6 @@ export interface HeadPlan {
 export interface TeeResult {
   /** The status and headers as sent (the 304 replacement excepted), once headers went out. */
   readonly head: Head | undefined
-  /** Set when the response was turned into a 304 by the tee. */
-  readonly notModified: boolean
   /** The copied body: every byte written, or undefined when not captured or over the limit. */
   body(): Buffer | undefined
 }
@@ -63,6 +61,7 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     const given = typeof reason === 'string' ? headersArg : reason
     head = { status: Number(statusCode), headers: finalHeaders(res, given), wholeBody }
     const plan = onHead(head)
+    if (plan.capture) copy = new BodyCopy(contentLength(head.headers), maxBytes)
     if (plan.notModified) {
       notModified = true
       for (const name of res.getHeaderNames()) res.removeHeader(name)
@@ -72,7 +71,6 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
       if (!ending) end.call(res)
       return res
     }
-    if (plan.capture) copy = new BodyCopy(contentLength(head.headers), maxBytes)
     if (typeof reason === 'string') return writeHead.call(res, statusCode, reason, withHeaders(res, given, plan.extraHeaders))
     return writeHead.call(res, statusCode, withHeaders(res, given, plan.extraHeaders))
   } as ServerResponse['writeHead']
@@ -102,16 +100,15 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     } finally {
       ending = false
     }
-    if (sendable && !notModified) copy?.append(last?.bytes ?? data, enc)
+    // After a 304 decided inside this end(), only a whole body is copied (the plan asked for a
+    // copy only then): the client gets no body, the store gets all of it.
+    if (sendable) copy?.append(last?.bytes ?? data, enc)
     return res
   } as ServerResponse['end']
 
   return {
     get head() {
       return head
-    },
-    get notModified() {
-      return notModified
     },
     body: () => copy?.bytes(),
   }

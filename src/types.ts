@@ -7,8 +7,8 @@ import type { Body } from './body.js'
 export type AcceleratedResponse = ServerResponse & {
   /** Seconds to store this response for (overrides its headers for the cache, not for clients). */
   cacheFor?: number
-  /** Tags that `invalidateTags` drops this response by. */
-  tags?: readonly string[] | string
+  /** Tags that `invalidateTags` drops this response by: an array, a Set, or one string. */
+  tags?: Iterable<string> | string
   /** Per-response locals (created when the framework did not): `cacheFor` and `tags` work here too. */
   locals: Record<string, any>
 }

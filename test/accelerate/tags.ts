@@ -31,33 +31,39 @@ t.test('invalidateTags drops exactly the entries carrying a tag, and counts them
   t.equal(await app.invalidateTags([]), 0)
 })
 
-t.test('tags from res.locals.tags, a single string, and odd characters', async (t) => {
+t.test('tags from res.locals.tags, a Set, a single string, and odd characters', async (t) => {
   const app = accelerate((req, res) => {
     res.cacheFor = 60
     if (req.url === '/locals') res.locals.tags = ['user:1', '']
+    else if (req.url === '/set') res.tags = new Set(['from a set'])
     else res.tags = 'a tag with spaces, commas and \u00fc'
     res.end(req.url!)
   })
   const url = await listen(t, app)
   await request(url + '/locals')
   await request(url + '/string')
+  await request(url + '/set')
+  t.equal(await app.invalidateTags(['from a set']), 1)
   t.equal(await app.invalidateTags(['']), 1, 'the empty tag is a tag')
   t.equal(await app.invalidateTags(['a tag with spaces, commas and \u00fc']), 1)
 })
 
 t.test('tags that are not strings are reported and the response is not stored', async (t) => {
   const errors: string[] = []
-  const origin = counted((_req, res) => {
+  const origin = counted((req, res) => {
     res.cacheFor = 60
-    ;(res as { tags?: unknown }).tags = ['ok', 42]
+    ;(res as { tags?: unknown }).tags = req.url === '/number' ? 42 : ['ok', 42]
     res.end('x')
   })
   const url = await listen(t, accelerate(origin, { onError: (err, { op }) => errors.push(`${op}: ${err.message}`) }))
   await request(url + '/')
   await settle()
   await request(url + '/')
-  t.equal(origin.calls, 2)
+  await request(url + '/number')
+  await settle()
+  t.equal(origin.calls, 3)
   t.equal(errors[0], 'tags: expected res.tags to be an array of strings, got ["ok", 42]')
+  t.equal(errors[2], 'tags: expected res.tags to be an array of strings, got 42')
 })
 
 t.test('invalidateTags rejects what is not an array of strings', async (t) => {

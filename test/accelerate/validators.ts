@@ -102,7 +102,7 @@ t.test('HEAD with a matching validator gets 304 too', async (t) => {
   t.equal((await request(url, { method: 'HEAD', headers: { 'if-none-match': '"h"' } })).status, 304)
 })
 
-t.test('on a miss: a whole body\'s computed ETag answers a client that kept it from an evicted entry', async (t) => {
+t.test('on a miss: a whole body\'s computed ETag answers a client that kept it, and refills the cache', async (t) => {
   const origin = counted((_req, res) => {
     res.cacheFor = 60
     res.end('same bytes')
@@ -114,9 +114,27 @@ t.test('on a miss: a whole body\'s computed ETag answers a client that kept it f
   const reply = await request(url + '/e', { headers: { 'if-none-match': etag! } })
   t.equal(reply.status, 304)
   t.equal(reply.headers.etag, etag)
+  t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss; stored')
   t.equal(origin.calls, 2)
-  t.equal((await request(url + '/e')).status, 200, 'nothing was stored from the 304: the next request is a miss')
-  t.equal(origin.calls, 3)
+  const hit = await request(url + '/e')
+  t.equal(hit.text, 'same bytes', 'the body the 304 did not send was stored whole')
+  t.match(hit.headers['cache-status'], /hit/)
+  t.equal(origin.calls, 2)
+})
+
+t.test('on a miss: a 304 decided before a streamed body stores nothing (the body never came)', async (t) => {
+  const origin = counted((_req, res) => {
+    res.cacheFor = 60
+    res.setHeader('etag', '"s"')
+    res.write('streamed ')
+    res.end('body')
+  })
+  const url = await listen(t, accelerate(origin))
+  const reply = await request(url + '/', { headers: { 'if-none-match': '"s"' } })
+  t.equal(reply.status, 304)
+  t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss')
+  t.equal((await request(url + '/')).text, 'streamed body')
+  t.equal(origin.calls, 2)
 })
 
 t.test('on a miss: the handler\'s ETag set with setHeader answers 304 before any byte of the body', async (t) => {
@@ -129,5 +147,7 @@ t.test('on a miss: the handler\'s ETag set with setHeader answers 304 before any
   const reply = await request(url + '/', { headers: { 'if-none-match': '"h1"' } })
   t.equal(reply.status, 304)
   t.equal(reply.headers['cache-control'], 'public, max-age=60')
-  t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss')
+  t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss; stored', 'end() gave the whole body: stored')
+  t.equal((await request(url + '/')).text, 'x')
+  t.equal(origin.calls, 1)
 })
