@@ -141,7 +141,7 @@ export function isNotModified(
 }
 
 /** Content headers describing a body a 304 does not send (RFC 9110 §15.4.5). */
-const BODY_HEADERS = new Set([
+export const BODY_HEADERS: ReadonlySet<string> = new Set([
   'content-length',
   'content-type',
   'content-encoding',

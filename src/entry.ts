@@ -4,6 +4,7 @@ import type { Freshness } from './policy.js'
 import type { HeaderRecord } from './tee.js'
 import { strongEtag } from './etag.js'
 import { formatHttpDate } from './http-date.js'
+import { retention, staleWindows, type StaleOptions } from './stale.js'
 
 /**
  * Headers never stored: hop-by-hop ones (RFC 9110 §7.6.1, RFC 9111 §3.1), what is recomputed on
@@ -14,7 +15,10 @@ const NOT_STORED = new Set([
   'proxy-authenticate', 'proxy-authorization', 'set-cookie', 'age', 'content-length', 'cache-status', 'x-cache',
 ])
 
-/** The entry for a response that finished in full, ready for `store.set`. */
+/**
+ * The entry for a response that finished in full, ready for `store.set`: fresh for `ttl`, then
+ * kept for its stale windows and for revalidation (see {@link retention}).
+ */
 export function toEntry(
   status: number,
   sent: HeaderRecord,
@@ -22,9 +26,12 @@ export function toEntry(
   tags: readonly string[],
   { ttl, initialAge }: Freshness,
   storedAt: number,
+  staleOptions: StaleOptions,
 ): CacheEntry {
+  const headers = storedHeaders(status, sent, body, storedAt)
   const staleAt = storedAt + ttl * 1000
-  return { status, headers: storedHeaders(status, sent, body, storedAt), body, tags, storedAt, initialAge, staleAt, expiresAt: staleAt }
+  const expiresAt = staleAt + retention(ttl, staleWindows(headers, staleOptions)) * 1000
+  return { status, headers, body, tags, storedAt, initialAge, staleAt, expiresAt }
 }
 
 /**

@@ -26,8 +26,12 @@ export interface AccelerateOptions {
   staleWhileRevalidate?: number
   /** Seconds a stale entry may be served when regeneration fails. @default 0 */
   staleIfError?: number
-  /** Let a client's `no-cache` / `max-age=0` / `Pragma: no-cache` force regeneration. @default false */
+  /** Let a client's `no-cache` / `max-age=0` / `Pragma: no-cache` force revalidation. @default false */
   honorClientNoCache?: boolean
+  /** Milliseconds a request waits for another's generation of the same key before running the handler itself; 0 never waits. @default 5000 */
+  coalesceTimeoutMs?: number
+  /** Background refreshes (stale-while-revalidate, soft invalidation) running at once; more wait in a bounded queue. @default 4 */
+  backgroundConcurrency?: number
   /** The response header reporting what the cache did (RFC 9211), or false for none. @default 'Cache-Status' */
   statusHeader?: string | false
   /** Also send `X-Cache: HIT` / `MISS`. @default false */
@@ -51,6 +55,8 @@ export interface ResolvedOptions {
   staleWhileRevalidate: number
   staleIfError: number
   honorClientNoCache: boolean
+  coalesceTimeoutMs: number
+  backgroundConcurrency: number
   statusHeader: string | false
   xCache: boolean
   onError: ErrorHandler
@@ -90,6 +96,8 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
     staleWhileRevalidate: seconds(options, 'staleWhileRevalidate', 0),
     staleIfError: seconds(options, 'staleIfError', 0),
     honorClientNoCache: bool(options, 'honorClientNoCache', false),
+    coalesceTimeoutMs: wholeNumber(options, 'coalesceTimeoutMs', 5000),
+    backgroundConcurrency: positiveInteger(options, 'backgroundConcurrency', 4),
     statusHeader,
     xCache: bool(options, 'xCache', false),
     onError: fn(options, 'onError') ?? logOncePerBurst(now),
@@ -117,9 +125,15 @@ function seconds(options: AccelerateOptions, name: 'defaultCacheFor' | 'staleWhi
   return value
 }
 
-function positiveInteger(options: AccelerateOptions, name: 'maxEntryBytes', fallback: number): number {
+function positiveInteger(options: AccelerateOptions, name: 'maxEntryBytes' | 'backgroundConcurrency', fallback: number): number {
   const value = options[name] ?? fallback
   if (!Number.isSafeInteger(value) || (value as number) <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${describe(value)}`)
+  return value as number
+}
+
+function wholeNumber(options: AccelerateOptions, name: 'coalesceTimeoutMs', fallback: number): number {
+  const value = options[name] ?? fallback
+  if (!Number.isSafeInteger(value) || (value as number) < 0) throw new TypeError(`expected options.${name} to be a whole number of milliseconds, got ${describe(value)}`)
   return value as number
 }
 

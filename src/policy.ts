@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { deltaSeconds, parseCacheControl } from './cache-control.js'
 import { parseHttpDate } from './http-date.js'
+import { varyNames } from './vary.js'
 
 /** The options that decide storability, as the accelerator resolved them. */
 export interface StoragePolicy {
@@ -48,9 +49,8 @@ export function freshness(
   if (headers['set-cookie'] !== undefined) return undefined
   // RFC 9111 §3.5: a response to an authenticated request is shared only when it says so.
   if (reqHeaders.authorization !== undefined && !cc.has('public') && !cc.has('s-maxage')) return undefined
-  // Variants are not keyed yet: a response that varies is never stored rather than served to
-  // the wrong variant. `Vary: *` (RFC 9110 §12.5.5) will stay unstorable.
-  if (hasValue(headers.vary)) return undefined
+  // RFC 9110 §12.5.5: `Vary: *` means the response depends on more than request headers.
+  if (varyNames(headers.vary).includes('*')) return undefined
   // An event stream never ends; buffering it would only grow.
   if (String(headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('text/event-stream')) return undefined
 
@@ -91,11 +91,6 @@ function declaredLifetime(
   if (expiresAt === undefined) return 0
   const date = parseHttpDate(headers.date) ?? now
   return Math.max(0, Math.floor((expiresAt - date) / 1000))
-}
-
-function hasValue(value: string | string[] | undefined): boolean {
-  if (value === undefined) return false
-  return (Array.isArray(value) ? value.join(',') : value).replace(/[\s,]/g, '') !== ''
 }
 
 function firstValue(value: string | string[] | undefined): string | undefined {

@@ -31,6 +31,17 @@ export interface CacheEntry {
   staleAt: number
   /** The store may forget the entry from this time and never returns it after it. */
   expiresAt: number
+  /**
+   * Set by `invalidateTags(tags, { soft: true })` (with `staleAt` moved to that moment): the entry
+   * may still be served while one regeneration runs, until `expiresAt`.
+   */
+  softInvalidated?: boolean
+  /**
+   * Set on the record stored at a resource's base key when its responses vary (`Vary`): the
+   * lower-case request header names that select a variant, whose entries live under keys
+   * derived from the base key. Such a record holds no response (status 0, no headers, empty body).
+   */
+  variesOn?: readonly string[]
 }
 
 /**
@@ -43,7 +54,11 @@ export type Checkpoint = number
 
 /** Options of {@link CacheStore.invalidateTags}. */
 export interface InvalidateOptions {
-  /** Mark the entries stale (`staleAt` in the past) instead of removing them. @default false */
+  /**
+   * Mark the entries stale instead of removing them: `staleAt` becomes the time of the call (if
+   * it was later) and `softInvalidated` true; everything else, `expiresAt` included, is kept.
+   * @default false
+   */
   soft?: boolean
 }
 

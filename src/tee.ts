@@ -2,14 +2,14 @@
  * The tee: watches a response the handler writes, without delaying or reordering it, and keeps
  * a copy of its bytes when it is to be stored.
  *
- * `writeHead`, `write` and `end` are wrapped on the response object itself. Node routes every
- * other way of sending headers through `writeHead` (`write`, `end` and `flushHeaders` call
- * `_implicitHeader`, which calls `this.writeHead`), and `pipe()` calls `write`/`end`. The
- * decision of what to do with the response is taken once, in `writeHead`, when the status and
- * headers are final, so an unstorable response is never buffered at all.
+ * `writeHead`, `write`, `end` and `flushHeaders` are wrapped on the response object itself, and
+ * `pipe()` calls `write`/`end`. What to do with the response is decided once, when its status and
+ * headers are final: in `writeHead`, or, when the handler lets Node send the headers implicitly,
+ * just before `write`/`end`/`flushHeaders` hand over to Node. Deciding before Node runs lets the
+ * decision replace the response entirely (a 304, a stored entry) without re-entering Node's own
+ * `end()`; and an unstorable response is never buffered at all.
  */
 import type { ServerResponse } from 'node:http'
-import { notModifiedHeaders } from './conditional.js'
 
 /** Headers as a lower-case-keyed record of strings. */
 export type HeaderRecord = Record<string, string | string[]>
@@ -22,61 +22,81 @@ export interface Head {
   wholeBody(): Buffer | undefined
 }
 
-/** What to do with it, decided by the caller's `onHead`. */
-export interface HeadPlan {
-  /** Answer `304 Not Modified` instead, and drop whatever the handler writes after. */
-  notModified: boolean
-  /** Keep a copy of the body (up to the byte limit); with `notModified`, only a whole body. */
-  capture: boolean
-  /** Headers to add to the response (the cache's status header, a computed ETag). */
-  extraHeaders: Readonly<Record<string, string>>
+/** A response sent instead of the handler's. */
+export interface Replacement {
+  status: number
+  headers: Readonly<Record<string, string | string[]>>
+  body?: Buffer | undefined
 }
 
-/** What the tee saw, read once the response finished. */
+/** What to do with it, decided by the caller's `onHead`. */
+export interface HeadPlan {
+  /** Send this instead, and drop whatever the handler writes after (a 304, a stored entry). */
+  replace?: Replacement | undefined
+  /** Keep a copy of the body (up to the byte limit); with `replace`, only a whole body. */
+  capture: boolean
+  /** Headers to add to the handler's response (the cache's status header, a computed ETag). */
+  extraHeaders?: Readonly<Record<string, string>>
+}
+
+/** What the tee saw. */
 export interface TeeResult {
-  /** The status and headers as sent (the 304 replacement excepted), once headers went out. */
+  /** The handler's status and headers, once decided. */
   readonly head: Head | undefined
   /** The copied body: every byte written, or undefined when not captured or over the limit. */
   body(): Buffer | undefined
+  /** Sends `replacement` instead of anything the handler writes (its headers must not be sent yet). */
+  replace(replacement: Replacement): void
 }
 
 type Chunk = string | Uint8Array
 type Callback = (err?: Error | null) => void
+type Original = (...args: unknown[]) => ServerResponse & boolean
 
-/** Starts watching `res`. Call before the handler runs. */
-export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number): TeeResult {
+/**
+ * Starts watching `res`; call before the handler runs. `onOverflow` is called when a body being
+ * copied outgrows `maxBytes` (the copy stops there; the response goes on).
+ */
+export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number, onOverflow?: () => void): TeeResult {
   // The originals, called with the arguments exactly as the handler gave them.
-  const { writeHead, write, end } = res as unknown as Record<'writeHead' | 'write' | 'end', (...args: unknown[]) => ServerResponse & boolean>
+  const { writeHead, write, end, flushHeaders } = res as unknown as Record<'writeHead' | 'write' | 'end' | 'flushHeaders', Original>
   let head: Head | undefined
-  let notModified = false
+  let plan: HeadPlan | undefined
+  let replaced = false
   let copy: BodyCopy | undefined
-  let ending = false
   // The chunk given to end() before any header went out: the whole body, encoded on demand.
   let last: { chunk: Chunk; encoding: BufferEncoding | undefined; bytes?: Buffer | undefined } | undefined
   const wholeBody = () => (last ? (last.bytes ??= toBuffer(last.chunk, last.encoding)) : undefined)
 
+  const decide = (status: number, given: unknown): HeadPlan => {
+    head = { status, headers: finalHeaders(res, given), wholeBody }
+    plan = onHead(head)
+    if (plan.capture) copy = new BodyCopy(contentLength(head.headers), maxBytes, onOverflow)
+    if (plan.replace) replace(plan.replace)
+    return plan
+  }
+  const replace = (replacement: Replacement) => {
+    replaced = true
+    for (const name of res.getHeaderNames()) res.removeHeader(name)
+    writeHead.call(res, replacement.status, replacement.headers)
+    end.call(res, replacement.body)
+  }
+  // Before handing over to Node with no header sent: decide, as Node is about to send them.
+  const decideImplicitly = () => res.headersSent || plan !== undefined || decide(res.statusCode, undefined)
+
   res.writeHead = function (this: ServerResponse, statusCode: number, reason?: unknown, headersArg?: unknown): ServerResponse {
     // Node throws on a second writeHead or a bad status; let it, with its own error.
-    if (res.headersSent || !Number.isInteger(Number(statusCode))) return writeHead.apply(res, arguments as never)
+    if (replaced || res.headersSent || !Number.isInteger(Number(statusCode))) return writeHead.apply(res, arguments as never)
     const given = typeof reason === 'string' ? headersArg : reason
-    head = { status: Number(statusCode), headers: finalHeaders(res, given), wholeBody }
-    const plan = onHead(head)
-    if (plan.capture) copy = new BodyCopy(contentLength(head.headers), maxBytes)
-    if (plan.notModified) {
-      notModified = true
-      for (const name of res.getHeaderNames()) res.removeHeader(name)
-      writeHead.call(res, 304, notModifiedHeaders({ ...head.headers, ...plan.extraHeaders }))
-      // End now so the client and the socket are free at once; what the handler writes next
-      // is dropped by the wrappers below (inside end(), Node is already ending).
-      if (!ending) end.call(res)
-      return res
-    }
-    if (typeof reason === 'string') return writeHead.call(res, statusCode, reason, withHeaders(res, given, plan.extraHeaders))
-    return writeHead.call(res, statusCode, withHeaders(res, given, plan.extraHeaders))
+    const { replace: replacement, extraHeaders = {} } = plan ?? decide(Number(statusCode), given)
+    if (replacement) return res
+    if (typeof reason === 'string') return writeHead.call(res, statusCode, reason, withHeaders(res, given, extraHeaders))
+    return writeHead.call(res, statusCode, withHeaders(res, given, extraHeaders))
   } as ServerResponse['writeHead']
 
   res.write = function (this: ServerResponse, chunk: Chunk, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
-    if (notModified) return dropped(typeof encoding === 'function' ? encoding : cb)
+    if (!replaced) decideImplicitly()
+    if (replaced) return dropped(typeof encoding === 'function' ? encoding : cb)
     // Bytes written after end() never go out (Node reports the error): they are not copied.
     const sendable = !res.writableEnded
     const ok = write.apply(res, arguments as never)
@@ -85,32 +105,34 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
   } as ServerResponse['write']
 
   res.end = function (this: ServerResponse, chunk?: Chunk | Callback, encoding?: BufferEncoding | Callback, cb?: Callback): ServerResponse {
-    if (notModified) {
-      dropped([chunk, encoding, cb].find((arg) => typeof arg === 'function') as Callback | undefined)
-      return res
-    }
+    const callback = [chunk, encoding, cb].find((arg) => typeof arg === 'function') as Callback | undefined
     const data = typeof chunk === 'function' ? undefined : chunk
     const enc = typeof encoding === 'string' ? encoding : undefined
-    const sendable = data != null && !res.writableEnded
+    const sendable = data != null && !res.writableEnded && !replaced
     // The whole body is known before the headers: let onHead see it (to compute an ETag).
     if (sendable && !res.headersSent) last = { chunk: data, encoding: enc }
-    ending = true
-    try {
-      end.apply(res, arguments as never)
-    } finally {
-      ending = false
-    }
-    // After a 304 decided inside this end(), only a whole body is copied (the plan asked for a
-    // copy only then): the client gets no body, the store gets all of it.
+    if (!replaced) decideImplicitly()
+    // A replacement still keeps a copy of a whole body, when the plan asked for one.
     if (sendable) copy?.append(last?.bytes ?? data, enc)
+    if (replaced) {
+      dropped(callback)
+      return res
+    }
+    end.apply(res, arguments as never)
     return res
   } as ServerResponse['end']
+
+  res.flushHeaders = function (this: ServerResponse): void {
+    if (!replaced) decideImplicitly()
+    if (!replaced) flushHeaders.call(res)
+  }
 
   return {
     get head() {
       return head
     },
     body: () => copy?.bytes(),
+    replace,
   }
 }
 
@@ -187,6 +209,7 @@ class BodyCopy {
   constructor(
     expected: number | undefined,
     private readonly max: number,
+    private readonly onOverflow: (() => void) | undefined,
   ) {
     this.buffer = Buffer.allocUnsafeSlow(expected !== undefined && expected <= max ? expected : Math.min(16 * 1024, max))
   }
@@ -198,6 +221,7 @@ class BodyCopy {
       // Too large to store: stop copying, keep streaming.
       this.overflowed = true
       this.buffer = Buffer.alloc(0)
+      this.onOverflow?.()
       return
     }
     if (this.length + size > this.buffer.length) {

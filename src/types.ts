@@ -22,7 +22,7 @@ export interface Stats {
   hits: number
   /** Lookups that found nothing fresh, so the handler ran. */
   misses: number
-  /** Stale entries served (stale-while-revalidate, stale-if-error). */
+  /** Stale entries served (stale-while-revalidate, soft invalidation, stale-if-error). */
   staleHits: number
   /** `304 Not Modified` answers, from the cache or before a lazy body was generated. */
   notModified: number
@@ -34,6 +34,12 @@ export interface Stats {
   bypasses: number
   /** Failures reported to `onError`. */
   errors: number
+  /** Requests that waited for another request's generation of the same key (coalescing). */
+  coalesced: number
+  /** Stale entries the handler confirmed with a 304: refreshed without regenerating the body. */
+  revalidations: number
+  /** Background refreshes started (stale-while-revalidate, soft invalidation). */
+  refreshes: number
   /** Entries held by the store, when it knows. */
   entries?: number
   /** Bytes held by the store, when it knows. */

@@ -34,6 +34,7 @@ export function entryBytes(key: string, entry: CacheEntry): number {
     for (const v of typeof value === 'string' ? [value] : value) bytes += v.length
   }
   for (const tag of entry.tags) bytes += tag.length
+  for (const name of entry.variesOn ?? []) bytes += name.length
   return bytes
 }
 
@@ -159,7 +160,7 @@ export class MemoryStore implements CacheStore {
         // A new object, since callers may hold the one a previous `get` returned. `now` is
         // already stale ("from then on it is stale"); min() keeps an earlier staleAt, so a
         // stale-while-revalidate window that has begun is not restarted.
-        held.entry = { ...held.entry, staleAt: Math.min(held.entry.staleAt, now) }
+        held.entry = { ...held.entry, staleAt: Math.min(held.entry.staleAt, now), softInvalidated: true }
         affected++
       } else {
         this.#remove(key)

@@ -26,6 +26,8 @@ t.test('bad options throw a TypeError naming the option and what it got', async 
     [{ xCache: 1 }, 'expected options.xCache to be a boolean, got 1'],
     [{ maxEntryBytes: 1.5 }, 'expected options.maxEntryBytes to be a positive integer, got 1.5'],
     [{ maxEntryBytes: 0 }, 'expected options.maxEntryBytes to be a positive integer, got 0'],
+    [{ backgroundConcurrency: 0 }, 'expected options.backgroundConcurrency to be a positive integer, got 0'],
+    [{ coalesceTimeoutMs: -1 }, 'expected options.coalesceTimeoutMs to be a whole number of milliseconds, got -1'],
     [{ cacheableStatuses: [200, 'x'] }, 'expected options.cacheableStatuses to be an iterable of status codes, got [200, "x"]'],
     [{ cacheableStatuses: 200 }, 'expected options.cacheableStatuses to be an iterable of status codes, got 200'],
     [{ cacheableStatuses: [99] }, 'expected options.cacheableStatuses to be an iterable of status codes, got [99]'],

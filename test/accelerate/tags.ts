@@ -172,11 +172,15 @@ t.test('clear() empties this namespace only', async (t) => {
   t.equal(shop.calls, 1, 'shop was not')
 })
 
-t.test('soft invalidation marks entries stale: they are regenerated on the next request', async (t) => {
+t.test('soft invalidation marks entries stale: served once more while one refresh runs', async (t) => {
   const origin = taggedOrigin()
   const app = accelerate(origin)
   const url = await listen(t, app)
   await request(url + '/s?tag=soft')
   t.equal(await app.invalidateTags(['soft'], { soft: true }), 1)
-  t.equal((await request(url + '/s?tag=soft')).text, '/s render 2')
+  const stale = await request(url + '/s?tag=soft')
+  t.equal(stale.text, '/s render 1')
+  t.match(stale.headers['cache-status'], /^node-accelerator; hit; ttl=-?\d+; detail=stale-while-revalidate$/)
+  await settle()
+  t.equal((await request(url + '/s?tag=soft')).text, '/s render 2', 'the refresh stored the new render')
 })

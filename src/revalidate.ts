@@ -1,0 +1,30 @@
+/** Revalidation (RFC 9111 §4.3): asking the handler whether a stored response is still current. */
+import type { IncomingHttpHeaders } from 'node:http'
+import type { CacheEntry } from './store.js'
+import type { HeaderRecord } from './tee.js'
+import { BODY_HEADERS } from './conditional.js'
+
+/**
+ * Replaces the request's own validators with the stored entry's (RFC 9111 §4.3.1), so that a
+ * handler that compares them (or sets an ETag and returns a lazy body) can answer 304 instead of
+ * regenerating the body. Returns the request's headers as the client sent them.
+ */
+export function sendValidators(headers: IncomingHttpHeaders, entry: CacheEntry): IncomingHttpHeaders {
+  const asSent = { ...headers }
+  delete headers['if-none-match']
+  delete headers['if-modified-since']
+  const { etag, 'last-modified': lastModified } = entry.headers
+  if (typeof etag === 'string') headers['if-none-match'] = etag
+  if (typeof lastModified === 'string') headers['if-modified-since'] = lastModified
+  return asSent
+}
+
+/**
+ * The stored headers updated with those of a 304 (RFC 9111 §4.3.4, §3.2): each header the 304
+ * carries replaces the stored one, except those describing the body it did not send.
+ */
+export function refreshedHeaders(stored: HeaderRecord, fromHandler: HeaderRecord): HeaderRecord {
+  const headers = { ...stored }
+  for (const name in fromHandler) if (!BODY_HEADERS.has(name)) headers[name] = fromHandler[name] as string | string[]
+  return headers
+}
