@@ -2,6 +2,8 @@
 // res.json, res.sendFile-style pipes), using Express's own res.locals.
 import t from 'tap'
 import express from 'express'
+import compression from 'compression'
+import { gunzipSync } from 'node:zlib'
 import { Readable } from 'node:stream'
 import { accelerate } from '../../src/index.js'
 import { listen, request } from '../fixtures/http.js'
@@ -81,4 +83,30 @@ t.test('an Express route that fails goes to Express\'s error handling, not to th
   t.equal(reply.status, 500)
   t.equal(reply.text, 'handled by express')
   t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss')
+})
+
+t.test('compression middleware after it: compressed only for clients that ask, each variant stored', async (t) => {
+  let renders = 0
+  const acc = accelerate(() => undefined)
+  const app = express()
+  app.use(acc.middleware)
+  app.use(compression({ threshold: 0 }))
+  app.get('/big', (_req, res) => {
+    renders++
+    res.locals.cacheFor = 60
+    res.type('text/plain').send('squeeze me '.repeat(200))
+  })
+  const url = await listen(t, app)
+  const gzip = { 'accept-encoding': 'gzip' }
+  await request(url + '/big', { headers: gzip })
+  await request(url + '/big')
+  const zipped = await request(url + '/big', { headers: gzip })
+  const plain = await request(url + '/big')
+  t.equal(renders, 2, 'one render per variant')
+  t.match(zipped.headers['cache-status'], /hit/)
+  t.equal(zipped.headers['content-encoding'], 'gzip')
+  t.equal(gunzipSync(zipped.body).toString(), 'squeeze me '.repeat(200))
+  t.match(plain.headers['cache-status'], /hit/)
+  t.equal(plain.headers['content-encoding'], undefined)
+  t.equal(plain.text, 'squeeze me '.repeat(200))
 })
