@@ -84,7 +84,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
         counts.revalidations++
         const headers = { ...refreshedHeaders(stale.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
         const fresh = mayStore ? freshness(client.headers, { status: stale.status, headers, cacheFor: optedInSeconds(res, gen.key) }, opts, now) : undefined
-        const tags = fresh && tagsOf(res, gen.key, stale.tags)
+        const tags = fresh && variantTagged(gen, tagsOf(res, gen.key, stale.tags))
         const entry = tags ? toEntry(stale.status, headers, stale.body, tags, fresh!, now, opts) : { ...stale, headers }
         if (tags) storing = put(gen.key, entry, since!).then((stored) => settle(stored ? { entry, key: gen.key } : undefined))
         else settle()
@@ -146,7 +146,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     if (!body || !tags) return gen.lease?.flight.settle(undefined)
     const names = varyNames(head.headers.vary)
     const key = names.length > 0 ? variantKey(gen.base, names, headers) : gen.base
-    const entry = toEntry(head.status, { ...head.headers, ...added }, body, names.length > 0 ? [...tags, variantsTag(gen.base)] : tags, fresh, storedAt, opts)
+    const entry = toEntry(head.status, { ...head.headers, ...added }, body, variantTagged({ ...gen, key }, tags)!, fresh, storedAt, opts)
     if (!(await put(key, entry, since))) return gen.lease?.flight.settle(undefined)
     gen.lease?.flight.settle({ entry, key })
     if (names.length > 0 && !coversVariant(gen.record, names, entry.expiresAt)) await put(gen.base, varyRecord(names, storedAt, entry.expiresAt), since, false)
@@ -169,6 +169,12 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
       report(err as Error, { op: 'set', key })
       return false
     }
+  }
+
+  /** A variant's tags always include its resource's, so that invalidate(url) reaches it. */
+  function variantTagged({ base, key }: Pick<Generation, 'base' | 'key'>, tags: readonly string[] | undefined): readonly string[] | undefined {
+    const resourceTag = variantsTag(base)
+    return tags === undefined || key === base || tags.includes(resourceTag) ? tags : [...tags, resourceTag]
   }
 
   function optedInSeconds(res: AcceleratedResponse, key: string): number | undefined {

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { accelerate } from '../../src/index.js'
-import { counted, eventually, gate, listen, request } from '../fixtures/http.js'
+import { counted, eventually, gate, listen, manualClock, request } from '../fixtures/http.js'
 
 const page = '<h1>compress me</h1>'.repeat(20)
 
@@ -165,4 +165,30 @@ t.test('a waiter of another variant is not served the leader\'s response', async
   t.equal((await same).text, 'encoding=gzip')
   t.equal((await other).text, 'encoding=br', 'the br client ran the handler itself')
   t.equal(origin.calls, 2)
+})
+
+t.test('a revalidated variant keeps its resource tag, so invalidate(url) still reaches it', async (t) => {
+  const clock = manualClock()
+  const origin = counted((req, res) => {
+    res.cacheFor = 10
+    res.tags = ['page'] // set again on every call, the 304 included
+    res.setHeader('vary', 'accept-language')
+    res.setHeader('etag', '"fr"')
+    if (req.headers['if-none-match'] === '"fr"') {
+      res.statusCode = 304
+      return res.end()
+    }
+    return 'bonjour'
+  })
+  const app = accelerate(origin, { now: clock.now })
+  const url = await listen(t, app)
+  const fr = { 'accept-language': 'fr' }
+  await request(url + '/', { headers: fr })
+  clock.advance(11_000)
+  t.equal((await request(url + '/', { headers: fr })).headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=304; stored; ttl=10')
+  await app.invalidate(url + '/')
+  // Another variant recreates the resource's vary record: a surviving fr entry would be found again.
+  await request(url + '/', { headers: { 'accept-language': 'de' } })
+  t.match((await request(url + '/', { headers: fr })).headers['cache-status'], /fwd=miss/, 'fr was dropped with its resource')
+  t.equal(origin.calls, 4)
 })
