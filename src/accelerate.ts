@@ -52,7 +52,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const cc = parseCacheControl(req.headers['cache-control'])
     // RFC 9111 §4.3.2: preconditions a cache does not evaluate, and Range, go to the handler.
     if (hasOriginOnlyPrecondition(req.headers)) return generate(req, res, run, { base, key: base, cc, ifErrorUntil: 0 })
-    const { key, entry, record } = await lookup(base, req.headers)
+    const { key, entry, record, storeDown } = await lookup(base, req.headers)
     const now = opts.now()
     const forced = opts.honorClientNoCache && wantsRegeneration(req.headers, cc)
     const { state, ifErrorUntil } = entry && !forced ? entryState(entry, now, opts) : { state: 'stale', ifErrorUntil: 0 }
@@ -72,7 +72,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       const outcome = await flight.wait()
       if (outcome && serveOutcome(req, res, base, outcome)) return
     }
-    await generate(req, res, run, { base, key, record, stale: entry, ifErrorUntil, cc, lease: flight ? undefined : flights.start(key) })
+    await generate(req, res, run, { base, key, record, stale: entry, ifErrorUntil, cc, storeDown, lease: flight ? undefined : flights.start(key) })
   }
 
   /** The base store key, or undefined when the request bypasses the cache. */
@@ -89,12 +89,20 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     return undefined
   }
 
-  /** The entry for a request: at the base key, or at its variant when the base holds a vary record. */
-  async function lookup(base: string, headers: IncomingHttpHeaders): Promise<{ key: string; entry?: CacheEntry | undefined; record?: CacheEntry }> {
-    const first = await get(base)
-    if (first?.variesOn === undefined) return { key: base, entry: first }
-    const key = variantKey(base, first.variesOn, headers)
-    return { key, entry: await get(key), record: first }
+  /**
+   * The entry for a request: at the base key, or at its variant when the base holds a vary
+   * record. A store that fails is reported and the request goes on as a miss (`storeDown`).
+   */
+  async function lookup(base: string, headers: IncomingHttpHeaders): Promise<{ key: string; entry?: CacheEntry | undefined; record?: CacheEntry; storeDown?: boolean }> {
+    try {
+      const first = await store.get(base)
+      if (first?.variesOn === undefined) return { key: base, entry: first }
+      const key = variantKey(base, first.variesOn, headers)
+      return { key, entry: await store.get(key), record: first }
+    } catch (err) {
+      report(err as Error, { op: 'get', key: base })
+      return { key: base, storeDown: true }
+    }
   }
 
   function serveEntry(req: IncomingMessage, res: ServerResponse, entry: CacheEntry, now: number, params: string, detail?: string): void {
@@ -162,15 +170,6 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const cacheStatus = status === 504 ? statusHeaders('detail=only-if-cached', 'MISS') : {}
     res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length), ...cacheStatus })
     res.end(body)
-  }
-
-  async function get(key: string): Promise<CacheEntry | undefined> {
-    try {
-      return await store.get(key)
-    } catch (err) {
-      report(err as Error, { op: 'get', key })
-      return undefined
-    }
   }
 
   function guard(req: IncomingMessage, res: ServerResponse, run: Run, canRefresh: boolean): void {

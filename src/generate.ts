@@ -35,6 +35,8 @@ export interface Generation {
   cc: CacheControl
   lease?: { flight: Flight; land: () => void } | undefined
   background?: boolean
+  /** The lookup just failed: do not wait for the store again (nothing is stored). */
+  storeDown?: boolean | undefined
 }
 
 /** A response being stored: its freshness, when it was generated, the validators the cache added. */
@@ -66,7 +68,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
   /** Runs the handler with the tee on; stores what finished in full; settles the waiters. */
   async function generate(req: IncomingMessage, res: AcceleratedResponse, run: Run, gen: Generation): Promise<void> {
     if (!gen.background) counts.misses++
-    const since = await checkpoint(gen.key)
+    const since = gen.storeDown ? undefined : await checkpoint(gen.key)
     const { stale, lease } = gen
     // The handler sees the stored validators; the client's own decide what the client gets.
     const client = { method: req.method, headers: stale ? sendValidators(req.headers, stale) : req.headers }

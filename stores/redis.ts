@@ -1,0 +1,351 @@
+/**
+ * RedisStore: one cache shared by every process (and machine) on one Redis or Redis Cluster.
+ *
+ * Key layout under `prefix` (default `acc:`); the `{...}` part is the Redis Cluster hash tag, so
+ * the keys one script touches always share a slot and different entries spread over the slots:
+ *
+ *   acc:{k:<key>}e   hash: m (meta JSON: status, headers, ...), b (body bytes), g (tags, JSON),
+ *                    f (staleAt), x (expiresAt), c (its checkpoint), p (soft-invalidated)
+ *   acc:{k:<key>}k   the invalidation number of the last delete(key)
+ *   acc:{t:<tag>}z   sorted set: the keys carrying the tag, scored by their expiresAt
+ *   acc:{t:<tag>}i   the invalidation number of the tag's last invalidation
+ *   acc:#seq         the invalidation sequence: max(INCR, Redis TIME in ms)
+ *   acc:#floor       the invalidation number of the last clear()
+ *
+ * Every key has a TTL: entries until their expiresAt, tag indexes until their last member's,
+ * invalidation records a day, the sequence 30 days. Index members are never removed by an
+ * invalidation or an overwrite (that would race with a writer in another slot): they are trimmed
+ * by score once the entries they point to have expired, and an invalidation drops only entries
+ * that still carry the tag (exact, though the index may hold a key that no longer does).
+ *
+ * No stale resurrection, across processes: `set` reads its tags' last invalidations (refusing
+ * at once, leaving what is stored untouched, when one is newer than its checkpoint), writes
+ * the entry (refused if its key was deleted after the checkpoint), then adds it to each tag's
+ * index while reading the tag's last invalidation again, and deletes it if one is newer; an invalidation bumps the
+ * sequence, records it on the tag, then deletes the indexed entries generated before it.
+ * Whichever way the two interleave, either the writer sees the record or the invalidator sees
+ * the entry. Ordering comes from Redis (one counter), never from local clocks.
+ */
+import { Cluster, Redis } from 'ioredis'
+import { inspect } from 'node:util'
+import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions } from '../src/store.js'
+
+/** Options of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /** Where to connect (a client is created, and closed by `close()`). @default 'redis://127.0.0.1:6379' */
+  url?: string
+  /** An ioredis `Redis` or `Cluster` to use instead; it is not closed by `close()`. */
+  client?: Redis | Cluster
+  /** Prefix of every key, keeping apps on one Redis apart; no `{` or `}`. @default 'acc:' */
+  prefix?: string
+  /** Milliseconds after which a command is given up on (the request goes on as a miss). @default 100 */
+  timeoutMs?: number
+  /** Bodies larger than this many bytes are not stored. @default 8 MiB */
+  maxEntryBytes?: number
+  /** The clock for expiry, epoch milliseconds. @default Date.now */
+  now?: () => number
+  /**
+   * @internal For tests of the races `set` is built to survive: awaited between its steps, so
+   * that an invalidation can land exactly there. Not for production use.
+   */
+  interleave?: (step: 'checked' | 'written') => Promise<void> | void
+}
+
+const DAY = 24 * 60 * 60 * 1000
+/** How long invalidation records protect generations in flight: longer ones are not protected. */
+const RECORD_TTL = DAY
+const SEQ_TTL = 30 * DAY
+/** Index members are trimmed this long after their entry expired (clock skew between processes). */
+const INDEX_GRACE = 60_000
+/** After a command times out, commands fail at once for this long (a paused Redis costs one timeout a second). */
+const BREAK_MS = 1000
+const SCAN_COUNT = 1000
+const DROP_BATCH = 500
+
+/** Lua scripts by command name: how many of their arguments are keys, and the script. */
+const SCRIPTS = {
+  // KEYS: entry, key record. ARGV: since, ttl, meta, body, staleAt, expiresAt, soft, tags.
+  accSet: [2, `
+    local deleted = redis.call('GET', KEYS[2])
+    if deleted and tonumber(deleted) > tonumber(ARGV[1]) then return 0 end
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[1], 'm', ARGV[3], 'b', ARGV[4], 'f', ARGV[5], 'x', ARGV[6], 'c', ARGV[1], 'p', ARGV[7], 'g', ARGV[8])
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1`],
+  // KEYS: tag index, tag record. ARGV: key, expiresAt, trim below, ttl. Returns the tag's record.
+  accIndex: [2, `
+    redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+    if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+    return tonumber(redis.call('GET', KEYS[2]) or '0')`],
+  // KEYS: sequence. ARGV: ttl. Monotonic even when Redis restarts empty: never below Redis TIME.
+  accBump: [1, `
+    local time = redis.call('TIME')
+    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    local n = redis.call('INCR', KEYS[1])
+    if n < now then
+      n = now
+      redis.call('SET', KEYS[1], string.format('%.0f', n))
+    end
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    return n`],
+  // KEYS: a record. ARGV: n, ttl. Raises the record to n (never lowers it).
+  accRaise: [1, `
+    if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+    return 1`],
+  // KEYS: tag index, tag record. ARGV: n, ttl, trim below. Records n, returns the tagged keys.
+  accInvalidateTag: [2, `
+    if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+    return redis.call('ZRANGE', KEYS[1], 0, -1)`],
+  // KEYS: entry. ARGV: n, soft, now, tags (a JSON object of the invalidated tags, or '' for
+  // any). Drops (or marks stale) an entry generated before n that carries one of the tags.
+  accDrop: [1, `
+    local generated = redis.call('HGET', KEYS[1], 'c')
+    if not generated or tonumber(generated) >= tonumber(ARGV[1]) then return 0 end
+    if ARGV[4] ~= '' then
+      local wanted = cjson.decode(ARGV[4])
+      local carries = false
+      for _, tag in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'g'))) do
+        if wanted[tag] then carries = true break end
+      end
+      if not carries then return 0 end
+    end
+    if ARGV[2] == '1' then
+      if tonumber(redis.call('HGET', KEYS[1], 'f')) > tonumber(ARGV[3]) then redis.call('HSET', KEYS[1], 'f', ARGV[3]) end
+      redis.call('HSET', KEYS[1], 'p', '1')
+    else
+      redis.call('UNLINK', KEYS[1])
+    end
+    return 1`],
+  // KEYS: entry, key record. ARGV: n, ttl. Records the delete, drops an entry generated before it.
+  accDelete: [2, `
+    if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+    local generated = redis.call('HGET', KEYS[1], 'c')
+    if not generated or tonumber(generated) >= tonumber(ARGV[1]) then return 0 end
+    redis.call('UNLINK', KEYS[1])
+    return 1`],
+} as const satisfies Record<string, readonly [keys: number, lua: string]>
+
+type Scripted = Record<keyof typeof SCRIPTS, (...args: Array<string | number | Buffer>) => Promise<unknown>>
+type Client = (Redis | Cluster) & Scripted
+
+/** The meta JSON of an entry (everything but the body and the times a script may change). */
+interface Meta {
+  s: number
+  h: Record<string, string | string[]>
+  t: number
+  a: number
+  v?: string[]
+}
+
+/** A Redis-backed {@link CacheStore}, shared by every process that uses the same Redis and prefix. */
+export class RedisStore implements CacheStore {
+  readonly #client: Client
+  readonly #owned: boolean
+  readonly #prefix: string
+  readonly #timeoutMs: number
+  readonly #maxEntryBytes: number
+  readonly #now: () => number
+  readonly #interleave: RedisStoreOptions['interleave']
+  #unavailableUntil = 0
+  #closed = false
+
+  constructor(options: RedisStoreOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
+    const { url, client, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave } = options
+    if (url !== undefined && client !== undefined) throw new TypeError('expected options.url or options.client, got both')
+    if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url))) throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
+    if (client !== undefined && !(client instanceof Redis || client instanceof Cluster)) throw new TypeError(`expected options.client to be an ioredis Redis or Cluster, got ${inspect(client, { depth: 0 })}`)
+    if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new TypeError(`expected options.prefix to be a string without { or }, got ${inspect(prefix)}`)
+    for (const [name, value] of [['timeoutMs', timeoutMs], ['maxEntryBytes', maxEntryBytes]] as const) {
+      if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${inspect(value)}`)
+    }
+    if (typeof now !== 'function') throw new TypeError(`expected options.now to be a function, got ${inspect(now)}`)
+    this.#owned = client === undefined
+    this.#prefix = prefix
+    this.#timeoutMs = timeoutMs
+    this.#maxEntryBytes = maxEntryBytes
+    this.#now = now
+    this.#interleave = interleave
+    const target = client ?? new Redis(url ?? 'redis://127.0.0.1:6379', {
+      // Fail open, fast: no queue while disconnected, no retries of a command, a deadline on
+      // each, and reconnecting forever in the background so caching resumes by itself.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: timeoutMs,
+      connectTimeout: Math.max(1000, timeoutMs * 10),
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    })
+    // Every failed command is reported by its caller; the connection's own errors repeat on
+    // each reconnect attempt and would only be noise.
+    if (this.#owned) target.on('error', () => {})
+    // Scripts run by EVALSHA (EVAL once per connection when Redis does not know them yet).
+    for (const [name, [numberOfKeys, lua]] of Object.entries(SCRIPTS)) {
+      if (typeof (target as unknown as Record<string, unknown>)[name] !== 'function') target.defineCommand(name, { numberOfKeys, lua })
+    }
+    this.#client = target as Client
+  }
+
+  /**
+   * Resolves once the connection is up, for an app that wants its first requests to hit the
+   * cache (until then, with no offline queue, they are misses). Rejects after `waitMs`.
+   */
+  async ready(waitMs = 10_000): Promise<void> {
+    if (this.#closed) throw new Error('RedisStore is closed')
+    if (this.#client.status === 'ready') return
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`Redis was not ready within ${waitMs} ms`)), waitMs)
+      const done = (err?: Error) => {
+        clearTimeout(timer)
+        this.#client.off('ready', done)
+        if (err) reject(err)
+        else resolve()
+      }
+      this.#client.once('ready', () => done())
+    })
+  }
+
+  async get(key: string): Promise<CacheEntry | undefined> {
+    const [m, b, g, f, x, p] = await this.#call(() => this.#client.hmgetBuffer(this.#entry(key), 'm', 'b', 'g', 'f', 'x', 'p'))
+    if (!m || !b || !g || !f || !x) return undefined
+    const expiresAt = Number(x.toString())
+    if (this.#now() >= expiresAt) return undefined
+    const meta = JSON.parse(m.toString()) as Meta
+    const entry: CacheEntry = { status: meta.s, headers: meta.h, body: b, tags: JSON.parse(g.toString()) as string[], storedAt: meta.t, initialAge: meta.a, staleAt: Number(f.toString()), expiresAt }
+    if (p?.toString() === '1') entry.softInvalidated = true
+    if (meta.v) entry.variesOn = meta.v
+    return entry
+  }
+
+  async checkpoint(): Promise<Checkpoint> {
+    return Number(await this.#call(() => this.#client.get(this.#seq)))
+  }
+
+  async set(key: string, entry: CacheEntry, since: Checkpoint): Promise<boolean> {
+    const ttl = Math.ceil(entry.expiresAt - this.#now())
+    if (this.#closed || ttl <= 0 || entry.body.byteLength > this.#maxEntryBytes) return false
+    const tags = [...new Set(entry.tags)]
+    // Invalidated already: refuse without touching what is stored (a softly invalidated entry
+    // there is still servable). This read is an optimisation; the check after writing decides.
+    if (await this.#newestInvalidation(key, tags, (tag) => this.#client.get(this.#tagRecord(tag))) > since) return false
+    await this.#interleave?.('checked')
+    const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge }
+    if (entry.variesOn) meta.v = [...entry.variesOn]
+    const written = await this.#call(() =>
+      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, ttl, JSON.stringify(meta), entry.body, entry.staleAt, entry.expiresAt, entry.softInvalidated ? '1' : '0', JSON.stringify(tags)),
+    )
+    if (!written) return false
+    await this.#interleave?.('written')
+    // Only now, with the entry written, index it and read what happened meanwhile.
+    const trimBelow = this.#now() - INDEX_GRACE
+    const newest = await this.#newestInvalidation(key, tags, (tag) => this.#client.accIndex(this.#tagIndex(tag), this.#tagRecord(tag), key, entry.expiresAt, trimBelow, ttl + INDEX_GRACE))
+    if (newest <= since) return true
+    await this.#call(() => this.#client.accDrop(this.#entry(key), newest, '0', 0, ''))
+    return false
+  }
+
+  /** The newest invalidation that reaches an entry: of its tags (read by `read`), its key, a clear. */
+  async #newestInvalidation(key: string, tags: readonly string[], read: (tag: string) => Promise<unknown>): Promise<number> {
+    const records = await Promise.all([
+      ...tags.map((tag) => this.#call(() => read(tag))),
+      this.#call(() => this.#client.get(this.#keyRecord(key))),
+      this.#call(() => this.#client.get(this.#floor)),
+    ])
+    return Math.max(...records.map(Number))
+  }
+
+  async delete(key: string): Promise<number> {
+    const n = await this.#bump()
+    return Number(await this.#call(() => this.#client.accDelete(this.#entry(key), this.#keyRecord(key), n, RECORD_TTL)))
+  }
+
+  /** Counts exactly the entries removed (or marked), each once. */
+  async invalidateTags(tags: readonly string[], options: InvalidateOptions = {}): Promise<number> {
+    const n = await this.#bump()
+    const trimBelow = this.#now() - INDEX_GRACE
+    const indexed = await Promise.all([...new Set(tags)].map((tag) => this.#call(() => this.#client.accInvalidateTag(this.#tagIndex(tag), this.#tagRecord(tag), n, RECORD_TTL, trimBelow))))
+    const keys = [...new Set((indexed as string[][]).flat())]
+    const soft = options.soft === true ? '1' : '0'
+    const wanted = JSON.stringify(Object.fromEntries(tags.map((tag) => [tag, true])))
+    const now = this.#now()
+    let affected = 0
+    for (let i = 0; i < keys.length; i += DROP_BATCH) {
+      const dropped = await Promise.all(keys.slice(i, i + DROP_BATCH).map((key) => this.#call(() => this.#client.accDrop(this.#entry(key), n, soft, now, wanted))))
+      affected += dropped.reduce((sum: number, one) => sum + Number(one), 0)
+    }
+    return affected
+  }
+
+  /** Deletes this prefix's entries whose key starts with `keyPrefix` (all its keys when empty), by SCAN. */
+  async clear(keyPrefix = ''): Promise<void> {
+    const n = await this.#bump()
+    await this.#call(() => this.#client.accRaise(this.#floor, n, RECORD_TTL))
+    const match = keyPrefix === '' ? `${glob(this.#prefix)}*` : `${glob(this.#prefix)}{k:${glob(keyPrefix)}*`
+    const keep = new Set([this.#seq, this.#floor])
+    const nodes = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client]
+    for (const node of nodes) {
+      for await (const batch of node.scanStream({ match, count: SCAN_COUNT }) as AsyncIterable<string[]>) {
+        await Promise.all(batch.filter((key) => !keep.has(key)).map((key) => this.#call(() => this.#client.unlink(key))))
+      }
+    }
+  }
+
+  /** Closes the connection the store created (a client passed in stays open). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#owned) await this.#client.quit().catch(() => this.#client.disconnect())
+  }
+
+  #bump(): Promise<number> {
+    return this.#call(() => this.#client.accBump(this.#seq, SEQ_TTL)).then(Number)
+  }
+
+  /**
+   * Runs one command within the deadline. A created client enforces it itself (commandTimeout);
+   * one passed in may not, so it is raced here. After a timeout, commands fail at once for a
+   * second: a paused Redis costs one request the timeout, not every request.
+   */
+  async #call<T>(command: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error('RedisStore is closed')
+    if (performance.now() < this.#unavailableUntil) throw new Error('Redis did not answer in time recently; not asking again yet')
+    try {
+      return await (this.#owned ? command() : deadline(command(), this.#timeoutMs))
+    } catch (err) {
+      if ((err as Error).message === 'Command timed out') this.#unavailableUntil = performance.now() + BREAK_MS
+      throw err
+    }
+  }
+
+  get #seq(): string {
+    return `${this.#prefix}#seq`
+  }
+  get #floor(): string {
+    return `${this.#prefix}#floor`
+  }
+  #entry(key: string): string {
+    return `${this.#prefix}{k:${key}}e`
+  }
+  #keyRecord(key: string): string {
+    return `${this.#prefix}{k:${key}}k`
+  }
+  #tagIndex(tag: string): string {
+    return `${this.#prefix}{t:${tag}}z`
+  }
+  #tagRecord(tag: string): string {
+    return `${this.#prefix}{t:${tag}}i`
+  }
+}
+
+/** Rejects with ioredis's own timeout message when `promise` takes longer than `ms`. */
+function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('Command timed out')), ms)))
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+}
+
+/** A literal for a SCAN MATCH pattern. */
+function glob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&')
+}

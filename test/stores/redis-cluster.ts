@@ -1,0 +1,44 @@
+// RedisStore on a real 3-master Redis Cluster started by the test: entries spread over the
+// slots, no script spans two slots (Redis would answer CROSSSLOT), a tag's entries on several
+// nodes are invalidated together, and the whole conformance suite holds.
+import t from 'tap'
+import { Cluster } from 'ioredis'
+import { RedisStore } from '../../stores/redis.js'
+import { makeEntry, storeConformance } from '../fixtures/store-conformance.js'
+import { startCluster } from '../fixtures/redis-server.js'
+
+const nodes = await startCluster(t)
+const cluster = new Cluster(nodes)
+t.teardown(() => cluster.disconnect())
+let run = 0
+
+t.test('the store conformance suite, on a cluster', async (t) =>
+  storeConformance(t, async () => {
+    const store = new RedisStore({ client: cluster, prefix: `conf${run++}:` })
+    await store.ready()
+    return store
+  }))
+
+t.test('a tag whose entries live on every node is invalidated in one call', async (t) => {
+  const store = new RedisStore({ client: cluster, prefix: 'spread:' })
+  await store.ready()
+  const keys = Array.from({ length: 30 }, (_, i) => `https://example.com/page/${i}`)
+  const since = await store.checkpoint()
+  for (const key of keys) t.ok(await store.set(key, makeEntry({ tags: ['section', `page:${key}`], body: Buffer.from(key) }), since))
+  const perNode = await Promise.all(cluster.nodes('master').map(async (node) => (await node.keys('spread:{k:*}e')).length))
+  t.equal(perNode.reduce((a, b) => a + b, 0), 30)
+  t.ok(perNode.filter((count) => count > 0).length === 3, `entries on every master: ${perNode.join(', ')}`)
+  for (const key of keys) t.equal((await store.get(key))?.body.toString(), key, 'a hit, from whichever node holds it')
+  t.equal(await store.invalidateTags(['section']), 30, 'all of them, across nodes')
+  for (const key of keys) t.equal(await store.get(key), undefined)
+  t.equal(await store.invalidateTags([`page:${keys[0]}`]), 0)
+})
+
+t.test('clear() scans every master', async (t) => {
+  const store = new RedisStore({ client: cluster, prefix: 'wipe:' })
+  await store.ready()
+  for (let i = 0; i < 50; i++) await store.set(`k${i}`, makeEntry({ tags: ['t'] }), 0)
+  await store.clear()
+  const left = await Promise.all(cluster.nodes('master').map((node) => node.keys('wipe:{*')))
+  t.same(left.flat(), [])
+})

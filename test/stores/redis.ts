@@ -1,0 +1,206 @@
+// RedisStore against a real Redis: the conformance suite, plus what is Redis's own.
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { RedisStore } from '../../stores/redis.js'
+import { storeConformance, makeEntry } from '../fixtures/store-conformance.js'
+import { redisUrl, startRedis } from '../fixtures/redis-server.js'
+
+const url = await redisUrl(t)
+let run = 0
+// A prefix per store: several stores (and REDIS_URL users) never see each other's keys.
+const fresh = async () => {
+  const store = new RedisStore({ url, prefix: `test:${process.pid}:${run++}:` })
+  await store.ready()
+  return store
+}
+
+t.test('the store conformance suite', async (t) => storeConformance(t, fresh))
+
+t.test('a hit is one Redis command, whatever the number of tags', async (t) => {
+  const server = await startRedis(t)
+  const store = new RedisStore({ url: server.url })
+  await store.ready()
+  const observer = new Redis(server.url)
+  t.teardown(async () => {
+    await store.close()
+    observer.disconnect()
+  })
+  const since = await store.checkpoint()
+  const tags = Array.from({ length: 50 }, (_, i) => `tag-${i}`)
+  t.ok(await store.set('k', makeEntry({ tags }), since))
+  await store.get('k') // scripts and connection warmed up
+  const processed = async () => Number(/total_commands_processed:(\d+)/.exec(await observer.info('stats'))![1])
+  const before = await processed()
+  t.ok(await store.get('k'))
+  t.equal((await processed()) - before, 2, 'the get, and the INFO that counted it')
+})
+
+t.test('no stale resurrection at each point of set(): an invalidation between its steps', async (t) => {
+  for (const step of ['checked', 'written'] as const) {
+    for (const invalidation of ['tag', 'delete', 'clear'] as const) {
+      const prefix = `race:${process.pid}:${run++}:`
+      const other = new RedisStore({ url, prefix })
+      let purge = async () => {}
+      const store = new RedisStore({ url, prefix, interleave: (at) => (at === step ? purge() : undefined) })
+      await Promise.all([store.ready(), other.ready()])
+      const since = await store.checkpoint()
+      // Another process invalidates while this one is between the two steps.
+      purge = async () => {
+        if (invalidation === 'tag') await other.invalidateTags(['t'])
+        else if (invalidation === 'delete') await other.delete('k')
+        else await other.clear()
+      }
+      t.equal(await store.set('k', makeEntry({ tags: ['t'] }), since), false, `${invalidation} after ${step}: refused`)
+      t.equal(await store.get('k'), undefined, `${invalidation} after ${step}: nothing stored`)
+      purge = async () => {}
+      t.equal(await store.set('k', makeEntry({ tags: ['t'] }), await store.checkpoint()), true, 'a generation that began after it stores')
+      await Promise.all([store.close(), other.close()])
+    }
+  }
+})
+
+t.test('the sequence never goes back, even when Redis restarts empty', async (t) => {
+  const server = await startRedis(t)
+  const store = new RedisStore({ url: server.url })
+  await store.ready()
+  t.teardown(() => store.close())
+  const before = await store.checkpoint()
+  await store.invalidateTags(['t'])
+  const bumped = await store.checkpoint()
+  t.ok(bumped > before, 'an invalidation moves it')
+  t.ok(bumped >= Date.now() - 60_000, 'it starts from Redis TIME, not from 1')
+  await server.kill()
+  await server.restart()
+  await store.ready()
+  await store.invalidateTags(['t'])
+  t.ok(await store.checkpoint() > bumped, 'after a restart without persistence, still above every earlier value')
+})
+
+t.test('every key it writes carries a TTL', async (t) => {
+  const server = await startRedis(t)
+  const store = new RedisStore({ url: server.url })
+  const observer = new Redis(server.url)
+  await store.ready()
+  t.teardown(async () => {
+    await store.close()
+    observer.disconnect()
+  })
+  await store.set('a', makeEntry({ tags: ['t1', 't2'], variesOn: undefined }), await store.checkpoint())
+  await store.set('b', makeEntry({ tags: ['t2'] }), await store.checkpoint())
+  await store.invalidateTags(['t1'])
+  await store.delete('b')
+  await store.clear('nothing-matches')
+  const keys = await observer.keys('*')
+  t.ok(keys.length >= 6, `keys: ${keys.join(' ')}`)
+  for (const key of keys) t.ok((await observer.pttl(key)) > 0, `${key} expires`)
+})
+
+t.test('tag indexes drop members once their entries have expired', async (t) => {
+  let now = Date.now()
+  const store = new RedisStore({ url, prefix: `trim:${process.pid}:`, now: () => now })
+  const observer = new Redis(url)
+  await store.ready()
+  t.teardown(async () => {
+    await store.clear()
+    await store.close()
+    observer.disconnect()
+  })
+  for (const key of ['a', 'b', 'c']) await store.set(key, makeEntry({ tags: ['t'], expiresAt: now + 5_000 }), await store.checkpoint())
+  const index = `trim:${process.pid}:{t:t}z`
+  t.equal(await observer.zcard(index), 3)
+  now += 5_000 + 61_000 // the entries have expired, and the grace for clock skew has passed
+  await store.set('d', makeEntry({ tags: ['t'], expiresAt: now + 5_000 }), await store.checkpoint())
+  t.same(await observer.zrange(index, '0', '-1'), ['d'], 'only the live entry is left in the index')
+})
+
+t.test('prefixes keep apps apart; clear() deletes its own keys only, with SCAN, never KEYS', async (t) => {
+  const server = await startRedis(t)
+  const blog = new RedisStore({ url: server.url, prefix: 'blog:' })
+  const shop = new RedisStore({ url: server.url, prefix: 'shop:' })
+  const observer = new Redis(server.url)
+  await Promise.all([blog.ready(), shop.ready()])
+  t.teardown(async () => {
+    await Promise.all([blog.close(), shop.close()])
+    observer.disconnect()
+  })
+  await observer.set('unrelated', 'kept')
+  for (let i = 0; i < 2500; i++) await blog.set(`page-${i}`, makeEntry({ tags: ['all'] }), 0)
+  await shop.set('page-1', makeEntry({ tags: ['all'], body: Buffer.from('shop') }), 0)
+  t.equal(await blog.invalidateTags(['all']), 2500)
+  t.equal((await shop.get('page-1'))?.body.toString(), 'shop', 'a purge in one prefix does not reach the other')
+  for (let i = 0; i < 1200; i++) await blog.set(`page-${i}`, makeEntry({ tags: ['all'] }), await blog.checkpoint())
+  await blog.clear()
+  const stats = await observer.info('commandstats')
+  t.match(stats, /cmdstat_scan:calls=([2-9]|\d\d)/, 'SCAN, in batches')
+  t.notMatch(stats, /cmdstat_keys:/, 'never KEYS')
+  t.notMatch(stats, /cmdstat_flush/, 'never FLUSHDB or FLUSHALL')
+  t.equal((await observer.keys('blog:*')).filter((key) => !key.startsWith('blog:#')).length, 0, 'blog is empty')
+  t.equal((await shop.get('page-1'))?.body.toString(), 'shop', 'shop is untouched')
+  t.equal(await observer.get('unrelated'), 'kept')
+})
+
+t.test('a client passed in stays open after close(); one the store created is closed', async (t) => {
+  const client = new Redis(url)
+  t.teardown(() => client.disconnect())
+  const borrowed = new RedisStore({ client, prefix: `own:${process.pid}:` })
+  await borrowed.close()
+  await borrowed.close()
+  t.equal(await client.ping(), 'PONG')
+  await t.rejects(borrowed.get('k'), /closed/)
+  t.equal(await borrowed.set('k', makeEntry(), 0), false)
+  const created = new RedisStore({ url, prefix: `own:${process.pid}:` })
+  await created.ready()
+  await created.ready()
+  await created.close()
+  await t.rejects(created.ready(), /closed/)
+  const unreachable = new RedisStore({ url: 'redis://127.0.0.1:1' })
+  await t.rejects(unreachable.ready(50), /not ready within 50 ms/)
+  await unreachable.close()
+})
+
+t.test('maxEntryBytes: a larger body is declined', async (t) => {
+  const store = new RedisStore({ url, prefix: `max:${process.pid}:`, maxEntryBytes: 10 })
+  await store.ready()
+  t.teardown(() => store.close())
+  t.equal(await store.set('big', makeEntry({ body: Buffer.alloc(11) }), 0), false)
+  t.equal(await store.set('fits', makeEntry({ body: Buffer.alloc(10) }), 0), true)
+  t.equal(await store.get('big'), undefined)
+})
+
+t.test('bad options throw a TypeError naming the option', async (t) => {
+  const client = new Redis({ lazyConnect: true })
+  const cases: Array<[unknown, RegExp]> = [
+    [null, /^expected options to be an object, got null$/],
+    [{ url: 'http://x' }, /^expected options\.url to be a redis:\/\/ URL, got 'http:\/\/x'$/],
+    [{ url: 5 }, /^expected options\.url/],
+    [{ url: 'redis://x', client }, /^expected options\.url or options\.client, got both$/],
+    [{ client: {} }, /^expected options\.client to be an ioredis Redis or Cluster/],
+    [{ client, prefix: 'a{b}' }, /^expected options\.prefix to be a string without \{ or \}, got 'a\{b\}'$/],
+    [{ client, prefix: 3 }, /^expected options\.prefix/],
+    [{ client, timeoutMs: 0 }, /^expected options\.timeoutMs to be a positive integer, got 0$/],
+    [{ client, maxEntryBytes: 1.5 }, /^expected options\.maxEntryBytes to be a positive integer, got 1\.5$/],
+    [{ client, now: 'now' }, /^expected options\.now to be a function, got 'now'$/],
+  ]
+  for (const [options, message] of cases) t.throws(() => new RedisStore(options as never), { name: 'TypeError', message })
+  client.disconnect()
+})
+
+t.test('expiry follows the app\'s clock as well as Redis TTLs; the soft flag round-trips', async (t) => {
+  let now = Date.now()
+  const store = new RedisStore({ url, prefix: `clock:${process.pid}:`, now: () => now })
+  await store.ready()
+  t.teardown(async () => {
+    await store.clear()
+    await store.close()
+  })
+  await store.set('k', makeEntry({ expiresAt: now + 60_000, softInvalidated: true }), 0)
+  t.equal((await store.get('k'))?.softInvalidated, true)
+  now += 60_000
+  t.equal(await store.get('k'), undefined, 'past expiresAt by the app\'s clock, though Redis still holds it')
+})
+
+t.test('without url or client, it connects to redis://127.0.0.1:6379', async (t) => {
+  const store = new RedisStore({ prefix: `default:${process.pid}:` })
+  await store.close()
+  t.pass('created and closed without waiting for a connection')
+})
