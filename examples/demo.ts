@@ -1,5 +1,7 @@
 /**
  * The node-accelerator demo: `npm start`, then open http://localhost:3000 (`PORT` to change).
+ * `REDIS_URL=redis://127.0.0.1:6379 npm start` runs it on Redis: start a second one with
+ * `PORT=3001` and the two processes share one cache, and one invalidation.
  *
  * One plain `(req, res)` handler wrapped by `accelerate()`. Nothing is stored unless the handler
  * opts in with `res.cacheFor`, so each route below says exactly what it wants from the cache.
@@ -8,11 +10,18 @@ import http from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { accelerate, MemoryStore } from '../src/index.js'
-import type { AcceleratedResponse, Accelerator } from '../src/index.js'
+import type { AcceleratedResponse, Accelerator, CacheStore } from '../src/index.js'
+import { RedisStore } from '../stores/redis.js'
 
 const port = Number(process.env.PORT ?? 3000)
-if (process.env.REDIS_URL) {
-  console.log('REDIS_URL is set: Redis support arrives with the Redis store (node-accelerator/redis); this demo keeps using memory.')
+const me = `process ${process.pid} on port ${port}`
+const redisUrl = process.env.REDIS_URL
+let store: CacheStore = new MemoryStore()
+if (redisUrl) {
+  const redis = new RedisStore({ url: redisUrl, prefix: 'demo:' })
+  // Not waiting forever: with Redis down the demo still serves (every request a miss).
+  await redis.ready(3000).catch((err: Error) => console.log(`Redis at ${redisUrl} is not answering (${err.message}); serving anyway, uncached until it is.`))
+  store = redis
 }
 
 // The demo's "database": the edit forms bump a post's version.
@@ -48,6 +57,10 @@ const app: Accelerator = accelerate(async (req, res) => {
 
   if (pathname === '/') {
     // Not cached (no cacheFor): its banner says fwd=miss, showing that caching is opt-in.
+    const shared = redisUrl
+      ? `<p>On Redis (${esc(redisUrl)}): start another demo with <code>PORT=${port + 1} REDIS_URL=${esc(redisUrl)} npm start</code>.
+         A post rendered here is a hit there (its page names the process that rendered it), and an edit there drops it here.</p>`
+      : ''
     const routes = [
       ['/slow', 'sleeps 1 s, then is cached for 30 s: the second load is instant, the generated-at time stays'],
       ['/posts/1', 'tagged post:1 and posts, cached 60 s; edit it to invalidate its tag'],
@@ -56,7 +69,7 @@ const app: Accelerator = accelerate(async (req, res) => {
       ['/stats', 'app.stats() as JSON, never cached'],
     ]
     return html(res, 'node-accelerator demo', `
-      <p>This index page is not cached. Every other page says what it asks of the cache.</p>
+      <p>This index page is not cached. Every other page says what it asks of the cache. Served by ${me}.</p>${shared}
       <ul>${routes.map(([path, what]) => `<li><a href="${path}">${path}</a>: ${what}</li>`).join('')}</ul>
       <h2>Try</h2><pre>${esc(tryText(host))}</pre>`)
   }
@@ -80,7 +93,7 @@ const app: Accelerator = accelerate(async (req, res) => {
     res.tags = [`post:${id}`, 'posts']
     const other = id === '1' ? '2' : '1'
     return html(res, item.title, `
-      <p>Version <b>${item.version}</b>. Rendered <b>${item.renders}</b> time(s), last at ${clock()} in ${elapsed(started)} ms.</p>
+      <p>Version <b>${item.version}</b>. Rendered <b>${item.renders}</b> time(s) by ${me}, last at ${clock()} in ${elapsed(started)} ms.</p>
       <p>Tags: <code>post:${id}</code>, <code>posts</code>. See also <a href="/posts/${other}">post ${other}</a>.</p>
       ${button(`Edit: version ${item.version + 1}, invalidateTags(['post:${id}'])`, `/posts/${id}/edit`)}
       ${button(`invalidateTags(['posts']): drops both posts`, `/invalidate?tag=posts&back=/posts/${id}`)}`)
@@ -111,7 +124,11 @@ const app: Accelerator = accelerate(async (req, res) => {
 
   res.statusCode = 404
   return html(res, 'Not found', '<p>Try the <a href="/">index</a>.</p>')
-}, { store: new MemoryStore() })
+}, {
+  store,
+  // One site, whatever port a process listens on: two demo processes share their entries.
+  key: (req) => req.url ?? '/',
+})
 
 /** The forms' POSTs: the accelerator passes them straight through, so they can invalidate. */
 async function post(req: IncomingMessage, res: AcceleratedResponse, pathname: string, params: URLSearchParams, host: string): Promise<void> {
@@ -176,7 +193,18 @@ server.on('error', (err) => {
   process.exit(1)
 })
 server.listen(port, () => {
-  console.log(`node-accelerator demo on http://localhost:${port} (in-memory store)\n`)
+  console.log(`node-accelerator demo on http://localhost:${port} (${redisUrl ? `Redis store at ${redisUrl}` : 'in-memory store'})\n`)
+  if (redisUrl) {
+    console.log(`Two processes, one cache: run \`PORT=${port + 1} REDIS_URL=${redisUrl} npm start\` in another terminal, then:`)
+    const steps: Array<[string, string]> = [
+      [`curl -s localhost:${port}/posts/1 | grep Rendered`, 'rendered here'],
+      [`curl -s localhost:${port + 1}/posts/1 | grep Rendered`, 'a hit there: it names this process'],
+      [`curl -s -X POST localhost:${port + 1}/posts/1/edit`, "invalidateTags(['post:1']) there"],
+      [`curl -s localhost:${port}/posts/1 | grep Rendered`, 'a miss here again'],
+    ]
+    for (const [command, what] of steps) console.log(`  ${command.padEnd(48)} # ${what}`)
+    console.log()
+  }
   console.log(`Try (watch the Cache-Status and Age headers, and this log):\n\n${tryText(`localhost:${port}`)}\n`)
 })
 
@@ -185,6 +213,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     console.log(`\n${signal}: closing`)
     server.close() // stops accepting, closes idle keep-alive connections
     // Waits for responses still being stored, then closes the store.
-    void app.close().then(() => process.exit(0))
+    void app.close().then(() => store.close()).then(() => process.exit(0))
   })
 }
