@@ -23,7 +23,6 @@ import { generator, type Counts, type Generation, type Run } from './generate.js
 
 /** Background refreshes queued per concurrent slot; beyond, they are dropped (a later request asks again). */
 const QUEUED_REFRESHES_PER_SLOT = 100
-const NO_DIRECTIVES: CacheControl = new Map()
 
 /** Wraps `handler` (a `(req, res)` listener) in a response cache. */
 export function accelerate(handler: Handler, options?: AccelerateOptions): Accelerator {
@@ -55,14 +54,14 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const { key, entry, record, storeDown } = await lookup(base, req.headers)
     const now = opts.now()
     const forced = opts.honorClientNoCache && wantsRegeneration(req.headers, cc)
+    if (entry && !forced && now < entry.staleAt) return serveEntry(req, res, entry, now, 'hit')
     const { state, ifErrorUntil } = entry && !forced ? entryState(entry, now, opts) : { state: 'stale', ifErrorUntil: 0 }
-    if (entry && state === 'fresh') return serveEntry(req, res, entry, now, 'hit')
     const flight = flights.get(key)
     // Served stale at once while one regeneration runs: in the background, or (middleware, which
     // cannot call the stack without a client) in the foreground of the request that started it.
     if (entry && state === 'stale-while-revalidate' && (flight || canRefresh)) {
       counts.staleHits++
-      if (!flight) refresh(req, { base, key, record, stale: entry, ifErrorUntil: 0, cc: NO_DIRECTIVES })
+      if (!flight) refresh(req, { base, key, record, stale: entry, ifErrorUntil: 0, cc: parseCacheControl(undefined) })
       return serveEntry(req, res, entry, now, 'hit', 'stale-while-revalidate')
     }
     // RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored → 504.
@@ -113,11 +112,15 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     res.end(body)
   }
 
-  /** Serves a waiter what the generation it waited on produced, unless it is another variant. */
+  /**
+   * Serves a waiter what the generation it waited on produced, unless it is another variant's, or
+   * already stale (only a stale-if-error outcome is served stale: that is what it is for).
+   */
   function serveOutcome(req: IncomingMessage, res: ServerResponse, base: string, { entry, key, detail }: Outcome): boolean {
     const names = varyNames(entry.headers.vary)
-    if ((names.length > 0 ? variantKey(base, names, req.headers) : base) !== key) return false
-    serveEntry(req, res, entry, opts.now(), 'hit', detail)
+    const now = opts.now()
+    if ((names.length > 0 ? variantKey(base, names, req.headers) : base) !== key || (detail === undefined && now >= entry.staleAt)) return false
+    serveEntry(req, res, entry, now, 'hit', detail)
     return true
   }
 

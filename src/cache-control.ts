@@ -11,6 +11,8 @@
  */
 export type CacheControl = ReadonlyMap<string, string | true>
 
+const NONE: CacheControl = new Map()
+
 /** `tchar` of RFC 9110 §5.6.2, indexed by char code (0–127); non-ASCII is never a tchar. */
 const TCHAR = new Uint8Array(128)
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
@@ -32,11 +34,9 @@ function isOws(code: number): boolean {
 }
 
 /** Joins a list header as Node would (RFC 9110 §5.3): arrays with ', ', numbers as decimal. */
-function listHeader(value: string | string[] | number | undefined): string {
+function listHeader(value: string | string[] | number): string {
   if (typeof value === 'string') return value
-  if (typeof value === 'number') return String(value)
-  if (Array.isArray(value)) return value.join(', ')
-  return ''
+  return Array.isArray(value) ? value.join(', ') : String(value)
 }
 
 /**
@@ -54,6 +54,8 @@ function listHeader(value: string | string[] | number | undefined): string {
  *   takes the rest of the header (a trailing lone backslash is dropped).
  */
 export function parseCacheControl(value: string | string[] | number | undefined): CacheControl {
+  // Most requests carry none: answer them without allocating (the result is read-only).
+  if (value === undefined) return NONE
   const s = listHeader(value)
   const directives = new Map<string, string | true>()
   const len = s.length

@@ -12,8 +12,9 @@ export type StatusHeaders = (params: string, xCache: 'HIT' | 'MISS', existing?: 
 export function statusHeadersFor(statusHeader: string | false, xCache: boolean): StatusHeaders {
   return (params, xCacheValue, existing) => {
     const headers: Record<string, string> = {}
+    const member = `node-accelerator; ${params}`
     // RFC 9211 §2: a cache appends its member to what the caches behind it reported.
-    if (statusHeader) headers[statusHeader] = [existing, `node-accelerator; ${params}`].flat().filter(Boolean).join(', ')
+    if (statusHeader) headers[statusHeader] = existing === undefined ? member : [existing, member].flat().join(', ')
     if (xCache) headers['x-cache'] = xCacheValue
     return headers
   }

@@ -50,6 +50,8 @@ t.test('soft purge on Redis: served stale once, refreshed in the background', as
   const app = accelerate(origin, { store: await store(t) })
   const base = await listen(t, app)
   await request(base + '/')
+  // The response is stored just after it finished: a couple of Redis round trips later.
+  await eventually(() => app.stats().stores === 1, 'stored')
   t.equal(await app.invalidateTags(['news'], { soft: true }), 1)
   const stale = await request(base + '/')
   t.equal(stale.text, 'edition 1')
@@ -72,6 +74,7 @@ t.test('revalidation on Redis: a 304 renews the entry without a new body', async
   const app = accelerate(origin, { store: await store(t), now: clock.now })
   const base = await listen(t, app)
   await request(base + '/')
+  await eventually(() => app.stats().stores === 1, 'stored')
   clock.advance(11_000)
   const reply = await request(base + '/')
   t.equal(reply.text, 'body')

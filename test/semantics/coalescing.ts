@@ -2,7 +2,7 @@
 // not storable, each waiter runs the handler itself; nobody waits past coalesceTimeoutMs.
 import t, { type Test } from 'tap'
 import { accelerate, type Handler } from '../../src/index.js'
-import { abortAfterFirstChunk, counted, eventually, gate, listen, pattern, request, requestError, type Reply } from '../fixtures/http.js'
+import { abortAfterFirstChunk, counted, eventually, gate, listen, manualClock, pattern, request, requestError, type Reply } from '../fixtures/http.js'
 
 /** Starts the leader, waits until it runs, then sends `n` more requests that must wait on it. */
 async function crowd(t: Test, handler: Handler, n: number, options = {}) {
@@ -214,4 +214,25 @@ t.test('a waiter with a matching validator gets its own 304; a HEAD waiter no bo
   t.equal(headReply.body.length, 0)
   t.equal(headReply.headers['content-length'], '4')
   t.equal(origin.calls, 1)
+})
+
+t.test('a waiter is not served a response that is already stale when it arrives', async (t) => {
+  const clock = manualClock()
+  const release = gate()
+  const origin = counted(async (req, res) => {
+    res.cacheFor = 10
+    res.write(`for ${req.headers['x-client']}`) // headers, and so freshness, decided now
+    if (req.headers['x-client'] === 'leader') await release.promise
+    res.end()
+  })
+  const app = accelerate(origin, { now: clock.now })
+  const url = await listen(t, app)
+  const leader = request(url + '/k', { headers: { 'x-client': 'leader' } })
+  await eventually(() => origin.calls === 1, 'leader running')
+  const waiter = request(url + '/k', { headers: { 'x-client': 'w' } })
+  await eventually(() => app.stats().coalesced === 1, 'waiting')
+  clock.advance(10_000) // the leader's response is stale by the time it is stored
+  release.open()
+  await leader
+  t.equal((await waiter).text, 'for w', 'it ran the handler itself')
 })
