@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { InvalidateOptions } from './store.js'
 import type { Body } from './body.js'
+import type { MemoizeOptions, Memoized } from './memoize.js'
 
 /** The response a handler gets: Node's, plus what it may tell the cache. */
 export type AcceleratedResponse = ServerResponse & {
@@ -60,5 +61,7 @@ export interface Accelerator {
   stats(): Stats
   /** Waits for pending stores, then closes the store if the accelerator created it. */
   close(): Promise<void>
+  /** {@link memoize} on this accelerator's store, namespace, clock and onError. */
+  memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>): Memoized<A, Awaited<R>>
 }
 
