@@ -12,13 +12,15 @@ import { defaultKey, keyRequestFor, namespacePrefix } from './key.js'
 import { safeReporter } from './report.js'
 import { parseCacheControl, type CacheControl } from './cache-control.js'
 import { isNotModified } from './conditional.js'
-import { hasOriginOnlyPrecondition, isConditional, wantsRegeneration } from './request.js'
+import { clientDemand, hasOriginOnlyPrecondition, isConditional, isUnsafe } from './request.js'
 import { isBody, writeBody } from './body.js'
-import { entryResponse, statusHeadersFor } from './respond.js'
+import { entryResponse, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
 import { variantKey, variantsTag, varyNames } from './vary.js'
 import { Flights, type Outcome } from './flights.js'
 import { backgroundExchange, type Exchange } from './background.js'
+import { teeResponse } from './tee.js'
+import { memoize, type MemoizeOptions } from './memoize.js'
 import { generator, type Counts, type Generation, type Run } from './generate.js'
 
 /** Background refreshes queued per concurrent slot; beyond, they are dropped (a later request asks again). */
@@ -46,15 +48,19 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const base = cacheKey(req)
     if (base === undefined) {
       counts.bypasses++
-      return void run()
+      // RFC 9111 §4.4: what an unsafe method changed is dropped once it succeeded.
+      return void (opts.sharedCache && isUnsafe(req.method) && !closed ? dropChanged(req, res, run) : run())
     }
     const cc = parseCacheControl(req.headers['cache-control'])
-    // RFC 9111 §4.3.2: preconditions a cache does not evaluate, and Range, go to the handler.
+    // RFC 9111 §4.3.2: preconditions a cache does not evaluate go to the handler.
     if (hasOriginOnlyPrecondition(req.headers)) return generate(req, res, run, { base, key: base, cc, ifErrorUntil: 0 })
     const { key, entry, record, storeDown } = await lookup(base, req.headers)
     const now = opts.now()
-    const forced = opts.honorClientNoCache && wantsRegeneration(req.headers, cc)
-    if (entry && !forced && now < entry.staleAt) return serveEntry(req, res, entry, now, 'hit')
+    const demand = entry && opts.honorClientNoCache ? clientDemand(entry, now, req.headers, cc) : 'as-usual'
+    const forced = demand === 'revalidate'
+    if (entry && !forced && (now < entry.staleAt || demand === 'accept-stale')) return serveEntry(req, res, entry, now, 'hit', demand === 'accept-stale' ? 'max-stale' : undefined)
+    // A Range not answered from a fresh entry goes to the handler, and its answer is not stored.
+    if (req.headers.range !== undefined) return generate(req, res, run, { base, key, cc, ifErrorUntil: 0, uncached: true })
     const { state, ifErrorUntil } = entry && !forced ? entryState(entry, now, opts) : { state: 'stale', ifErrorUntil: 0 }
     const flight = flights.get(key)
     // Served stale at once while one regeneration runs: in the background, or (middleware, which
@@ -106,7 +112,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
 
   function serveEntry(req: IncomingMessage, res: ServerResponse, entry: CacheEntry, now: number, params: string, detail?: string): void {
     counts.hits++
-    const { status, headers, body } = entryResponse(req, entry, now, statusHeaders, params, detail)
+    const answer = req.headers.range === undefined ? entryResponse : rangeResponse
+    const { status, headers, body } = answer(req, entry, now, statusHeaders, params, detail)
     if (status === 304) counts.notModified++
     res.writeHead(status, headers)
     res.end(body)
@@ -122,6 +129,39 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     if ((names.length > 0 ? variantKey(base, names, req.headers) : base) !== key || (detail === undefined && now >= entry.staleAt)) return false
     serveEntry(req, res, entry, now, 'hit', detail)
     return true
+  }
+
+  /**
+   * RFC 9111 §4.4: a non-error response to an unsafe method drops the target URL, and the
+   * same-origin URLs of its Location and Content-Location. The drop starts once the status is
+   * known and the response's end waits for it: a client that reads after its write completed
+   * never gets the old page.
+   */
+  function dropChanged(req: IncomingMessage, res: ServerResponse, run: Run): void {
+    let dropping: Promise<unknown> | undefined
+    const start = (status: number, headers: Record<string, unknown>) => {
+      if (dropping !== undefined || status >= 400) return
+      // http.Server always sets req.url; an HTTP/1.0 request may come without a Host.
+      const target = new URL(req.url!, `http://${req.headers.host ?? 'localhost'}`)
+      const urls = [target.href, headers.location, headers['content-location']].filter((url): url is string => typeof url === 'string')
+      const paths = new Set(urls.map((url) => new URL(url, target)).filter((url) => url.host === target.host).map((url) => url.pathname + url.search))
+      dropping = Promise.all([...paths].map((url) => dropResource(prefix + opts.key({ method: 'GET', url, headers: req.headers })).catch((err: Error) => report(err, { op: 'invalidate', key: url }))))
+    }
+    teeResponse(res, (head) => (start(head.status, head.headers), { capture: false }), 1)
+    const end = res.end
+    res.end = function (this: ServerResponse, ...args: unknown[]) {
+      if (!res.headersSent) start(res.statusCode, res.getHeaders())
+      void Promise.resolve(dropping).then(() => end.apply(res, args as never))
+      return res
+    } as ServerResponse['end']
+    void run()
+  }
+
+  /** Drops a resource: the entry at its base key (a response, or its vary record) and every variant. */
+  async function dropResource(base: string): Promise<number> {
+    const removed = await store.delete(base)
+    const variants = await store.invalidateTags([variantsTag(base)])
+    return variants > 0 ? variants : removed
   }
 
   /** One background regeneration of a stale entry; its failures go to onError only. */
@@ -198,13 +238,11 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       return tags.length === 0 ? Promise.resolve(0) : store.invalidateTags(tags, options)
     },
     async invalidate(url: string, { method = 'GET', host }: { method?: string; host?: string } = {}) {
-      const base = prefix + opts.key(keyRequestFor(url, method, host, opts.key === defaultKey))
-      // The entry at the base key (a response, or the vary record), then every variant.
-      const removed = await store.delete(base)
-      const variants = await store.invalidateTags([variantsTag(base)])
-      return variants > 0 ? variants : removed
+      return dropResource(prefix + opts.key(keyRequestFor(url, method, host, opts.key === defaultKey)))
     },
     clear: () => store.clear(prefix),
+    memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>) =>
+      memoize(fn, { now: opts.now, onError: report, ...options, store, keyPrefix: prefix }),
     stats: (): Stats => ({ ...counts, ...store.size?.() }),
     async close() {
       if (closed) return

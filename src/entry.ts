@@ -24,13 +24,13 @@ export function toEntry(
   sent: HeaderRecord,
   body: Buffer,
   tags: readonly string[],
-  { ttl, initialAge }: Freshness,
+  { ttl, initialAge, keep }: Freshness,
   storedAt: number,
   staleOptions: StaleOptions,
 ): CacheEntry {
   const headers = storedHeaders(status, sent, body, storedAt)
   const staleAt = storedAt + ttl * 1000
-  const expiresAt = staleAt + retention(ttl, staleWindows(headers, staleOptions)) * 1000
+  const expiresAt = staleAt + retention(ttl, staleWindows(headers, staleOptions), keep) * 1000
   return { status, headers, body, tags, storedAt, initialAge, staleAt, expiresAt }
 }
 

@@ -22,6 +22,7 @@ import { entryResponse, type StatusHeaders } from './respond.js'
 import { coversVariant, variantKey, variantsTag, varyNames, varyRecord } from './vary.js'
 import { refreshedHeaders, sendValidators } from './revalidate.js'
 import type { Flight, Outcome } from './flights.js'
+import { SURROGATE_HEADERS, surrogateInstructions, type SurrogateInstructions } from './surrogate.js'
 
 /** One generation of a response: for a miss, a revalidation, or a background refresh. */
 export interface Generation {
@@ -37,6 +38,8 @@ export interface Generation {
   background?: boolean
   /** The lookup just failed: do not wait for the store again (nothing is stored). */
   storeDown?: boolean | undefined
+  /** Pass the response through without storing it (a Range the cache did not answer). */
+  uncached?: boolean
 }
 
 /** A response being stored: its freshness, when it was generated, the validators the cache added. */
@@ -44,6 +47,22 @@ interface ToStore {
   fresh: Freshness
   storedAt: number
   added: Record<string, string>
+  /** Its status and headers as they are to be stored (cache-only headers already left out). */
+  head: Head
+  surrogateTags: string[]
+}
+
+/** The response's tags, and the origin's surrogate keys. */
+function withSurrogateTags(tags: readonly string[] | undefined, surrogate: Pick<SurrogateInstructions, 'tags'> | undefined): readonly string[] | undefined {
+  if (tags === undefined || !surrogate || surrogate.tags.length === 0) return tags
+  return [...new Set([...tags, ...surrogate.tags])]
+}
+
+/** A copy of `headers` without `names`. */
+function omit<T extends Record<string, unknown>>(headers: T, names: readonly string[]): T {
+  const kept: Record<string, unknown> = { ...headers }
+  for (const name of names) delete kept[name]
+  return kept as T
 }
 
 /** Generates the response: the handler (with a stale-if-error fallback) or the next middleware. */
@@ -71,8 +90,8 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     const since = gen.storeDown ? undefined : await checkpoint(gen.key)
     const { stale, lease } = gen
     // The handler sees the stored validators; the client's own decide what the client gets.
-    const client = { method: req.method, headers: stale ? sendValidators(req.headers, stale) : req.headers }
-    const mayStore = since !== undefined && req.method === 'GET' && !gen.cc.has('no-store')
+    const client = { method: req.method, headers: stale ? sendValidators(req, stale) : req.headers }
+    const mayStore = since !== undefined && req.method === 'GET' && !gen.cc.has('no-store') && !gen.uncached
     const settle = (outcome?: Outcome) => lease?.flight.settle(outcome)
     let toStore: ToStore | undefined
     let storing: Promise<unknown> | undefined
@@ -80,20 +99,24 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     /** What the client gets, decided when the handler's status and headers are final. */
     function plan(head: Head): HeadPlan {
       const now = opts.now()
+      // Headers meant for the cache alone leave the response here, and the stored entry too.
+      const surrogate = opts.surrogateKeys ? surrogateInstructions(head.headers) : undefined
+      const omitHeaders: readonly string[] = surrogate && !opts.keepSurrogateHeaders ? SURROGATE_HEADERS : []
+      if (omitHeaders.length > 0) head = { ...head, headers: omit(head.headers, omitHeaders) }
       if (gen.background && head.status >= 500) report(new Error(`background refresh answered ${head.status}`), { op: 'refresh', key: gen.key })
       if (stale && (head.status === 304 || (head.status >= 200 && head.status < 300 && isNotModified(req.headers, head.headers)))) {
         // RFC 9111 §4.3.4: still current; the stored body with the handler's fresher headers.
         counts.revalidations++
         const headers = { ...refreshedHeaders(stale.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
-        const fresh = mayStore ? freshness(client.headers, { status: stale.status, headers, cacheFor: optedInSeconds(res, gen.key) }, opts, now) : undefined
-        const tags = fresh && variantTagged(gen, tagsOf(res, gen.key, stale.tags))
+        const fresh = mayStore ? freshness(client.headers, { status: stale.status, headers, cacheFor: cacheForOf(res, surrogate, gen.key) }, opts, now) : undefined
+        const tags = fresh && variantTagged(gen, withSurrogateTags(tagsOf(res, gen.key, stale.tags), surrogate))
         const entry = tags ? toEntry(stale.status, headers, stale.body, tags, fresh!, now, opts) : { ...stale, headers }
         if (tags) storing = put(gen.key, entry, since!).then((stored) => settle(stored ? { entry, key: gen.key } : undefined))
         else settle()
         return { replace: entryResponse(client, entry, now, statusHeaders, `fwd=stale; fwd-status=304${tags ? '; stored' : ''}`), capture: false }
       }
       if (stale && head.status >= 500 && now < gen.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
-      const cacheFor = mayStore ? optedInSeconds(res, gen.key) : undefined
+      const cacheFor = mayStore ? cacheForOf(res, surrogate, gen.key) : undefined
       const fresh = mayStore ? freshness(client.headers, { ...head, cacheFor }, opts, now) : undefined
       const added: Record<string, string> = {}
       if (fresh !== undefined && head.headers.date === undefined) added.date = formatHttpDate(now)
@@ -104,11 +127,11 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
       // A 304 to this client still stores the body when end() gave it whole: otherwise clients
       // revalidating an expired entry would keep the cache from ever refilling.
       const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined)
-      if (capture) toStore = { fresh, storedAt: now, added }
+      if (capture) toStore = { fresh, storedAt: now, added, head, surrogateTags: surrogate?.tags ?? [] }
       else settle() // waiters run the handler themselves, now
       const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
       const ours = statusHeaders(`${stale ? 'fwd=stale' : 'fwd=miss'}${capture ? '; stored' : ''}`, 'MISS', existing)
-      if (!notModified) return { capture, extraHeaders: { ...added, ...ours } }
+      if (!notModified) return { capture, extraHeaders: { ...added, ...ours }, omitHeaders }
       counts.notModified++
       return { replace: { status: 304, headers: { ...notModifiedHeaders({ ...head.headers, ...added }), ...ours } }, capture }
     }
@@ -139,12 +162,11 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     }
   }
 
-  async function save(res: AcceleratedResponse, tee: TeeResult, headers: IncomingHttpHeaders, gen: Generation, { fresh, storedAt, added }: ToStore, since: Checkpoint): Promise<void> {
+  async function save(res: AcceleratedResponse, tee: TeeResult, headers: IncomingHttpHeaders, gen: Generation, { fresh, storedAt, added, head, surrogateTags }: ToStore, since: Checkpoint): Promise<void> {
     const body = tee.body()
-    const head = tee.head!
     // A body shorter or longer than it declared is not the response it claims to be.
     const declared = head.headers['content-length']
-    const tags = body && (declared === undefined || Number(declared) === body.length) ? tagsOf(res, gen.key) : undefined
+    const tags = body && (declared === undefined || Number(declared) === body.length) ? withSurrogateTags(tagsOf(res, gen.key), { tags: surrogateTags }) : undefined
     if (!body || !tags) return gen.lease?.flight.settle(undefined)
     const names = varyNames(head.headers.vary)
     const key = names.length > 0 ? variantKey(gen.base, names, headers) : gen.base
@@ -177,6 +199,12 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
   function variantTagged({ base, key }: Pick<Generation, 'base' | 'key'>, tags: readonly string[] | undefined): readonly string[] | undefined {
     const resourceTag = variantsTag(base)
     return tags === undefined || key === base || tags.includes(resourceTag) ? tags : [...tags, resourceTag]
+  }
+
+  /** The cache's TTL for a response: Surrogate-Control's (no-store: 0), else res.cacheFor. */
+  function cacheForOf(res: AcceleratedResponse, surrogate: SurrogateInstructions | undefined, key: string): number | undefined {
+    if (surrogate?.noStore) return 0
+    return surrogate?.ttl ?? optedInSeconds(res, key)
   }
 
   function optedInSeconds(res: AcceleratedResponse, key: string): number | undefined {

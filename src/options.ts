@@ -26,8 +26,21 @@ export interface AccelerateOptions {
   staleWhileRevalidate?: number
   /** Seconds a stale entry may be served when regeneration fails. @default 0 */
   staleIfError?: number
-  /** Let a client's `no-cache` / `max-age=0` / `Pragma: no-cache` force revalidation. @default false */
+  /**
+   * Honour the client's request directives: `no-cache` / `Pragma: no-cache` / `max-age` /
+   * `min-fresh` force a revalidation, `max-stale` accepts a stale entry. @default sharedCache
+   */
   honorClientNoCache?: boolean
+  /**
+   * Cache as an RFC 9111 shared cache (a reverse proxy): the origin's headers alone decide (no
+   * opt-in), with heuristic freshness, `no-cache` stored and always revalidated, and unsafe
+   * methods invalidating what they change. @default false
+   */
+  sharedCache?: boolean
+  /** Take tags and the TTL from `Surrogate-Key`, `Cache-Tag` and `Surrogate-Control`, and strip them. @default false */
+  surrogateKeys?: boolean
+  /** With `surrogateKeys`, still send the surrogate headers to the client. @default false */
+  keepSurrogateHeaders?: boolean
   /** Milliseconds a request waits for another's generation of the same key before running the handler itself; 0 never waits. @default 5000 */
   coalesceTimeoutMs?: number
   /** Background refreshes (stale-while-revalidate, soft invalidation) running at once; more wait in a bounded queue. @default 4 */
@@ -55,6 +68,9 @@ export interface ResolvedOptions {
   staleWhileRevalidate: number
   staleIfError: number
   honorClientNoCache: boolean
+  sharedCache: boolean
+  surrogateKeys: boolean
+  keepSurrogateHeaders: boolean
   coalesceTimeoutMs: number
   backgroundConcurrency: number
   statusHeader: string | false
@@ -95,7 +111,10 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
     cacheableStatuses: statuses(options.cacheableStatuses),
     staleWhileRevalidate: seconds(options, 'staleWhileRevalidate', 0),
     staleIfError: seconds(options, 'staleIfError', 0),
-    honorClientNoCache: bool(options, 'honorClientNoCache', false),
+    honorClientNoCache: bool(options, 'honorClientNoCache', bool(options, 'sharedCache', false)),
+    sharedCache: bool(options, 'sharedCache', false),
+    surrogateKeys: bool(options, 'surrogateKeys', false),
+    keepSurrogateHeaders: bool(options, 'keepSurrogateHeaders', false),
     coalesceTimeoutMs: wholeNumber(options, 'coalesceTimeoutMs', 5000),
     backgroundConcurrency: positiveInteger(options, 'backgroundConcurrency', 4),
     statusHeader,
@@ -111,7 +130,7 @@ function fn<K extends 'key' | 'unless' | 'onError' | 'now'>(options: AccelerateO
   return value
 }
 
-function bool(options: AccelerateOptions, name: 'honorCacheControl' | 'honorClientNoCache' | 'xCache', fallback: boolean): boolean {
+function bool(options: AccelerateOptions, name: 'honorCacheControl' | 'honorClientNoCache' | 'xCache' | 'sharedCache' | 'surrogateKeys' | 'keepSurrogateHeaders', fallback: boolean): boolean {
   const value = options[name] ?? fallback
   if (typeof value !== 'boolean') throw new TypeError(`expected options.${name} to be a boolean, got ${describe(value)}`)
   return value

@@ -1,9 +1,13 @@
 /**
  * Whether a response may be stored, and for how long: pure functions of the request headers,
  * the response status and headers, and the accelerator's options (undici lib/util/cache.js).
+ *
+ * Two modes. By default (an app's own cache) only what opts in is stored: `res.cacheFor`,
+ * `s-maxage`, `public, max-age`, `Expires`, `defaultCacheFor`. As an RFC 9111 shared cache (a
+ * reverse proxy in front of an origin that is not ours), the origin's headers alone decide.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { deltaSeconds, parseCacheControl } from './cache-control.js'
+import { deltaSeconds, parseCacheControl, type CacheControl } from './cache-control.js'
 import { parseHttpDate } from './http-date.js'
 import { varyNames } from './vary.js'
 
@@ -13,23 +17,33 @@ export interface StoragePolicy {
   honorCacheControl: boolean
   /** Seconds a response that says nothing about its freshness is stored for; 0 stores none. */
   defaultCacheFor: number
+  /** Store as an RFC 9111 shared cache: the origin's headers alone decide, no opt-in needed. */
+  sharedCache: boolean
 }
 
 /** How a storable response is to be kept. */
 export interface Freshness {
-  /** Seconds from now the stored response stays fresh. */
+  /** Seconds from now the stored response stays fresh (0: stale at once, always revalidated). */
   ttl: number
   /** Seconds of age the response already has (its `Age` header). */
   initialAge: number
+  /** Seconds it is kept after going stale at least, so it can be revalidated (`no-cache`). */
+  keep?: number
 }
 
 /** The response being decided: what the handler sent, and what it asked of the cache. */
 export interface ResponseHead {
   status: number
   headers: Readonly<Record<string, string | string[] | undefined>>
-  /** `res.cacheFor` (or `res.locals.cacheFor`), already validated: seconds, or undefined. */
+  /** `res.cacheFor` (or Surrogate-Control's max-age), already validated: seconds, or undefined. */
   cacheFor: number | undefined
 }
+
+/** RFC 9111 §4.2.2: heuristic freshness is a fraction of the time since Last-Modified, capped. */
+const HEURISTIC_FRACTION = 0.1
+const HEURISTIC_MAX = 24 * 60 * 60
+/** How long a shared cache keeps a `no-cache` response for revalidation when nothing else says. */
+const NO_CACHE_KEEP = 60 * 60
 
 /**
  * How long a response may be stored, or `undefined` when it must not be. The request method and
@@ -48,14 +62,15 @@ export function freshness(
   // One client's cookie must never be replayed to another.
   if (headers['set-cookie'] !== undefined) return undefined
   // RFC 9111 §3.5: a response to an authenticated request is shared only when it says so.
-  if (reqHeaders.authorization !== undefined && !cc.has('public') && !cc.has('s-maxage')) return undefined
+  if (reqHeaders.authorization !== undefined && !cc.has('public') && !cc.has('s-maxage') && !(policy.sharedCache && cc.has('must-revalidate'))) return undefined
   // RFC 9110 §12.5.5: `Vary: *` means the response depends on more than request headers.
   if (varyNames(headers.vary).includes('*')) return undefined
   // An event stream never ends; buffering it would only grow.
   if (String(headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('text/event-stream')) return undefined
 
-  const initialAge = deltaSeconds(firstValue(headers.age)) ?? 0
+  const initialAge = parseAge(headers.age)
   if (cacheFor !== undefined) return cacheFor > 0 ? { ttl: cacheFor, initialAge } : undefined
+  if (policy.sharedCache) return sharedFreshness(cc, headers, now, initialAge)
   const lifetime = policy.honorCacheControl ? declaredLifetime(cc, headers, now) : undefined
   // A response that declares its freshness is held to it, even to 0; the default is only for
   // responses that say nothing (RFC 9111 §4.2.1 order: s-maxage, max-age, Expires).
@@ -64,35 +79,63 @@ export function freshness(
 }
 
 /**
+ * RFC 9111 §3, §4.2 for a shared cache: storable without an opt-in, fresh for s-maxage, else
+ * max-age, else Expires - Date, else (§4.2.2) a tenth of the time since Last-Modified. A
+ * `no-cache` response (RFC 9111 §5.2.2.4) is stored stale, to be revalidated before every use.
+ */
+function sharedFreshness(cc: CacheControl, headers: ResponseHead['headers'], now: number, initialAge: number): Freshness | undefined {
+  const explicit = explicitLifetime(cc, headers, now)
+  const lifetime = explicit ?? heuristicLifetime(headers, now)
+  if (cc.has('no-cache')) return { ttl: 0, initialAge, keep: Math.min(Math.max(lifetime ?? 0, NO_CACHE_KEEP), HEURISTIC_MAX) }
+  if (lifetime === undefined) return undefined
+  const ttl = lifetime - initialAge
+  return ttl > 0 ? { ttl, initialAge } : undefined
+}
+
+/**
  * The freshness lifetime the handler's headers opt in to, in seconds: `s-maxage`, else
  * `public, max-age`, else `Expires - Date`. `0` when the headers forbid reuse without
  * revalidation; `undefined` when they say nothing that opts in.
  */
-function declaredLifetime(
-  cc: ReadonlyMap<string, string | true>,
-  headers: ResponseHead['headers'],
-  now: number,
-): number | undefined {
-  // RFC 9111 §5.2.2.4: no-cache means revalidate before every reuse, which this cache cannot
-  // do yet, so a header-driven entry would never be usable (res.cacheFor still opts in).
+function declaredLifetime(cc: CacheControl, headers: ResponseHead['headers'], now: number): number | undefined {
+  // RFC 9111 §5.2.2.4: no-cache means revalidate before every reuse; an app's own cache stores
+  // such a response only when told to (res.cacheFor), since that is the app's explicit choice.
   if (cc.has('no-cache')) return 0
-  // RFC 9111 §5.2.2.10: s-maxage wins in a shared cache.
+  // max-age alone is the browser's freshness; only `public` extends it to this cache.
+  if (!cc.has('s-maxage') && cc.has('max-age') && !cc.has('public')) return undefined
+  return explicitLifetime(cc, headers, now)
+}
+
+/** RFC 9111 §4.2.1: s-maxage (§5.2.2.10: it wins in a shared cache), max-age, Expires - Date. */
+function explicitLifetime(cc: CacheControl, headers: ResponseHead['headers'], now: number): number | undefined {
   const sMaxAge = deltaSeconds(cc.get('s-maxage'))
   if (sMaxAge !== undefined) return sMaxAge
-  if (cc.has('max-age')) {
-    // max-age alone is the browser's freshness; only `public` extends it to this cache.
-    // RFC 9111 §5.3: max-age also overrides Expires, so it does not fall through to it.
-    return cc.has('public') ? (deltaSeconds(cc.get('max-age')) ?? 0) : undefined
-  }
+  // RFC 9111 §5.3: max-age overrides Expires, a malformed one included (then: already stale).
+  if (cc.has('max-age')) return deltaSeconds(cc.get('max-age')) ?? 0
   const expires = headers.expires
   if (expires === undefined) return undefined
-  const expiresAt = parseHttpDate(expires)
+  const expiresAt = parseHttpDate(expires, now)
   // RFC 9111 §5.3: an invalid Expires (such as "0") means already expired.
   if (expiresAt === undefined) return 0
-  const date = parseHttpDate(headers.date) ?? now
+  const date = parseHttpDate(headers.date, now) ?? now
   return Math.max(0, Math.floor((expiresAt - date) / 1000))
 }
 
-function firstValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value
+/** RFC 9111 §4.2.2: 10% of the time since Last-Modified, at most a day; none without it. */
+function heuristicLifetime(headers: ResponseHead['headers'], now: number): number | undefined {
+  const lastModified = parseHttpDate(headers['last-modified'], now)
+  if (lastModified === undefined) return undefined
+  const date = parseHttpDate(headers.date, now) ?? now
+  const lifetime = Math.floor(((date - lastModified) / 1000) * HEURISTIC_FRACTION)
+  return lifetime > 0 ? Math.min(lifetime, HEURISTIC_MAX) : undefined
+}
+
+/**
+ * RFC 9111 §5.1: the Age a response declares, in seconds. A list (repeated lines, or one line
+ * with commas) counts by its first member; a value that is not a non-negative integer
+ * (`7200.0`, `-1`, `soon`) is ignored, that is 0.
+ */
+export function parseAge(value: string | string[] | undefined): number {
+  const first = Array.isArray(value) ? value[0] : value
+  return deltaSeconds(first?.split(',')[0]?.trim()) ?? 0
 }

@@ -1,6 +1,7 @@
 /** What the request asks of the cache: pure predicates over its headers. */
 import type { IncomingHttpHeaders } from 'node:http'
-import { deltaSeconds, type CacheControl } from './cache-control.js'
+import type { CacheEntry } from './store.js'
+import { deltaSeconds, parseCacheControl, type CacheControl } from './cache-control.js'
 
 /** The request carries validators a 304 can answer (RFC 9110 §13.1.2, §13.1.3). */
 export function isConditional(headers: IncomingHttpHeaders): boolean {
@@ -8,12 +9,36 @@ export function isConditional(headers: IncomingHttpHeaders): boolean {
 }
 
 /**
- * RFC 9111 §4.3.2: a cache does not evaluate If-Match, If-Unmodified-Since or If-Range (they are
- * for the origin), and Range is not answered from a stored full response here: such requests go
- * to the handler.
+ * RFC 9111 §4.3.2: a cache does not evaluate If-Match or If-Unmodified-Since (they are for the
+ * origin): such requests go to the handler.
  */
 export function hasOriginOnlyPrecondition(headers: IncomingHttpHeaders): boolean {
-  return headers.range !== undefined || headers['if-match'] !== undefined || headers['if-unmodified-since'] !== undefined || headers['if-range'] !== undefined
+  return headers['if-match'] !== undefined || headers['if-unmodified-since'] !== undefined
+}
+
+/** RFC 9110 §9.2.1: the methods defined as safe; any other may change the resource. */
+export function isUnsafe(method: string | undefined): boolean {
+  return method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS' && method !== 'TRACE'
+}
+
+/**
+ * What the client's request directives (RFC 9111 §5.2.1) make of a stored entry: `revalidate`
+ * (no-cache, an age over its max-age, less freshness left than its min-fresh), `accept-stale`
+ * (stale, but within its max-stale, and the response does not forbid it), or `as-usual`.
+ */
+export function clientDemand(entry: CacheEntry, now: number, headers: IncomingHttpHeaders, cc: CacheControl): 'revalidate' | 'accept-stale' | 'as-usual' {
+  if (wantsRegeneration(headers, cc)) return 'revalidate'
+  const age = entry.initialAge + Math.max(0, (now - entry.storedAt) / 1000)
+  const maxAge = deltaSeconds(cc.get('max-age'))
+  if (maxAge !== undefined && age > maxAge) return 'revalidate'
+  const minFresh = deltaSeconds(cc.get('min-fresh'))
+  if (minFresh !== undefined && (entry.staleAt - now) / 1000 < minFresh) return 'revalidate'
+  if (now < entry.staleAt || !cc.has('max-stale')) return 'as-usual'
+  // RFC 9111 §5.2.2.2: must-revalidate (and no-cache) outrank a client's max-stale.
+  const strict = parseCacheControl(entry.headers['cache-control'])
+  if (strict.has('must-revalidate') || strict.has('proxy-revalidate') || strict.has('no-cache')) return 'as-usual'
+  const maxStale = cc.get('max-stale') === true ? Infinity : deltaSeconds(cc.get('max-stale'))
+  return maxStale !== undefined && (now - entry.staleAt) / 1000 <= maxStale ? 'accept-stale' : 'as-usual'
 }
 
 /**

@@ -1,5 +1,5 @@
 /** Revalidation (RFC 9111 §4.3): asking the handler whether a stored response is still current. */
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { CacheEntry } from './store.js'
 import type { HeaderRecord } from './tee.js'
 import { BODY_HEADERS } from './conditional.js'
@@ -7,15 +7,19 @@ import { BODY_HEADERS } from './conditional.js'
 /**
  * Replaces the request's own validators with the stored entry's (RFC 9111 §4.3.1), so that a
  * handler that compares them (or sets an ETag and returns a lazy body) can answer 304 instead of
- * regenerating the body. Returns the request's headers as the client sent them.
+ * regenerating the body. Both views of the request change: `headers`, and `rawHeaders`, which a
+ * proxying handler forwards. Returns the request's headers as the client sent them.
  */
-export function sendValidators(headers: IncomingHttpHeaders, entry: CacheEntry): IncomingHttpHeaders {
+export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>, entry: CacheEntry): IncomingHttpHeaders {
+  const { headers } = req
   const asSent = { ...headers }
   delete headers['if-none-match']
   delete headers['if-modified-since']
+  const raw = req.rawHeaders.filter((_, i, all) => !/^if-(none-match|modified-since)$/i.test(all[i - (i % 2)]!))
   const { etag, 'last-modified': lastModified } = entry.headers
-  if (typeof etag === 'string') headers['if-none-match'] = etag
-  if (typeof lastModified === 'string') headers['if-modified-since'] = lastModified
+  if (typeof etag === 'string') raw.push('If-None-Match', (headers['if-none-match'] = etag))
+  if (typeof lastModified === 'string') raw.push('If-Modified-Since', (headers['if-modified-since'] = lastModified))
+  req.rawHeaders = raw
   return asSent
 }
 

@@ -27,7 +27,8 @@ const MAX_KEEP = 24 * 60 * 60
  */
 export function staleWindows(headers: Readonly<Record<string, string | string[] | undefined>>, options: StaleOptions): StaleWindows {
   const cc = parseCacheControl(headers['cache-control'])
-  const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate')
+  // no-cache (RFC 9111 §5.2.2.4) forbids any reuse without revalidation, stale or not.
+  const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache')
   return {
     whileRevalidate: deltaSeconds(cc.get('stale-while-revalidate')) ?? (strict ? 0 : options.staleWhileRevalidate),
     ifError: deltaSeconds(cc.get('stale-if-error')) ?? (strict ? 0 : options.staleIfError),
@@ -36,11 +37,11 @@ export function staleWindows(headers: Readonly<Record<string, string | string[] 
 
 /**
  * Seconds a stored entry is kept after it goes stale: its windows, and at least as long as it
- * was fresh (up to a day), so that it can be revalidated with a conditional request instead of
- * regenerated from nothing.
+ * was fresh or `keep` (up to a day), so that it can be revalidated with a conditional request
+ * instead of regenerated from nothing.
  */
-export function retention(ttl: number, windows: StaleWindows): number {
-  return Math.max(windows.whileRevalidate, windows.ifError, Math.min(ttl, MAX_KEEP))
+export function retention(ttl: number, windows: StaleWindows, keep = 0): number {
+  return Math.max(windows.whileRevalidate, windows.ifError, Math.min(Math.max(ttl, keep), MAX_KEEP))
 }
 
 /** What a stored entry is good for at `now`. */

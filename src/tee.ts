@@ -37,12 +37,12 @@ export interface HeadPlan {
   capture: boolean
   /** Headers to add to the handler's response (the cache's status header, a computed ETag). */
   extraHeaders?: Readonly<Record<string, string>>
+  /** Headers (lower-case names) to keep from the client: those meant for the cache alone. */
+  omitHeaders?: readonly string[]
 }
 
 /** What the tee saw. */
 export interface TeeResult {
-  /** The handler's status and headers, once decided. */
-  readonly head: Head | undefined
   /** The copied body: every byte written, or undefined when not captured or over the limit. */
   body(): Buffer | undefined
   /** Sends `replacement` instead of anything the handler writes (its headers must not be sent yet). */
@@ -60,7 +60,6 @@ type Original = (...args: unknown[]) => ServerResponse & boolean
 export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number, onOverflow?: () => void): TeeResult {
   // The originals, called with the arguments exactly as the handler gave them.
   const { writeHead, write, end, flushHeaders } = res as unknown as Record<'writeHead' | 'write' | 'end' | 'flushHeaders', Original>
-  let head: Head | undefined
   let plan: HeadPlan | undefined
   let replaced = false
   let copy: BodyCopy | undefined
@@ -69,9 +68,9 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
   const wholeBody = () => (last ? (last.bytes ??= toBuffer(last.chunk, last.encoding)) : undefined)
 
   const decide = (status: number, given: unknown): HeadPlan => {
-    head = { status, headers: finalHeaders(res, given), wholeBody }
-    plan = onHead(head)
-    if (plan.capture) copy = new BodyCopy(contentLength(head.headers), maxBytes, onOverflow)
+    const headers = finalHeaders(res, given)
+    plan = onHead({ status, headers, wholeBody })
+    if (plan.capture) copy = new BodyCopy(contentLength(headers), maxBytes, onOverflow)
     if (plan.replace) replace(plan.replace)
     return plan
   }
@@ -88,10 +87,11 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     // Node throws on a second writeHead or a bad status; let it, with its own error.
     if (replaced || res.headersSent || !Number.isInteger(Number(statusCode))) return writeHead.apply(res, arguments as never)
     const given = typeof reason === 'string' ? headersArg : reason
-    const { replace: replacement, extraHeaders = {} } = plan ?? decide(Number(statusCode), given)
+    const { replace: replacement, extraHeaders = {}, omitHeaders = [] } = plan ?? decide(Number(statusCode), given)
     if (replacement) return res
-    if (typeof reason === 'string') return writeHead.call(res, statusCode, reason, withHeaders(res, given, extraHeaders))
-    return writeHead.call(res, statusCode, withHeaders(res, given, extraHeaders))
+    const headers = withHeaders(res, without(res, given, omitHeaders), extraHeaders)
+    if (typeof reason === 'string') return writeHead.call(res, statusCode, reason, headers)
+    return writeHead.call(res, statusCode, headers)
   } as ServerResponse['writeHead']
 
   res.write = function (this: ServerResponse, chunk: Chunk, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
@@ -128,9 +128,6 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
   }
 
   return {
-    get head() {
-      return head
-    },
     body: () => copy?.bytes(),
     replace,
   }
@@ -176,6 +173,16 @@ function withHeaders(res: ServerResponse, given: unknown, extra: Readonly<Record
   if (given !== null && typeof given === 'object') return { ...given, ...extra }
   for (const name of names) res.setHeader(name, extra[name] as string)
   return given
+}
+
+/** The handler's writeHead headers, and those it set, without the names in `omit`. */
+function without(res: ServerResponse, given: unknown, omit: readonly string[]): unknown {
+  if (omit.length === 0) return given
+  for (const name of omit) res.removeHeader(name)
+  const omitted = (name: unknown) => omit.includes(String(name).toLowerCase())
+  if (Array.isArray(given)) return given.filter((_, i) => !omitted(given[i - (i % 2)]))
+  if (typeof given !== 'object' || given === null) return given
+  return Object.fromEntries(Object.entries(given).filter(([name]) => !omitted(name)))
 }
 
 function normalize(value: unknown): string | string[] {

@@ -4,13 +4,13 @@ import { freshness, type StoragePolicy } from '../src/policy.js'
 import { DEFAULT_CACHEABLE_STATUSES } from '../src/options.js'
 
 const now = Date.UTC(2026, 0, 1, 12, 0, 0)
-const policy: StoragePolicy = { cacheableStatuses: new Set(DEFAULT_CACHEABLE_STATUSES), honorCacheControl: true, defaultCacheFor: 0 }
+const policy: StoragePolicy = { cacheableStatuses: new Set(DEFAULT_CACHEABLE_STATUSES), honorCacheControl: true, defaultCacheFor: 0, sharedCache: false }
 const date = new Date(now).toUTCString()
 
 type Row = [
   name: string,
   response: { status?: number; headers?: Record<string, string | string[]>; cacheFor?: number },
-  expected: { ttl: number; initialAge?: number } | undefined,
+  expected: { ttl: number; initialAge?: number; keep?: number } | undefined,
   overrides?: { req?: Record<string, string>; policy?: Partial<StoragePolicy> },
 ]
 
@@ -59,6 +59,24 @@ const rows: Row[] = [
   ['a repeated Age: the first one (RFC 9111 §4.2.1)', { headers: { 'cache-control': 's-maxage=100', age: ['10', '20'] } }, { ttl: 90, initialAge: 10 }],
   ['text/event-stream', { cacheFor: 60, headers: { 'content-type': 'Text/Event-Stream; charset=utf-8' } }, undefined],
 ]
+
+const shared = { policy: { sharedCache: true } }
+const lastModified = (secondsAgo: number) => new Date(now - secondsAgo * 1000).toUTCString()
+rows.push(
+  ['shared: max-age alone is enough', { headers: { 'cache-control': 'max-age=60' } }, { ttl: 60 }, shared],
+  ['shared: heuristic, against Date', { headers: { 'last-modified': lastModified(1000), date } }, { ttl: 100 }, shared],
+  ['shared: heuristic, against now without Date', { headers: { 'last-modified': lastModified(50) } }, { ttl: 5 }, shared],
+  ['shared: heuristic capped at a day', { headers: { 'last-modified': lastModified(100 * 86_400) } }, { ttl: 86_400 }, shared],
+  ['shared: Last-Modified in the future, no heuristic', { headers: { 'last-modified': lastModified(-60) } }, undefined, shared],
+  ['shared: Last-Modified too recent for a whole second', { headers: { 'last-modified': lastModified(5) } }, undefined, shared],
+  ['shared: nothing said, nothing stored', {}, undefined, shared],
+  ['shared: no-cache stored stale, kept an hour', { headers: { 'cache-control': 'no-cache' } }, { ttl: 0, keep: 3600 }, shared],
+  ['shared: no-cache with a long max-age keeps it longer', { headers: { 'cache-control': 'no-cache, max-age=7200' } }, { ttl: 0, keep: 7200 }, shared],
+  ['shared: must-revalidate lets an authorized response be stored', { headers: { 'cache-control': 'max-age=60, must-revalidate' } }, { ttl: 60 }, { ...shared, req: { authorization: 'Bearer x' } }],
+  ['shared: Age beyond the lifetime', { headers: { 'cache-control': 'max-age=60', age: '60' } }, undefined, shared],
+  ['Age list: the first member (RFC 9111 §5.1)', { headers: { 'cache-control': 's-maxage=100', age: '10, 20' } }, { ttl: 90, initialAge: 10 }],
+  ['Age: 7200.0 is not an integer: ignored', { headers: { 'cache-control': 's-maxage=100', age: '7200.0' } }, { ttl: 100, initialAge: 0 }],
+)
 
 for (const [name, response, expected, overrides = {}] of rows) {
   t.test(name, async (t) => {

@@ -1,0 +1,117 @@
+// The accelerator command: --help, bad flags (exit 2 with a clear message), a request through it,
+// and --log's line per request.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import net from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { parseFlags, parseSize, UsageError, USAGE } from '../../src/cli.js'
+import { listen, request } from '../fixtures/http.js'
+
+const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
+
+/** Runs the CLI as its own process (with this process's TypeScript loader). */
+function run(args: string[], until?: (out: string) => boolean) {
+  const child = spawn(process.execPath, [...process.execArgv, cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk))
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', () => until?.(out) && resolve())
+    void exited.then(() => (until ? reject(new Error(`exited early: ${err}`)) : resolve()))
+  })
+  return { child, exited, ready, out: () => out, err: () => err }
+}
+
+t.test('--help documents every flag and exits 0', async (t) => {
+  const help = run(['--help'])
+  t.equal(await help.exited, 0)
+  for (const flag of ['--upstream', '--port', '--host', '--redis', '--purge-token', '--max-bytes', '--log', '--keep-surrogate-headers', '--help']) t.match(help.out(), flag)
+})
+
+t.test('bad flags exit 2 with a clear message', async (t) => {
+  for (const [args, message] of [
+    [['--bogus'], /Unknown option '--bogus'/],
+    [[], /--upstream is required/],
+    [['--upstream', 'nope'], /--upstream must be an http\(s\) URL, got "nope"/],
+    [['--upstream', 'http://x', '--port', 'eighty'], /--port must be a port number, got "eighty"/],
+    [['--upstream', 'http://x', '--max-bytes', 'lots'], /--max-bytes must be a size such as 256m, got "lots"/],
+  ] as const) {
+    const bad = run([...args])
+    t.equal(await bad.exited, 2, args.join(' '))
+    t.match(bad.err(), message)
+    t.match(bad.err(), /Run "accelerator --help" for the options/)
+  }
+})
+
+t.test('a request through the command, logged', async (t) => {
+  const origin = await listen(t, (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60' })
+    res.end('through the proxy')
+  })
+  const proxy = run(['--upstream', origin, '--port', '0', '--log'], (out) => /accelerator: http:\/\/127\.0\.0\.1:\d+/.test(out))
+  t.teardown(() => proxy.child.kill('SIGTERM'))
+  await proxy.ready
+  const url = /accelerator: (http:\/\/127\.0\.0\.1:\d+)/.exec(proxy.out())![1]!
+  t.equal((await request(url + '/page')).text, 'through the proxy')
+  t.match((await request(url + '/page')).headers['cache-status'], /hit/)
+  await request(url + '/form', { method: 'POST', body: 'x' })
+  await new Promise<void>((resolve) => proxy.child.stdout.on('data', () => proxy.out().includes('POST') && resolve()))
+  t.match(proxy.out(), /GET \/page 200 "node-accelerator; fwd=miss; stored" \d+\.\dms\nGET \/page 200 "node-accelerator; hit; ttl=\d+" \d+\.\dms\nPOST \/form 200 "-" \d+\.\dms/)
+  proxy.child.kill('SIGTERM')
+  t.equal(await proxy.exited, 0, 'SIGTERM: a clean exit')
+})
+
+t.test('--log marks a response cut short; the startup line names the store and the purge API', async (t) => {
+  const { startRedis } = await import('../fixtures/redis-server.js')
+  const redis = await startRedis(t)
+  const origin = await listen(t, (req, res) => {
+    if (req.url === '/hang') return // never answers
+    res.write('a start')
+    res.on('close', () => res.destroy())
+  })
+  const proxy = run(['--upstream', origin, '--port', '0', '--log', '--redis', redis.url, '--purge-token', 'tok'], (out) => /accelerator: http/.test(out))
+  t.teardown(() => proxy.child.kill('SIGTERM'))
+  await proxy.ready
+  t.match(proxy.out(), /\(Redis redis:\/\/127\.0\.0\.1:\d+\), purge API on/)
+  const url = /accelerator: (http:\/\/127\.0\.0\.1:\d+)/.exec(proxy.out())![1]!
+  const { abortAfterFirstChunk } = await import('../fixtures/http.js')
+  await abortAfterFirstChunk(url + '/stream')
+  await new Promise<void>((resolve) => proxy.child.stdout.on('data', () => /\/stream cut/.test(proxy.out()) && resolve()))
+  t.match(proxy.out(), /GET \/stream cut "node-accelerator; fwd=miss" \d+\.\dms/)
+  // A client that gives up before any header was sent.
+  const http = await import('node:http')
+  const hung = http.get(url + '/hang', { agent: false })
+  hung.on('error', () => {})
+  setTimeout(() => hung.destroy(), 50)
+  await new Promise<void>((resolve) => proxy.child.stdout.on('data', () => /\/hang cut/.test(proxy.out()) && resolve()))
+  t.match(proxy.out(), /GET \/hang cut "-" \d+\.\dms/)
+})
+
+const ipv6 = await new Promise<boolean>((resolve) => {
+  const probe = net.createServer().once('error', () => resolve(false))
+  probe.listen(0, '::1', () => probe.close(() => resolve(true)))
+})
+
+t.test('the startup line brackets an IPv6 address', { skip: !ipv6 && 'no IPv6 loopback on this machine' }, async (t) => {
+  const { startProxy } = await import('../../src/cli.js')
+  const origin = await listen(t, (_req, res) => res.end('v6'))
+  const proxy = await startProxy({ upstream: new URL(origin), port: 0, host: '::1', maxBytes: 1 << 20, keepSurrogateHeaders: false, log: false }, () => {})
+  t.teardown(() => proxy.close())
+  t.match(proxy.url, /^http:\/\/\[::1\]:\d+$/)
+  t.equal((await request(proxy.url + '/')).text, 'v6')
+})
+
+t.test('parseFlags and parseSize', async (t) => {
+  t.equal(parseFlags(['--help']), 'help')
+  t.match(parseFlags(['--upstream', 'https://example.com', '--redis', 'redis://r:6379', '--purge-token', 't', '--keep-surrogate-headers', '--host', '0.0.0.0']), {
+    port: 3000, host: '0.0.0.0', redis: 'redis://r:6379', purgeToken: 't', keepSurrogateHeaders: true, log: false, maxBytes: 256 * 1024 * 1024,
+  })
+  t.throws(() => parseFlags(['--upstream', 'ftp://x']), { name: 'UsageError' })
+  t.throws(() => parseFlags(['--upstream', 'http://x', '--redis', 'http://r']), /--redis must be a redis:\/\/ URL/)
+  t.throws(() => parseFlags(['--upstream', 'http://x', '--purge-token', '']), /--purge-token must not be empty/)
+  t.same([parseSize('512'), parseSize('1k'), parseSize('1.5m'), parseSize('2G'), parseSize('3mb')], [512, 1024, 1572864, 2147483648, 3145728])
+  t.throws(() => parseSize('0'), new UsageError('--max-bytes must be a size such as 256m, got "0"'))
+  t.match(USAGE, /Surrogate-Key/)
+})
