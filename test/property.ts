@@ -1,0 +1,307 @@
+// A model-based property test (fast-check, seeded and bounded in time): random sequences of
+// requests (paths, methods, Vary and cookie headers, conditionals, aborts, concurrent bursts),
+// origin behaviours (status, Cache-Control, tags, Set-Cookie, private, Vary, failures, bodies in
+// random chunks), tag and URL invalidations (hard and soft) and clock advances, against both
+// stores. Every response is checked against a reference model of what the origin produced:
+//  1. bytes served equal the complete bytes of one generation, for that path and variant;
+//  2. nothing is served from the cache after an invalidation of its tag or URL returned, unless
+//     its generation began after the invalidation began (or it is the stale serve a soft purge
+//     allows);
+//  3. no Set-Cookie or private response ever reaches another request;
+//  4. no partial body is ever served as complete, and a failed generation is never a hit;
+//  5. a hit is fresh by its own TTL, or says it is stale.
+import t, { type Test } from 'tap'
+import fc from 'fast-check'
+import http, { type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { accelerate, MemoryStore, type AcceleratedResponse, type CacheStore } from '../src/index.js'
+import { RedisStore } from '../stores/redis.js'
+import { BACKGROUND } from '../src/background.js'
+import { redisUrl } from './fixtures/redis-server.js'
+
+const PATHS = ['/a', '/b', '/c'] as const
+const TAGS = ['t1', 't2', 't3'] as const
+type Path = (typeof PATHS)[number]
+
+interface Behaviour {
+  status: 200 | 404 | 500
+  cache: 'cacheFor' | 's-maxage' | 'public-max-age' | 'none' | 'private' | 'no-store'
+  ttl: number
+  tags: string[]
+  setCookie: boolean
+  vary: boolean
+  chunks: number[]
+  fail: 'none' | 'before' | 'mid'
+}
+interface RequestCommand {
+  kind: 'request'
+  path: Path
+  method: 'GET' | 'HEAD' | 'POST'
+  lang: 'fr' | 'de' | undefined
+  user: 'u1' | 'u2' | undefined
+  conditional: boolean
+  abort: boolean
+  behaviour: Behaviour
+}
+type InvalidateCommand = { kind: 'invalidateTags'; tags: string[]; soft: boolean } | { kind: 'invalidate'; path: Path }
+type Command =
+  | RequestCommand
+  | InvalidateCommand
+  | { kind: 'burst'; actions: Array<RequestCommand | InvalidateCommand> }
+  | { kind: 'advance'; ms: number }
+
+const behaviourArb: fc.Arbitrary<Behaviour> = fc.record({
+  status: fc.constantFrom(200, 200, 200, 404, 500),
+  cache: fc.constantFrom('cacheFor', 'cacheFor', 's-maxage', 'public-max-age', 'none', 'private', 'no-store'),
+  ttl: fc.integer({ min: 1, max: 20 }),
+  tags: fc.subarray([...TAGS]),
+  setCookie: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+  vary: fc.boolean(),
+  chunks: fc.array(fc.integer({ min: 1, max: 6000 }), { minLength: 1, maxLength: 4 }),
+  fail: fc.constantFrom('none', 'none', 'none', 'none', 'before', 'mid'),
+}) as fc.Arbitrary<Behaviour>
+const requestArb: fc.Arbitrary<RequestCommand> = fc.record({
+  kind: fc.constant('request' as const),
+  path: fc.constantFrom(...PATHS),
+  method: fc.constantFrom('GET', 'GET', 'GET', 'GET', 'HEAD', 'POST'),
+  lang: fc.constantFrom('fr', 'de', undefined),
+  user: fc.constantFrom('u1', 'u2', undefined),
+  conditional: fc.boolean(),
+  abort: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+  behaviour: behaviourArb,
+}) as fc.Arbitrary<RequestCommand>
+const invalidateArb: fc.Arbitrary<InvalidateCommand> = fc.oneof(
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('invalidateTags' as const), tags: fc.subarray([...TAGS], { minLength: 1 }), soft: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('invalidate' as const), path: fc.constantFrom(...PATHS) }) },
+)
+const commandArb: fc.Arbitrary<Command> = fc.oneof(
+  { weight: 6, arbitrary: requestArb },
+  // Concurrent actions: invalidations land in the middle of generations (which span several
+  // turns of the event loop), and requests for one key coalesce.
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('burst' as const), actions: fc.array(fc.oneof({ weight: 3, arbitrary: requestArb }, { weight: 1, arbitrary: invalidateArb }), { minLength: 2, maxLength: 6 }) }) },
+  { weight: 3, arbitrary: invalidateArb },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 100, max: 15_000 }) }) },
+)
+
+/** One origin response, as the model knows it. */
+interface Generation {
+  id: number
+  path: string
+  lang: string | undefined
+  requestId: number
+  background: boolean
+  startSeq: number
+  headAt: number
+  behaviour: Behaviour
+  full: Buffer
+}
+interface Invalidation {
+  startSeq: number
+  endSeq: number
+  tags?: readonly string[]
+  path?: string
+  soft: boolean
+}
+
+/** Deterministic bytes for a generation: its id first, so a body names its generation. */
+function bodyOf(id: number, path: string, size: number): Buffer {
+  const head = Buffer.from(`gen=${id};path=${path};`)
+  const body = Buffer.alloc(Math.max(size, head.length))
+  head.copy(body)
+  let x = id * 2654435761
+  for (let i = head.length; i < body.length; i++) body[i] = 97 + ((x = (x * 1103515245 + 12345) >>> 0) >>> 24) % 26
+  return body
+}
+
+const STORABLE_STATUSES = new Set([200, 404])
+function storable(b: Behaviour): boolean {
+  return STORABLE_STATUSES.has(b.status) && (b.cache === 'cacheFor' || b.cache === 's-maxage' || b.cache === 'public-max-age') && !b.setCookie && b.fail === 'none'
+}
+
+/** Runs one sequence of commands against a fresh accelerator; throws on the first violation. */
+async function runSequence(makeStore: (now: () => number) => Promise<CacheStore>, commands: Command[]): Promise<void> {
+  let seq = 0
+  let now = Date.UTC(2026, 0, 1)
+  let requestIds = 0
+  const behaviours = new Map<string, Behaviour>()
+  const generations = new Map<number, Generation>()
+  const invalidations: Invalidation[] = []
+  const etags = new Map<string, number>()
+  const violations: string[] = []
+  const store = await makeStore(() => now)
+  const app = accelerate(async (req: IncomingMessage, res: AcceleratedResponse) => {
+    const path = new URL(req.url!, 'http://x').pathname
+    const b = behaviours.get(path)!
+    const id = generations.size + 1
+    const lang = b.vary ? (req.headers['accept-language'] as string | undefined) : undefined
+    const g: Generation = { id, path, lang, requestId: Number(req.headers['x-request-id']), background: (req as unknown as Record<symbol, boolean>)[BACKGROUND] === true, startSeq: ++seq, headAt: now, behaviour: b, full: bodyOf(id, path, b.chunks.reduce((a, c) => a + c, 0)) }
+    generations.set(id, g)
+    if (b.fail === 'before') throw new Error('origin failed before its response')
+    res.statusCode = b.status
+    if (b.cache === 'cacheFor') res.cacheFor = b.ttl
+    else if (b.cache === 's-maxage') res.setHeader('cache-control', `s-maxage=${b.ttl}`)
+    else if (b.cache === 'public-max-age') res.setHeader('cache-control', `public, max-age=${b.ttl}`)
+    else if (b.cache === 'private') (res.cacheFor = b.ttl), res.setHeader('cache-control', 'private')
+    else if (b.cache === 'no-store') (res.cacheFor = b.ttl), res.setHeader('cache-control', 'no-store')
+    res.tags = b.tags
+    if (b.setCookie) res.setHeader('set-cookie', `sid=${g.requestId}.${id}`)
+    if (b.vary) res.setHeader('vary', 'Accept-Language')
+    res.setHeader('content-type', 'text/plain')
+    let offset = 0
+    for (const [i, size] of b.chunks.entries()) {
+      const chunk = g.full.subarray(offset, i === b.chunks.length - 1 ? g.full.length : offset + size)
+      offset += chunk.length
+      if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve))
+      if (b.fail === 'mid') throw new Error('origin failed mid-stream')
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    res.end()
+  }, { store, now: () => now, staleWhileRevalidate: 5, staleIfError: 5, coalesceTimeoutMs: 2000, onError: () => {} })
+  const server = http.createServer(app)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+
+  const send = async (cmd: RequestCommand) => {
+    behaviours.set(cmd.path, cmd.behaviour)
+    const requestId = ++requestIds
+    const startSeq = ++seq
+    const headers: Record<string, string> = { 'x-request-id': String(requestId) }
+    if (cmd.lang) headers['accept-language'] = cmd.lang
+    if (cmd.user) headers.cookie = `user=${cmd.user}`
+    const known = [...etags.keys()]
+    if (cmd.conditional && known.length > 0) headers['if-none-match'] = known[requestId % known.length]!
+    const reply = await exchange(base + cmd.path, cmd.method, headers, cmd.abort)
+    check(cmd, requestId, startSeq, reply, headers)
+  }
+
+  const check = (cmd: RequestCommand, requestId: number, startSeq: number, reply: Exchanged, sent: Record<string, string>) => {
+    const where = `request ${requestId} (${cmd.method} ${cmd.path} lang=${cmd.lang} user=${cmd.user})`
+    if (reply.kind === 'cut' || reply.kind === 'aborted') {
+      // A cut is the client's own failing generation's (a handler failure mid-stream) or its abort.
+      const own = [...generations.values()].some((g) => g.requestId === requestId && !g.background && g.behaviour.fail === 'mid')
+      if (reply.kind === 'cut' && !own) violations.push(`${where}: connection cut without a failing generation of its own`)
+      return
+    }
+    const { status, headers, body } = reply
+    const cacheStatus = String(headers['cache-status'] ?? '')
+    if (cmd.method === 'POST' && cacheStatus !== '') violations.push(`${where}: a POST went through the cache (${cacheStatus})`)
+    if (typeof headers.etag === 'string' && body.length > 0) {
+      const g = /^gen=(\d+);/.exec(body.toString('latin1'))
+      if (g) etags.set(headers.etag, Number(g[1]))
+    }
+    if (status === 304) {
+      // Only for a client that asked with this very validator.
+      if (headers.etag === undefined || headers.etag !== sent['if-none-match']) violations.push(`${where}: a 304 with ETag ${headers.etag} for If-None-Match ${sent['if-none-match']}`)
+      const g = generations.get(etags.get(String(headers.etag)) ?? -1)
+      if (g) checkServe(g, where, startSeq, cacheStatus, g.requestId !== requestId || g.background)
+      return
+    }
+    if (status === 504) return
+    if (status === 500 && body.toString() === 'Internal Server Error\n') {
+      const own = [...generations.values()].some((g) => g.requestId === requestId && !g.background && g.behaviour.fail === 'before')
+      if (!own) violations.push(`${where}: a 500 from the cache without a failing generation of its own`)
+      return
+    }
+    const text = cmd.method === 'HEAD' ? undefined : body.toString('latin1')
+    const gid = text === undefined ? etags.get(String(headers.etag)) : Number(/^gen=(\d+);/.exec(text)?.[1])
+    if (cmd.method === 'HEAD' && gid === undefined) return
+    const g = gid === undefined ? undefined : generations.get(gid)
+    if (!g) return void violations.push(`${where}: a body naming no generation: ${JSON.stringify(text?.slice(0, 40))}`)
+    // 1 and 4: the complete bytes of one generation, for this path and variant.
+    if (cmd.method !== 'HEAD' && !body.equals(g.full)) violations.push(`${where}: served ${body.length} bytes, not generation ${g.id}'s ${g.full.length}`)
+    if (g.path !== cmd.path) violations.push(`${where}: served generation ${g.id} of ${g.path}`)
+    if (g.behaviour.vary && g.lang !== cmd.lang) violations.push(`${where}: served generation ${g.id}, the ${g.lang} variant`)
+    // 3: a Set-Cookie or private response only to the request that caused it.
+    if ((g.behaviour.setCookie || g.behaviour.cache === 'private') && (g.requestId !== requestId || g.background)) violations.push(`${where}: got generation ${g.id}, private to request ${g.requestId}`)
+    if (headers['set-cookie'] !== undefined && !String(headers['set-cookie']).startsWith(`sid=${requestId}.`)) violations.push(`${where}: got another request's cookie ${headers['set-cookie']}`)
+    // Whatever was not generated for this very request came from the cache.
+    checkServe(g, where, startSeq, cacheStatus, g.requestId !== requestId || g.background)
+  }
+
+  /** 2, 4 and 5 for a response the cache served. */
+  const checkServe = (g: Generation, where: string, startSeq: number, cacheStatus: string, fromCache: boolean) => {
+    if (!fromCache) return
+    if (!storable(g.behaviour)) violations.push(`${where}: served generation ${g.id} from the cache, which was never storable (${JSON.stringify(g.behaviour)})`)
+    const staleServe = /detail=(stale-while-revalidate|stale-if-error)/.test(cacheStatus)
+    for (const inv of invalidations) {
+      const reaches = inv.path !== undefined ? inv.path === g.path : inv.tags!.some((tag) => g.behaviour.tags.includes(tag))
+      if (reaches && inv.endSeq < startSeq && g.startSeq < inv.startSeq && !(inv.soft && staleServe)) {
+        violations.push(`${where}: served generation ${g.id} (began at ${g.startSeq}) after ${inv.soft ? 'a soft' : 'an'} invalidation (${inv.startSeq}..${inv.endSeq}) of ${inv.path ?? inv.tags!.join(',')}: ${cacheStatus}`)
+      }
+    }
+    if (!staleServe && !/detail=/.test(cacheStatus) && now >= g.headAt + g.behaviour.ttl * 1000) violations.push(`${where}: served generation ${g.id} stale as if fresh: ${cacheStatus}`)
+  }
+
+  const invalidate = async (cmd: InvalidateCommand) => {
+    const inv: Invalidation = { startSeq: ++seq, endSeq: Infinity, soft: cmd.kind === 'invalidateTags' && cmd.soft, ...(cmd.kind === 'invalidate' ? { path: cmd.path } : { tags: cmd.tags }) }
+    invalidations.push(inv)
+    if (cmd.kind === 'invalidate') await app.invalidate(base + cmd.path)
+    else await app.invalidateTags(cmd.tags, { soft: cmd.soft })
+    inv.endSeq = ++seq
+  }
+  const act = (cmd: RequestCommand | InvalidateCommand) => (cmd.kind === 'request' ? send(cmd) : invalidate(cmd))
+
+  try {
+    for (const cmd of commands) {
+      if (cmd.kind === 'burst') await Promise.all(cmd.actions.map(act))
+      else if (cmd.kind === 'advance') now += cmd.ms
+      else await act(cmd)
+      if (violations.length > 0) break
+    }
+  } finally {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+    await app.close()
+    await store.clear()
+    await store.close()
+  }
+  if (violations.length > 0) throw new Error(violations.join('\n'))
+}
+
+type Exchanged = { kind: 'response'; status: number; headers: http.IncomingHttpHeaders; body: Buffer } | { kind: 'cut' } | { kind: 'aborted' }
+
+/** One request on its own connection: the whole response, a cut, or (abort) our own hang-up. */
+function exchange(url: string, method: string, headers: Record<string, string>, abort: boolean): Promise<Exchanged> {
+  return new Promise((resolve) => {
+    const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => {
+        chunks.push(chunk)
+        if (abort) {
+          req.destroy()
+          resolve({ kind: 'aborted' })
+        }
+      })
+      res.on('end', () => resolve(res.complete ? { kind: 'response', status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) } : { kind: 'cut' }))
+      res.on('aborted', () => resolve({ kind: 'cut' }))
+      res.on('error', () => resolve({ kind: 'cut' }))
+    })
+    req.on('error', () => resolve(abort ? { kind: 'aborted' } : { kind: 'cut' }))
+    req.end(method === 'POST' ? 'posted' : undefined)
+  })
+}
+
+function property(t: Test, name: string, makeStore: (now: () => number) => Promise<CacheStore>, numRuns: number) {
+  t.test(name, async (t) => {
+    const stats = { runs: 0, commands: 0 }
+    await fc.assert(
+      fc.asyncProperty(fc.array(commandArb, { minLength: 1, maxLength: 25 }), async (commands) => {
+        stats.runs++
+        stats.commands += commands.length
+        await runSequence(makeStore, commands)
+      }),
+      { seed: 20261121, numRuns, interruptAfterTimeLimit: 40_000, markInterruptAsFailure: false },
+    )
+    t.ok(stats.runs > 0, `${stats.runs} sequences, ${stats.commands} commands, no violation`)
+  })
+}
+
+property(t, 'the invariants hold on MemoryStore', async (now) => new MemoryStore({ now }), 150)
+
+const url = await redisUrl(t)
+let prefix = 0
+property(t, 'the invariants hold on RedisStore', async (now) => {
+  const store = new RedisStore({ url, prefix: `prop:${process.pid}:${prefix++}:`, now })
+  await store.ready()
+  return store
+}, 60)
