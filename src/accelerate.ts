@@ -8,7 +8,7 @@ import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
 import type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
 import { MemoryStore } from '../stores/memory.js'
 import { resolveOptions, describe, type AccelerateOptions } from './options.js'
-import { defaultKey, keyRequestFor, namespacePrefix } from './key.js'
+import { defaultKey, isTag, keyRequestFor, namespacePrefix } from './key.js'
 import { safeReporter } from './report.js'
 import { parseCacheControl, type CacheControl } from './cache-control.js'
 import { isNotModified } from './conditional.js'
@@ -87,7 +87,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       if (opts.unless?.(req)) return undefined
       const key = opts.key(req)
       if (typeof key === 'string') return prefix + key
-      report(new TypeError(`expected options.key to return a string, got ${describe(key)}`), { op: 'key' })
+      if (key !== undefined) report(new TypeError(`expected options.key to return a string or undefined, got ${describe(key)}`), { op: 'key' })
     } catch (err) {
       report(err as Error, { op: 'key' })
     }
@@ -145,7 +145,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       const target = new URL(req.url!, `http://${req.headers.host ?? 'localhost'}`)
       const urls = [target.href, headers.location, headers['content-location']].filter((url): url is string => typeof url === 'string')
       const paths = new Set(urls.map((url) => new URL(url, target)).filter((url) => url.host === target.host).map((url) => url.pathname + url.search))
-      dropping = Promise.all([...paths].map((url) => dropResource(prefix + opts.key({ method: 'GET', url, headers: req.headers })).catch((err: Error) => report(err, { op: 'invalidate', key: url }))))
+      const keys = [...paths].map((url) => opts.key({ method: 'GET', url, headers: req.headers })).filter((key): key is string => typeof key === 'string')
+      dropping = Promise.all(keys.map((key) => dropResource(prefix + key).catch((err: Error) => report(err, { op: 'invalidate', key }))))
     }
     teeResponse(res, (head) => (start(head.status, head.headers), { capture: false }), 1)
     const end = res.end
@@ -232,13 +233,15 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       }, false)
     },
     invalidateTags(tags: readonly string[], options?: InvalidateOptions) {
-      if (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string')) {
-        return Promise.reject(new TypeError(`expected tags to be an array of strings, got ${describe(tags)}`))
+      if (!Array.isArray(tags) || !tags.every(isTag)) {
+        return Promise.reject(new TypeError(`expected tags to be an array of well-formed strings, got ${describe(tags)}`))
       }
       return tags.length === 0 ? Promise.resolve(0) : store.invalidateTags(tags, options)
     },
     async invalidate(url: string, { method = 'GET', host }: { method?: string; host?: string } = {}) {
-      return dropResource(prefix + opts.key(keyRequestFor(url, method, host, opts.key === defaultKey)))
+      const key = opts.key(keyRequestFor(url, method, host, opts.key === defaultKey))
+      if (typeof key !== 'string') throw new TypeError(`expected a URL the key function keys, got ${describe(url)} (its key: ${describe(key)})`)
+      return dropResource(prefix + key)
     },
     clear: () => store.clear(prefix),
     memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>) =>

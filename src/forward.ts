@@ -15,6 +15,12 @@ export interface ForwardOptions {
   agent?: http.Agent
   /** This hop's `Via` entry (RFC 9110 §7.6.3). @default '1.1 node-accelerator' */
   via?: string
+  /**
+   * Pass on the client's own `X-Forwarded-Host` and `X-Forwarded-Proto` (when a trusted proxy
+   * stands in front). Otherwise they are replaced: they are not part of any cache key, so a
+   * client could make the origin render for another host under this host's key. @default false
+   */
+  trustForwardedHeaders?: boolean
 }
 
 /**
@@ -31,7 +37,7 @@ export interface Forwarder {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization'])
 
 /** A handler that sends every request on to `upstream` (an http: or https: URL). */
-export function forward(upstream: string | URL, { agent, via = '1.1 node-accelerator' }: ForwardOptions = {}): Forwarder {
+export function forward(upstream: string | URL, { agent, via = '1.1 node-accelerator', trustForwardedHeaders = false }: ForwardOptions = {}): Forwarder {
   let target: URL
   try {
     target = new URL(upstream)
@@ -51,7 +57,7 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
         port: target.port,
         method: req.method,
         path: base + pathOf(req.url!),
-        headers: requestHeaders(req, via, target.host),
+        headers: requestHeaders(req, via, target.host, trustForwardedHeaders),
         agent: pool,
         setHost: false,
       })
@@ -91,16 +97,35 @@ function pathOf(url: string): string {
   }
 }
 
-/** The client's headers as sent, less hop-by-hop ones (and Expect: Node answered it), plus ours. */
-function requestHeaders(req: IncomingMessage, via: string, upstreamHost: string): string[] {
-  const headers = withoutHopByHop(req.rawHeaders, ['expect', 'x-forwarded-for'])
+/**
+ * The client's headers as sent, less hop-by-hop ones (and Expect: Node answered it), plus ours.
+ * Only the header lines Node parsed into `req.headers` go on (its maxHeadersCount): the cache's
+ * variant keys see those, so the origin must not see more.
+ */
+function requestHeaders(req: IncomingMessage, via: string, upstreamHost: string, trustForwarded: boolean): string[] {
+  const parsed = (req.socket as { server?: { maxHeadersCount?: number | null } }).server?.maxHeadersCount || 2000
+  const ours = ['expect', 'x-forwarded-for', 'via', ...(trustForwarded ? [] : ['x-forwarded-host', 'x-forwarded-proto'])]
+  // RFC 9112 §3.2.2: an absolute-form target names the authority; its Host goes with it.
+  const absolute = req.url!.startsWith('/') ? '' : authorityOf(req.url!)
+  if (absolute) ours.push('host')
+  const headers = withoutHopByHop(req.rawHeaders.slice(0, parsed), ours)
   // RFC 9112 §3.2: an HTTP/1.1 request carries a Host; an HTTP/1.0 client may have sent none.
-  if (req.headers.host === undefined) headers.push('Host', upstreamHost)
+  const host = absolute || req.headers.host
+  if (absolute || req.headers.host === undefined) headers.push('Host', host ?? upstreamHost)
   const forwardedFor = [req.headers['x-forwarded-for'], req.socket.remoteAddress].filter(Boolean).join(', ')
   headers.push('Via', [req.headers.via, via].filter(Boolean).join(', '), 'X-Forwarded-For', forwardedFor)
-  if (req.headers['x-forwarded-proto'] === undefined) headers.push('X-Forwarded-Proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http')
-  if (req.headers['x-forwarded-host'] === undefined && req.headers.host !== undefined) headers.push('X-Forwarded-Host', req.headers.host)
+  if (!trustForwarded || req.headers['x-forwarded-proto'] === undefined) headers.push('X-Forwarded-Proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http')
+  if ((!trustForwarded || req.headers['x-forwarded-host'] === undefined) && host !== undefined) headers.push('X-Forwarded-Host', host)
   return headers
+}
+
+/** The authority of an absolute-form target; empty when it names none (`*`). */
+function authorityOf(target: string): string {
+  try {
+    return new URL(target).host
+  } catch {
+    return ''
+  }
 }
 
 /** The origin's headers as it sent them, less hop-by-hop ones, with this hop's Via appended. */

@@ -20,6 +20,7 @@ import { completion, teeResponse, type Head, type HeadPlan, type TeeResult } fro
 import { toEntry } from './entry.js'
 import { entryResponse, type StatusHeaders } from './respond.js'
 import { coversVariant, variantKey, variantsTag, varyNames, varyRecord } from './vary.js'
+import { isTag } from './key.js'
 import { refreshedHeaders, sendValidators } from './revalidate.js'
 import type { Flight, Outcome } from './flights.js'
 import { SURROGATE_HEADERS, surrogateInstructions, type SurrogateInstructions } from './surrogate.js'
@@ -218,9 +219,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
   function tagsOf(res: AcceleratedResponse, key: string, fallback: readonly string[] = []): readonly string[] | undefined {
     const value: unknown = res.tags ?? res.locals.tags ?? fallback
     const tags = typeof value === 'string' ? [value] : typeof value === 'object' && value !== null && Symbol.iterator in value ? [...(value as Iterable<unknown>)] : undefined
-    if (tags?.every((tag) => typeof tag === 'string')) return tags as string[]
+    if (tags?.every(isTag)) return tags as string[]
     // Storing with a tag missing would make that tag's invalidation miss this entry.
-    report(new TypeError(`expected res.tags to be an array of strings, got ${describe(value)}`), { op: 'tags', key })
+    report(new TypeError(`expected res.tags to be an array of well-formed strings, got ${describe(value)}`), { op: 'tags', key })
     return undefined
   }
 

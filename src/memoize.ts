@@ -7,6 +7,7 @@
  * status 200, `content-type: application/x-memoized`, a body of one type byte and the value.
  */
 import { createHash } from 'node:crypto'
+import { isTag } from './key.js'
 import type { CacheEntry, CacheStore } from './store.js'
 import { describe } from './options.js'
 import { logOncePerBurst, safeReporter, type ErrorHandler } from './report.js'
@@ -149,7 +150,7 @@ export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<
 }
 
 function isStrings(value: unknown): value is readonly string[] {
-  return Array.isArray(value) && value.every((v) => typeof v === 'string')
+  return Array.isArray(value) && value.every(isTag)
 }
 
 function claim(store: CacheStore, prefix: string, source: string): void {

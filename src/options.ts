@@ -1,7 +1,7 @@
 /** `accelerate()` options: their types, defaults, and the TypeErrors that name a bad one. */
 import type { IncomingMessage } from 'node:http'
 import type { CacheStore } from './store.js'
-import { defaultKey, NAMESPACE_SEPARATOR, type KeyRequest } from './key.js'
+import { defaultKey, NAMESPACE_SEPARATOR, type KeyFunction } from './key.js'
 import { logOncePerBurst, type ErrorHandler } from './report.js'
 
 /** Options of {@link accelerate}. Durations that mirror HTTP directives are in seconds. */
@@ -10,8 +10,11 @@ export interface AccelerateOptions {
   store?: CacheStore
   /** Keeps this accelerator's keys apart from others sharing the store; `''` is the whole store. @default '' */
   namespace?: string
-  /** Which requests share a response. @default host + path + query, the same for GET and HEAD */
-  key?: (req: KeyRequest) => string
+  /**
+   * Which requests share a response; `undefined` makes a request bypass the cache.
+   * @default host + path + query, the same for GET and HEAD (bypassing invalid Hosts)
+   */
+  key?: KeyFunction
   /** Requests for which it returns true are passed straight to the handler, untouched. */
   unless?: (req: IncomingMessage) => boolean
   /** Seconds to store responses that say nothing of their freshness; 0 stores only opt-ins. @default 0 */
@@ -59,7 +62,7 @@ export interface AccelerateOptions {
 export interface ResolvedOptions {
   store: CacheStore | undefined
   namespace: string
-  key: (req: KeyRequest) => string
+  key: KeyFunction
   unless: ((req: IncomingMessage) => boolean) | undefined
   defaultCacheFor: number
   honorCacheControl: boolean

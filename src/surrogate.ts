@@ -21,6 +21,7 @@ export interface SurrogateInstructions {
 /** Reads the surrogate headers of a response (lower-case names). */
 export function surrogateInstructions(headers: Readonly<Record<string, string | string[] | undefined>>): SurrogateInstructions {
   const tags = new Set<string>()
+  // (Header values are latin1: always well-formed strings, fit for tags.)
   for (const tag of join(headers['surrogate-key'], ' ').split(/\s+/)) if (tag) tags.add(tag)
   for (const tag of join(headers['cache-tag'], ',').split(',')) if (tag.trim()) tags.add(tag.trim())
   const control = parseCacheControl(headers['surrogate-control'])

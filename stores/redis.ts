@@ -20,8 +20,9 @@
  *
  * No stale resurrection, across processes: `set` reads its tags' last invalidations (refusing
  * at once, leaving what is stored untouched, when one is newer than its checkpoint), writes
- * the entry (refused if its key was deleted after the checkpoint), then adds it to each tag's
- * index while reading the tag's last invalidation again, and deletes it if one is newer; an invalidation bumps the
+ * the entry with a short provisional TTL (refused if its key was deleted after the
+ * checkpoint), then adds it to each tag's index while reading the tag's last invalidation
+ * again, and deletes it if one is newer, or else gives it its full TTL; an invalidation bumps the
  * sequence, records it on the tag, then deletes the indexed entries generated before it.
  * Whichever way the two interleave, either the writer sees the record or the invalidator sees
  * the entry. Ordering comes from Redis (one counter), never from local clocks.
@@ -61,16 +62,28 @@ const INDEX_GRACE = 60_000
 const BREAK_MS = 1000
 const SCAN_COUNT = 1000
 const DROP_BATCH = 500
+/** Per-tag commands go in batches of this many, so a response with 10,000 tags does not queue 20,000 at once. */
+const TAG_BATCH = 100
+/**
+ * A new entry first lives this long at most; its full TTL is set once it is indexed and checked.
+ * A set that fails half-way (a timeout after the write) leaves an entry that expires soon, not
+ * one that lives its whole TTL outside its tags' indexes.
+ */
+const PROVISIONAL_TTL = 10_000
 
 /** Lua scripts by command name: how many of their arguments are keys, and the script. */
 const SCRIPTS = {
-  // KEYS: entry, key record. ARGV: since, ttl, meta, body, staleAt, expiresAt, soft, tags.
+  // KEYS: entry, key record. ARGV: since, provisional ttl, meta, body, staleAt, expiresAt, soft, tags.
   accSet: [2, `
     local deleted = redis.call('GET', KEYS[2])
     if deleted and tonumber(deleted) > tonumber(ARGV[1]) then return 0 end
     redis.call('DEL', KEYS[1])
     redis.call('HSET', KEYS[1], 'm', ARGV[3], 'b', ARGV[4], 'f', ARGV[5], 'x', ARGV[6], 'c', ARGV[1], 'p', ARGV[7], 'g', ARGV[8])
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1`],
+  // KEYS: entry. ARGV: its checkpoint, ttl. Gives the entry written by this set its full TTL.
+  accCommit: [1, `
+    if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
     return 1`],
   // KEYS: tag index, tag record. ARGV: key, expiresAt, trim below, ttl. Returns the tag's record.
   accIndex: [2, `
@@ -233,26 +246,26 @@ export class RedisStore implements CacheStore {
     const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge }
     if (entry.variesOn) meta.v = [...entry.variesOn]
     const written = await this.#call(() =>
-      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, ttl, JSON.stringify(meta), entry.body, entry.staleAt, entry.expiresAt, entry.softInvalidated ? '1' : '0', JSON.stringify(tags)),
+      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), JSON.stringify(meta), entry.body, entry.staleAt, entry.expiresAt, entry.softInvalidated ? '1' : '0', JSON.stringify(tags)),
     )
     if (!written) return false
     await this.#interleave?.('written')
     // Only now, with the entry written, index it and read what happened meanwhile.
     const trimBelow = this.#now() - INDEX_GRACE
     const newest = await this.#newestInvalidation(key, tags, (tag) => this.#client.accIndex(this.#tagIndex(tag), this.#tagRecord(tag), key, entry.expiresAt, trimBelow, ttl + INDEX_GRACE))
-    if (newest <= since) return true
+    if (newest <= since) {
+      await this.#call(() => this.#client.accCommit(this.#entry(key), since, ttl))
+      return true
+    }
     await this.#call(() => this.#client.accDrop(this.#entry(key), newest, '0', 0, ''))
     return false
   }
 
   /** The newest invalidation that reaches an entry: of its tags (read by `read`), its key, a clear. */
   async #newestInvalidation(key: string, tags: readonly string[], read: (tag: string) => Promise<unknown>): Promise<number> {
-    const records = await Promise.all([
-      ...tags.map((tag) => this.#call(() => read(tag))),
-      this.#call(() => this.#client.get(this.#keyRecord(key))),
-      this.#call(() => this.#client.get(this.#floor)),
-    ])
-    return Math.max(...records.map(Number))
+    const records = await Promise.all([this.#call(() => this.#client.get(this.#keyRecord(key))), this.#call(() => this.#client.get(this.#floor))])
+    const perTag = await inBatches(tags, (tag) => this.#call(() => read(tag)))
+    return Math.max(...[...records, ...perTag].map(Number))
   }
 
   async delete(key: string): Promise<number> {
@@ -264,17 +277,13 @@ export class RedisStore implements CacheStore {
   async invalidateTags(tags: readonly string[], options: InvalidateOptions = {}): Promise<number> {
     const n = await this.#bump()
     const trimBelow = this.#now() - INDEX_GRACE
-    const indexed = await Promise.all([...new Set(tags)].map((tag) => this.#call(() => this.#client.accInvalidateTag(this.#tagIndex(tag), this.#tagRecord(tag), n, RECORD_TTL, trimBelow))))
+    const indexed = await inBatches([...new Set(tags)], (tag) => this.#call(() => this.#client.accInvalidateTag(this.#tagIndex(tag), this.#tagRecord(tag), n, RECORD_TTL, trimBelow)))
     const keys = [...new Set((indexed as string[][]).flat())]
     const soft = options.soft === true ? '1' : '0'
     const wanted = JSON.stringify(Object.fromEntries(tags.map((tag) => [tag, true])))
     const now = this.#now()
-    let affected = 0
-    for (let i = 0; i < keys.length; i += DROP_BATCH) {
-      const dropped = await Promise.all(keys.slice(i, i + DROP_BATCH).map((key) => this.#call(() => this.#client.accDrop(this.#entry(key), n, soft, now, wanted))))
-      affected += dropped.reduce((sum: number, one) => sum + Number(one), 0)
-    }
-    return affected
+    const dropped = await inBatches(keys, (key) => this.#call(() => this.#client.accDrop(this.#entry(key), n, soft, now, wanted)), DROP_BATCH)
+    return dropped.reduce((sum: number, one) => sum + Number(one), 0)
   }
 
   /** Deletes this prefix's entries whose key starts with `keyPrefix` (all its keys when empty), by SCAN. */
@@ -336,6 +345,13 @@ export class RedisStore implements CacheStore {
   #tagRecord(tag: string): string {
     return `${this.#prefix}{t:${tag}}i`
   }
+}
+
+/** Runs `run` over `items`, `size` at a time; resolves every result, in order. */
+async function inBatches<T, R>(items: readonly T[], run: (item: T) => Promise<R>, size = TAG_BATCH): Promise<R[]> {
+  const results: R[] = []
+  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(run))))
+  return results
 }
 
 /** Rejects with ioredis's own timeout message when `promise` takes longer than `ms`. */

@@ -3,10 +3,15 @@ import t from 'tap'
 import { defaultKey, normalizeHost, keyRequestFor, namespacePrefix } from '../src/key.js'
 
 t.test('defaultKey: host + path + query, method-independent', async (t) => {
-  const rows: Array<[string, { method?: string; url?: string; host?: string }, string]> = [
+  const rows: Array<[string, { method?: string; url?: string; host?: string }, string | undefined]> = [
     ['origin-form', { url: '/a/b?c=d', host: 'example.com' }, 'example.com/a/b?c=d'],
     ['GET and HEAD share it', { method: 'HEAD', url: '/a', host: 'example.com' }, 'example.com/a'],
-    ['absolute-form uses its own authority (RFC 9112 §3.2.2)', { url: 'http://Other.Example:80/p?q=1', host: 'ignored.example' }, 'other.example/p?q=1'],
+    ['absolute-form with its own Host (RFC 9112 §3.2.2)', { url: 'http://Other.Example:80/p?q=1', host: 'other.example' }, 'other.example/p?q=1'],
+    ['absolute-form naming another authority than the Host: not cached', { url: 'http://example.com/p', host: 'evil.example' }, undefined],
+    ['a Host with a path in it: not cached (it would share another path\'s key)', { url: '/y', host: 'example.com/x' }, undefined],
+    ['a Host with userinfo: not cached', { url: '/', host: 'user@example.com' }, undefined],
+    ['a Host with a space: not cached', { url: '/', host: 'a b' }, undefined],
+    ['an IPv6 literal Host', { url: '/', host: '[::1]:8080' }, '[::1]:8080/'],
     ['a malformed target is keyed as sent', { url: 'not a url', host: 'example.com' }, 'example.comnot a url'],
     ['asterisk-form', { url: '*', host: 'example.com' }, 'example.com*'],
     ['no Host (HTTP/1.0)', { url: '/x' }, '/x'],

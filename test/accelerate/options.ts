@@ -80,19 +80,28 @@ t.test('the default key: Host normalised, path and query kept', async (t) => {
   t.equal(origin.calls, 3)
 })
 
-t.test('a key function that throws or returns no string bypasses the cache and is reported', async (t) => {
+t.test('a key function: undefined bypasses the cache; a throw or a non-string bypasses and is reported', async (t) => {
   const errors: string[] = []
-  const origin = counted(() => 'x')
-  const url = await listen(t, accelerate(origin, {
+  const origin = counted((_req, res) => {
+    res.cacheFor = 60
+    return 'x'
+  })
+  const app = accelerate(origin, {
     key: (req) => {
       if (req.url === '/throws') throw new Error('bad key')
-      return undefined as never
+      if (req.url === '/number') return 42 as never
+      return req.url === '/private' ? undefined : req.url
     },
     onError: (err, { op }) => errors.push(`${op}: ${err.message}`),
-  }))
-  t.equal((await request(url + '/throws')).text, 'x')
-  t.equal((await request(url + '/undefined')).text, 'x')
-  t.same(errors, ['key: bad key', 'key: expected options.key to return a string, got undefined'])
+  })
+  const url = await listen(t, app)
+  for (const path of ['/throws', '/number', '/private']) {
+    t.equal((await request(url + path)).text, 'x')
+    t.equal((await request(url + path)).headers['cache-status'], undefined, `${path}: straight through`)
+  }
+  t.equal(origin.calls, 6)
+  t.same(errors, ['key: bad key', 'key: bad key', 'key: expected options.key to return a string or undefined, got 42', 'key: expected options.key to return a string or undefined, got 42'])
+  await t.rejects(app.invalidate('/private'), { name: 'TypeError', message: 'expected a URL the key function keys, got "/private" (its key: undefined)' })
 })
 
 t.test('store failures never reach the client: get, checkpoint, set each fail open', async (t) => {

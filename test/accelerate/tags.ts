@@ -62,13 +62,13 @@ t.test('tags that are not strings are reported and the response is not stored', 
   await request(url + '/number')
   await settle()
   t.equal(origin.calls, 3)
-  t.equal(errors[0], 'tags: expected res.tags to be an array of strings, got ["ok", 42]')
-  t.equal(errors[2], 'tags: expected res.tags to be an array of strings, got 42')
+  t.equal(errors[0], 'tags: expected res.tags to be an array of well-formed strings, got ["ok", 42]')
+  t.equal(errors[2], 'tags: expected res.tags to be an array of well-formed strings, got 42')
 })
 
 t.test('invalidateTags rejects what is not an array of strings', async (t) => {
   const app = accelerate(() => 'x')
-  await t.rejects(app.invalidateTags('post:1' as never), { name: 'TypeError', message: 'expected tags to be an array of strings, got "post:1"' })
+  await t.rejects(app.invalidateTags('post:1' as never), { name: 'TypeError', message: 'expected tags to be an array of well-formed strings, got "post:1"' })
   await t.rejects(app.invalidateTags([1] as never), TypeError)
 })
 

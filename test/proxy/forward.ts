@@ -244,3 +244,16 @@ t.test('an origin that answers early, then drops the connection during the uploa
   })
   t.equal(outcome, 'cut')
 })
+
+t.test('trustForwardedHeaders keeps a trusted front proxy\'s X-Forwarded-Host and -Proto', async (t) => {
+  const origin = await listen(t, (req, res) => res.end(`${req.headers['x-forwarded-host']} ${req.headers['x-forwarded-proto']}`))
+  const trusting = forward(origin, { trustForwardedHeaders: true })
+  const careful = forward(origin)
+  t.teardown(() => (trusting.close(), careful.close()))
+  const trusted = await listen(t, trusting)
+  const untrusted = await listen(t, careful)
+  const claimed = { 'x-forwarded-host': 'www.example.com', 'x-forwarded-proto': 'https' }
+  t.equal((await request(trusted + '/', { headers: claimed })).text, 'www.example.com https', 'kept')
+  t.equal((await request(trusted + '/')).text, `${new URL(trusted).host} http`, 'ours when the front proxy sent none')
+  t.equal((await request(untrusted + '/', { headers: claimed })).text, `${new URL(untrusted).host} http`, 'replaced by default')
+})
