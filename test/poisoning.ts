@@ -3,6 +3,7 @@
 // X-Forwarded-Host, X-Original-URL, cookies, a GET's body, ...), which a handler reads at its own
 // risk, and which key(req), Vary or unless can key or bypass. How paths that name one resource
 // are keyed. What Node's parser refuses before the cache sees it. Responses never shared.
+import type { IncomingHttpHeaders } from 'node:http'
 import t, { type Test } from 'tap'
 import { accelerate, defaultKey, forward, normalizeHost, type AccelerateOptions, type Handler } from '../src/index.js'
 import { listen, request } from './fixtures/http.js'
@@ -186,9 +187,13 @@ t.test('unkeyed: X-Original-URL, for handlers that route on it', async (t) => {
   const poisoned = await serve(t, route)
   await poisoned.get('/public', { lines: [['X-Original-URL', '/admin']] })
   t.equal((await poisoned.get('/public')).text, 'admin panel', 'default key: /public now serves the admin panel (documented)')
-  const keyed = await serve(t, route, { key: (req) => defaultKey({ ...req, url: String(req.headers['x-original-url'] ?? req.url) }) })
+  const routedPath = (req: { url?: string; headers: IncomingHttpHeaders }) => String(req.headers['x-original-url'] ?? req.url)
+  const keyed = await serve(t, route, { key: (req) => defaultKey({ method: req.method, headers: req.headers, url: routedPath(req) }) })
   await keyed.get('/public', { lines: [['X-Original-URL', '/admin']] })
-  t.equal((await keyed.get('/public')).text, 'public page /public', 'keyed on the path the handler routes on: no poisoning')
+  const publicPage = await keyed.get('/public')
+  t.equal(publicPage.text, 'public page /public', 'keyed on the path the handler routes on: no poisoning')
+  t.match(publicPage.headers['cache-status'], STORED, 'the routed path is a key of its own')
+  t.match((await keyed.get('/public')).headers['cache-status'], HIT, 'and the custom key still caches')
 })
 
 t.test('unkeyed: X-Forwarded-Scheme turning a page into a cached redirect', async (t) => {
