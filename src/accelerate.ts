@@ -14,7 +14,7 @@ import { parseCacheControl, type CacheControl } from './cache-control.js'
 import { isNotModified } from './conditional.js'
 import { clientDemand, hasOriginOnlyPrecondition, isConditional, isUnsafe } from './request.js'
 import { isBody, writeBody } from './body.js'
-import { entryResponse, rangeResponse, statusHeadersFor } from './respond.js'
+import { ageOf, entryResponse, hitParams, hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
 import { variantKey, variantsTag, varyNames } from './vary.js'
 import { Flights, type Outcome } from './flights.js'
@@ -35,6 +35,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const counts: Counts = { hits: 0, misses: 0, staleHits: 0, notModified: 0, stores: 0, bytesStored: 0, bypasses: 0, errors: 0, coalesced: 0, revalidations: 0, refreshes: 0 }
   const report = safeReporter(opts.onError, () => counts.errors++)
   const statusHeaders = statusHeadersFor(opts.statusHeader, opts.xCache)
+  const writeHit = hitWriterFor(opts.statusHeader, opts.xCache)
   const flights = new Flights(opts.coalesceTimeoutMs)
   const background = pLimit(opts.backgroundConcurrency)
   const exchanges = new Set<Exchange>()
@@ -112,6 +113,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
 
   function serveEntry(req: IncomingMessage, res: ServerResponse, entry: CacheEntry, now: number, params: string, detail?: string): void {
     counts.hits++
+    // The common hit (no Range, no validators): the prepared header array, see respond.ts.
+    if (req.headers.range === undefined && !isConditional(req.headers)) return writeHit(res, entry, ageOf(entry, now), hitParams(entry, now, params, detail), req.method === 'HEAD')
     const answer = req.headers.range === undefined ? entryResponse : rangeResponse
     const { status, headers, body } = answer(req, entry, now, statusHeaders, params, detail)
     if (status === 304) counts.notModified++

@@ -18,6 +18,7 @@ import { strongEtag } from './etag.js'
 import { formatHttpDate } from './http-date.js'
 import { completion, teeResponse, type Head, type HeadPlan, type TeeResult } from './tee.js'
 import { toEntry } from './entry.js'
+import { merged } from './merged.js'
 import { entryResponse, type StatusHeaders } from './respond.js'
 import { coversVariant, variantKey, variantsTag, varyNames, varyRecord } from './vary.js'
 import { isTag } from './key.js'
@@ -118,13 +119,13 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
       }
       if (stale && head.status >= 500 && now < gen.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
       const cacheFor = mayStore ? cacheForOf(res, surrogate, gen.key) : undefined
-      const fresh = mayStore ? freshness(client.headers, { ...head, cacheFor }, opts, now) : undefined
+      const fresh = mayStore ? freshness(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : undefined
       const added: Record<string, string> = {}
       if (fresh !== undefined && head.headers.date === undefined) added.date = formatHttpDate(now)
       // A body given whole to end() has its ETag before its headers go out.
       const whole = fresh !== undefined && head.headers.etag === undefined ? head.wholeBody() : undefined
       if (whole !== undefined) added.etag = strongEtag(whole)
-      const notModified = isConditional(client.headers) && head.status >= 200 && head.status < 300 && isNotModified(client.headers, { ...head.headers, ...added })
+      const notModified = isConditional(client.headers) && head.status >= 200 && head.status < 300 && isNotModified(client.headers, merged(head.headers, added))
       // A 304 to this client still stores the body when end() gave it whole: otherwise clients
       // revalidating an expired entry would keep the cache from ever refilling.
       const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined)
@@ -132,9 +133,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
       else settle() // waiters run the handler themselves, now
       const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
       const ours = statusHeaders(`${stale ? 'fwd=stale' : 'fwd=miss'}${capture ? '; stored' : ''}`, 'MISS', existing)
-      if (!notModified) return { capture, extraHeaders: { ...added, ...ours }, omitHeaders }
+      if (!notModified) return { capture, extraHeaders: merged(added, ours), omitHeaders }
       counts.notModified++
-      return { replace: { status: 304, headers: { ...notModifiedHeaders({ ...head.headers, ...added }), ...ours } }, capture }
+      return { replace: { status: 304, headers: merged(notModifiedHeaders(merged(head.headers, added)), ours) }, capture }
     }
 
     /** stale-if-error (RFC 5861 §4): the stale entry instead of the failure. */
@@ -156,7 +157,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     void finished.then((ok) => ok || lease?.land())
     try {
       const [ok, succeeded] = await Promise.all([finished, run(fallback)])
-      await storing
+      if (storing) await storing
       if (ok && succeeded && toStore) await save(res, tee, client.headers, gen, toStore, since!)
     } finally {
       lease?.land()
@@ -171,7 +172,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     if (!body || !tags) return gen.lease?.flight.settle(undefined)
     const names = varyNames(head.headers.vary)
     const key = names.length > 0 ? variantKey(gen.base, names, headers) : gen.base
-    const entry = toEntry(head.status, { ...head.headers, ...added }, body, variantTagged({ ...gen, key }, tags)!, fresh, storedAt, opts)
+    const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged({ ...gen, key }, tags)!, fresh, storedAt, opts)
     if (!(await put(key, entry, since))) return gen.lease?.flight.settle(undefined)
     gen.lease?.flight.settle({ entry, key })
     if (names.length > 0 && !coversVariant(gen.record, names, entry.expiresAt)) await put(gen.base, varyRecord(names, storedAt, entry.expiresAt), since, false)

@@ -1,8 +1,9 @@
 /** Answering from a stored entry: the response a hit, a waiter or a revalidation sends. */
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry } from './store.js'
 import type { Replacement } from './tee.js'
 import { isNotModified, notModifiedHeaders } from './conditional.js'
+import { merged } from './merged.js'
 import { isConditional } from './request.js'
 import { ifRangeMatches, parseRange } from './range.js'
 
@@ -22,6 +23,54 @@ export function statusHeadersFor(statusHeader: string | false, xCache: boolean):
 }
 
 /**
+ * Writes a full hit: `entry`'s status, headers and body (none for HEAD) with Age and the cache's
+ * status headers. The design notes' hit path: an entry's headers object is flattened once into
+ * the `[name, value, ...]` array `writeHead` takes, its last slots kept for Age and the status
+ * headers; a hit fills those slots and hands Node the same array (writeHead reads it at once and
+ * keeps nothing), so a hit allocates no header object. MemoryStore entries keep their headers
+ * object for life; RedisStore shares one per stored version of an entry.
+ */
+export type HitWriter = (res: ServerResponse, entry: CacheEntry, age: number, params: string, head: boolean) => void
+
+export function hitWriterFor(statusHeader: string | false, xCache: boolean): HitWriter {
+  // By headers object: a store that decodes each hit anew may share one (RedisStore does).
+  const prepared = new WeakMap<CacheEntry['headers'], string[]>()
+  // Ours replace any the entry holds under the same names.
+  const replaced = new Set(['age', ...(statusHeader ? [statusHeader.toLowerCase()] : []), ...(xCache ? ['x-cache'] : [])])
+  const tail = ['age', '', ...(statusHeader ? [statusHeader, ''] : []), ...(xCache ? ['x-cache', 'HIT'] : [])]
+  function linesOf(entry: CacheEntry): string[] {
+    const lines: string[] = []
+    for (const name in entry.headers) {
+      if (replaced.has(name.toLowerCase())) continue
+      const value = entry.headers[name]!
+      if (typeof value === 'string') lines.push(name, value)
+      else for (const v of value) lines.push(name, v)
+    }
+    lines.push(...tail)
+    prepared.set(entry.headers, lines)
+    return lines
+  }
+  const agePosition = -tail.length + 1
+  return (res, entry, age, params, head) => {
+    const lines = prepared.get(entry.headers) ?? linesOf(entry)
+    lines[lines.length + agePosition] = String(age)
+    if (statusHeader) lines[lines.length + agePosition + 2] = `node-accelerator; ${params}`
+    res.writeHead(entry.status, lines)
+    res.end(head ? undefined : entry.body)
+  }
+}
+
+/** Seconds since the response was generated (RFC 9111 §4.2.3), counting the age it arrived with. */
+export function ageOf(entry: CacheEntry, now: number): number {
+  return entry.initialAge + Math.max(0, Math.floor((now - entry.storedAt) / 1000))
+}
+
+/** The status header's member parameters for an entry served at `now`: `ttl` is negative when stale. */
+export function hitParams(entry: CacheEntry, now: number, params: string, detail?: string): string {
+  return `${params}; ttl=${Math.floor((entry.staleAt - now) / 1000)}${detail ? `; detail=${detail}` : ''}`
+}
+
+/**
  * The response `entry` gives `req` at `now`: a 304 when the client's validators match (RFC 9110
  * §13.2.1: for a 2xx only), else the stored status, headers and body (none for HEAD), with Age
  * and the cache's status, `ttl` (negative when stale) and `detail` appended to `params`.
@@ -34,13 +83,12 @@ export function entryResponse(
   params: string,
   detail?: string,
 ): Replacement {
-  const age = String(entry.initialAge + Math.max(0, Math.floor((now - entry.storedAt) / 1000)))
-  const ttl = Math.floor((entry.staleAt - now) / 1000)
-  const cacheStatus = status(`${params}; ttl=${ttl}${detail ? `; detail=${detail}` : ''}`, 'HIT')
+  const age = String(ageOf(entry, now))
+  const cacheStatus = status(hitParams(entry, now, params, detail), 'HIT')
   if (isConditional(req.headers) && entry.status >= 200 && entry.status < 300 && isNotModified(req.headers, entry.headers)) {
-    return { status: 304, headers: { ...notModifiedHeaders(entry.headers), age, ...cacheStatus } }
+    return { status: 304, headers: merged(notModifiedHeaders(entry.headers), { age }, cacheStatus) }
   }
-  return { status: entry.status, headers: { ...entry.headers, age, ...cacheStatus }, body: req.method === 'HEAD' ? undefined : entry.body }
+  return { status: entry.status, headers: merged(entry.headers, { age }, cacheStatus), body: req.method === 'HEAD' ? undefined : entry.body }
 }
 
 /**
@@ -51,9 +99,9 @@ export function rangeResponse(req: Pick<IncomingMessage, 'method' | 'headers'>, 
   const full = entry.body.length
   const range = entry.status === 200 && ifRangeMatches(req.headers, entry) ? parseRange(req.headers.range, full) : undefined
   if (range === undefined) return entryResponse(req, entry, now, status, params, detail)
-  const cacheStatus = status(`${params}; ttl=${Math.floor((entry.staleAt - now) / 1000)}${detail ? `; detail=${detail}` : ''}`, 'HIT')
+  const cacheStatus = status(hitParams(entry, now, params, detail), 'HIT')
   if (range === 'unsatisfiable') return { status: 416, headers: { 'content-range': `bytes */${full}`, 'content-length': '0', ...cacheStatus } }
-  const age = String(entry.initialAge + Math.max(0, Math.floor((now - entry.storedAt) / 1000)))
-  const headers = { ...entry.headers, 'content-range': `bytes ${range.start}-${range.end}/${full}`, 'content-length': String(range.end - range.start + 1), age, ...cacheStatus }
+  const age = String(ageOf(entry, now))
+  const headers = merged(entry.headers, { 'content-range': `bytes ${range.start}-${range.end}/${full}`, 'content-length': String(range.end - range.start + 1), age }, cacheStatus)
   return { status: 206, headers, body: req.method === 'HEAD' ? undefined : entry.body.subarray(range.start, range.end + 1) }
 }

@@ -10,6 +10,7 @@
  * `end()`; and an unstorable response is never buffered at all.
  */
 import type { ServerResponse } from 'node:http'
+import { merged } from './merged.js'
 
 /** Headers as a lower-case-keyed record of strings. */
 export type HeaderRecord = Record<string, string | string[]>
@@ -148,8 +149,11 @@ function dropped(cb: Callback | undefined): true {
 function finalHeaders(res: ServerResponse, given: unknown): HeaderRecord {
   const headers: HeaderRecord = {}
   const set = res.getHeaders()
-  const sentAsGiven = res.getHeaderNames().length === 0
-  for (const name in set) headers[name] = normalize(set[name])
+  let sentAsGiven = true
+  for (const name in set) {
+    headers[name] = normalize(set[name])
+    sentAsGiven = false
+  }
   const put = (name: unknown, value: unknown) => {
     if (!name || value === undefined) return
     const lower = String(name).toLowerCase()
@@ -170,7 +174,7 @@ function withHeaders(res: ServerResponse, given: unknown, extra: Readonly<Record
   const names = Object.keys(extra)
   if (names.length === 0) return given
   if (Array.isArray(given)) return [...given, ...names.flatMap((name) => [name, extra[name]])]
-  if (given !== null && typeof given === 'object') return { ...given, ...extra }
+  if (given !== null && typeof given === 'object') return merged(given as Record<string, unknown>, extra)
   for (const name of names) res.setHeader(name, extra[name] as string)
   return given
 }

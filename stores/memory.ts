@@ -39,7 +39,9 @@ export function entryBytes(key: string, entry: CacheEntry): number {
 }
 
 // Mutable so soft invalidation can swap in a new entry object without promoting it in the LRU.
+// The tag index holds these (not keys), so invalidating a tag needs no LRU lookup per entry.
 interface Held {
+  readonly key: string
   entry: CacheEntry
   readonly bytes: number
 }
@@ -68,7 +70,9 @@ export class MemoryStore implements CacheStore {
   readonly #maxBytes: number
   readonly #now: () => number
   readonly #lru: LRUMapWithDeleteClass<string, Held>
-  readonly #tagIndex = new Map<string, Set<string>>()
+  // A tag held by one entry maps to it directly: per-entry tags (`item:42`) are common, and a
+  // Set for each would cost about 200 bytes and an allocation.
+  readonly #tagIndex = new Map<string, Held | Set<Held>>()
   #bytes = 0
   #closed = false
 
@@ -128,14 +132,15 @@ export class MemoryStore implements CacheStore {
       entry = { ...entry, body: own }
     }
 
-    const held: Held = { entry, bytes }
+    const held: Held = { key, entry, bytes }
     const evicted = this.#lru.setpop(key, held) // evicts by itself when maxEntries is reached
-    if (evicted !== null) this.#unindex(evicted.key, evicted.value)
+    if (evicted !== null) this.#unindex(evicted.value)
     this.#bytes += bytes
     for (const tag of entry.tags) {
-      let keys = this.#tagIndex.get(tag)
-      if (keys === undefined) this.#tagIndex.set(tag, (keys = new Set()))
-      keys.add(key)
+      const indexed = this.#tagIndex.get(tag)
+      if (indexed === undefined) this.#tagIndex.set(tag, held)
+      else if (indexed instanceof Set) indexed.add(held)
+      else if (indexed !== held) this.#tagIndex.set(tag, new Set([indexed, held]))
     }
     return true
   }
@@ -148,22 +153,38 @@ export class MemoryStore implements CacheStore {
 
   async invalidateTags(tags: readonly string[], options: InvalidateOptions = {}): Promise<number> {
     this.#record(this.#tagSeq, tags, ++this.#seq)
-    const keys = new Set<string>()
-    for (const tag of tags) for (const key of this.#tagIndex.get(tag) ?? []) keys.add(key)
     const now = this.#now()
     let affected = 0
-    for (const key of keys) {
-      const held = this.#lru.peek(key)!
+    if (options.soft !== true) {
+      // Each tag's set is taken out of the index before it is walked: every entry in it goes, and
+      // `#unindex` then leaves that set alone (no copy, no deletes from it while iterating). An
+      // entry under several of the tags is gone from the later sets by the time they are walked.
+      for (const tag of tags) {
+        const indexed = this.#tagIndex.get(tag)
+        if (indexed === undefined) continue
+        this.#tagIndex.delete(tag)
+        for (const held of indexed instanceof Set ? indexed : [indexed]) {
+          this.#lru.delete(held.key)
+          this.#unindex(held)
+          if (now < held.entry.expiresAt) affected++
+        }
+      }
+      return affected
+    }
+    const helds = new Set<Held>()
+    for (const tag of tags) {
+      const indexed = this.#tagIndex.get(tag)
+      if (indexed instanceof Set) for (const held of indexed) helds.add(held)
+      else if (indexed !== undefined) helds.add(indexed)
+    }
+    for (const held of helds) {
       if (now >= held.entry.expiresAt) {
-        this.#remove(key)
-      } else if (options.soft === true) {
+        this.#remove(held.key)
+      } else {
         // A new object, since callers may hold the one a previous `get` returned. `now` is
         // already stale ("from then on it is stale"); min() keeps an earlier staleAt, so a
         // stale-while-revalidate window that has begun is not restarted.
         held.entry = { ...held.entry, staleAt: Math.min(held.entry.staleAt, now), softInvalidated: true }
-        affected++
-      } else {
-        this.#remove(key)
         affected++
       }
     }
@@ -211,19 +232,22 @@ export class MemoryStore implements CacheStore {
     const held = this.#lru.peek(key)
     if (held === undefined) return false
     this.#lru.delete(key)
-    this.#unindex(key, held)
+    this.#unindex(held)
     return true
   }
 
   // Takes `held` out of the byte count and tag index; the caller has taken it out of the LRU.
-  #unindex(key: string, held: Held): void {
+  #unindex(held: Held): void {
     this.#bytes -= held.bytes
     for (const tag of held.entry.tags) {
-      const keys = this.#tagIndex.get(tag)
-      // Absent when the entry lists the same tag twice and the first pass already emptied it.
-      if (keys === undefined) continue
-      keys.delete(key)
-      if (keys.size === 0) this.#tagIndex.delete(tag)
+      const indexed = this.#tagIndex.get(tag)
+      // Absent when the entry lists the same tag twice and the first pass already emptied it, or
+      // when invalidateTags took the tag out of the index to walk its entries.
+      if (indexed === held) this.#tagIndex.delete(tag)
+      else if (indexed instanceof Set) {
+        indexed.delete(held)
+        if (indexed.size === 0) this.#tagIndex.delete(tag)
+      }
     }
   }
 

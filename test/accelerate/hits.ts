@@ -112,8 +112,10 @@ t.test('GET and HEAD share one entry; other methods pass straight through', asyn
 })
 
 t.test('statusHeader renames or removes Cache-Status; xCache adds X-Cache', async (t) => {
-  const renamed = await listen(t, accelerate((_req, res) => {
+  const renamed = await listen(t, accelerate((req, res) => {
     res.cacheFor = 60
+    // A handler (or the origin behind it) using the same header name for its own report.
+    if (req.url === '/own') res.setHeader('x-accel-status', 'origin-cache; hit')
     res.end('x')
   }, { statusHeader: 'X-Accel-Status', xCache: true }))
   const miss = await request(renamed + '/')
@@ -122,6 +124,11 @@ t.test('statusHeader renames or removes Cache-Status; xCache adds X-Cache', asyn
   t.equal(miss.headers['cache-status'], undefined)
   const hit = await request(renamed + '/')
   t.equal(hit.headers['x-cache'], 'HIT')
+  await request(renamed + '/own')
+  const own = await request(renamed + '/own')
+  const statusLines = own.rawHeaders.filter((_, i, all) => i % 2 === 1 && all[i - 1]!.toLowerCase() === 'x-accel-status')
+  t.equal(statusLines.length, 1, 'a hit sends one status line, in place of the stored one...')
+  t.match(statusLines[0], /^node-accelerator; hit; ttl=\d+$/, '...its own')
   const none = await listen(t, accelerate((_req, res) => {
     res.cacheFor = 60
     res.end('x')

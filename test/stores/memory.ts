@@ -2,6 +2,7 @@ import t from 'tap'
 import type { CacheEntry } from '../../src/store.js'
 import { ENTRY_OVERHEAD, MemoryStore, entryBytes } from '../../stores/memory.js'
 import { makeEntry, storeConformance } from '../fixtures/store-conformance.js'
+import { heapUsed } from '../fixtures/hostile-http.js'
 
 t.test('conformance', async (t) => storeConformance(t, () => new MemoryStore()))
 
@@ -224,6 +225,30 @@ t.test('an entry listing a tag twice is indexed and unindexed cleanly', async (t
   t.equal(await store.delete('k'), 1)
   t.equal(await store.invalidateTags(['d']), 1)
   t.strictSame(store.size(), { entries: 0, bytes: 0 })
+})
+
+t.test('the tag index lets go of a tag with its last entry', async (t) => {
+  // Two entries per tag, both deleted: the tag's set empties and must leave the index. Left
+  // behind, 100,000 such tags would hold about 20 MB of empty sets and tag strings.
+  const store = new MemoryStore()
+  let stored = 0
+  const round = async (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      const since = await store.checkpoint()
+      if (await store.set(`a${i}`, unit({ tags: [`shared-by-two:${i}`] }), since)) stored++
+      if (await store.set(`b${i}`, unit({ tags: [`shared-by-two:${i}`] }), since)) stored++
+      await store.delete(`a${i}`)
+      await store.delete(`b${i}`)
+    }
+  }
+  await round(0, 20_000) // warm: compiled code, and the key records' pruning in its steady state
+  const before = heapUsed()
+  await round(20_000, 120_000)
+  t.equal(stored, 240_000, 'every entry was stored (and so indexed)')
+  const grown = heapUsed() - before
+  t.ok(grown < 8 * 1024 * 1024, `heap grew by ${(grown / 1024 / 1024).toFixed(1)} MiB over 100,000 emptied tags`)
+  await store.set('c', unit({ tags: ['shared-by-two:5'] }), await store.checkpoint())
+  t.equal(await store.invalidateTags(['shared-by-two:5']), 1, 'a tag used again is indexed anew')
 })
 
 t.test('recorded invalidations are pruned into the floor', async (t) => {

@@ -199,6 +199,74 @@ t.test('expiry follows the app\'s clock as well as Redis TTLs; the soft flag rou
   t.equal(await store.get('k'), undefined, 'past expiresAt by the app\'s clock, though Redis still holds it')
 })
 
+t.test('a stored version\'s meta is parsed once; unreadable or older metas are misses', async (t) => {
+  const prefix = `meta:${process.pid}:`
+  const store = new RedisStore({ url, prefix })
+  await store.ready()
+  const raw = new Redis(url)
+  t.teardown(async () => {
+    await store.clear()
+    await store.close()
+    raw.disconnect()
+  })
+  t.ok(await store.set('k', makeEntry({ headers: { etag: '"1"' }, tags: ['a'] }), await store.checkpoint()))
+  const first = await store.get('k')
+  const second = await store.get('k')
+  t.equal(first!.headers, second!.headers, 'two hits on one version share its parsed headers')
+  t.not(first, second, 'each get still answers an entry of its own')
+  t.ok(await store.set('k', makeEntry({ headers: { etag: '"2"' }, tags: ['a'] }), await store.checkpoint()))
+  t.equal((await store.get('k'))!.headers.etag, '"2"', 'a new version is parsed anew')
+  // More keys than the parsed metas kept (1024): the oldest are parsed again when met again.
+  const since = await store.checkpoint()
+  const many = Array.from({ length: 1100 }, (_, i) => `many/${i}`)
+  await Promise.all(many.map((key, i) => store.set(key, makeEntry({ headers: { etag: `"${i}"` } }), since)))
+  const etags = async () => (await Promise.all(many.map((key) => store.get(key)))).map((entry) => entry?.headers.etag)
+  t.strictSame(await etags(), many.map((_, i) => `"${i}"`))
+  t.strictSame(await etags(), many.map((_, i) => `"${i}"`), 'and again, after the oldest were let go')
+  const entryKey = `${prefix}{k:k}e`
+  await raw.hset(entryKey, 'm', '{not json')
+  t.equal(await store.get('k'), undefined, 'a meta that is not JSON is a miss')
+  await raw.hset(entryKey, 'm', JSON.stringify({ s: 200, h: {}, t: 0, a: 0 }))
+  t.equal(await store.get('k'), undefined, 'a meta of the older layout (no tags, no expiry) is a miss')
+})
+
+t.test('tag invalidation is exact, whatever the tags contain', async (t) => {
+  // The drop script tests tags on the stored JSON with a substring search: tags that contain
+  // quotes, commas, brackets, backslashes, or each other must not be mistaken for one another.
+  const store = await fresh()
+  t.teardown(async () => {
+    await store.clear()
+    await store.close()
+  })
+  const tagsOf: Record<string, string[]> = {
+    quoted: ['a","b'],
+    plainB: ['b'],
+    plainA: ['a'],
+    backslash: ['x\\'],
+    plainX: ['x'],
+    bracket: ['[b]'],
+    longer: ['shared-more', 'pre-shared'],
+    exact: ['other', 'shared'],
+    unicode: ['тег', 'é'],
+  }
+  const since = await store.checkpoint()
+  for (const [key, tags] of Object.entries(tagsOf)) t.ok(await store.set(key, makeEntry({ tags }), since), `stored ${key}`)
+  const left = async () => {
+    const present: string[] = []
+    for (const key of Object.keys(tagsOf)) if (await store.get(key)) present.push(key)
+    return present
+  }
+  t.equal(await store.invalidateTags(['b']), 1)
+  t.notOk((await left()).includes('plainB'))
+  t.equal(await store.invalidateTags(['shared']), 1, 'shared, not shared-more nor pre-shared')
+  t.equal(await store.invalidateTags(['x']), 1, 'x, not x\\')
+  t.equal(await store.invalidateTags(['a']), 1, 'a, not a","b')
+  t.equal(await store.invalidateTags(['é']), 1)
+  t.strictSame(await left(), ['quoted', 'backslash', 'bracket', 'longer'])
+  t.equal(await store.invalidateTags(['a","b', 'x\\', '[b]', 'pre-shared']), 4, 'each odd tag reaches its own entry')
+  t.strictSame(await left(), [])
+})
+
 t.test('without url or client, it connects to redis://127.0.0.1:6379', async (t) => {
   const store = new RedisStore({ prefix: `default:${process.pid}:` })
   await store.close()
