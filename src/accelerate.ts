@@ -10,11 +10,11 @@ import { MemoryStore } from '../stores/memory.js'
 import { resolveOptions, describe, type AccelerateOptions } from './options.js'
 import { defaultKey, isTag, keyRequestFor, namespacePrefix } from './key.js'
 import { safeReporter } from './report.js'
-import { parseCacheControl, type CacheControl } from './cache-control.js'
+import { parseCacheControl } from './cache-control.js'
 import { isNotModified } from './conditional.js'
 import { clientDemand, hasOriginOnlyPrecondition, isConditional, isUnsafe } from './request.js'
 import { isBody, writeBody } from './body.js'
-import { ageOf, entryResponse, hitParams, hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
+import { ageOf, hitParams, hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
 import { variantKey, variantsTag, varyNames } from './vary.js'
 import { Flights, type Outcome } from './flights.js'
@@ -113,13 +113,16 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
 
   function serveEntry(req: IncomingMessage, res: ServerResponse, entry: CacheEntry, now: number, params: string, detail?: string): void {
     counts.hits++
-    // The common hit (no Range, no validators): the prepared header array, see respond.ts.
-    if (req.headers.range === undefined && !isConditional(req.headers)) return writeHit(res, entry, ageOf(entry, now), hitParams(entry, now, params, detail), req.method === 'HEAD')
-    const answer = req.headers.range === undefined ? entryResponse : rangeResponse
-    const { status, headers, body } = answer(req, entry, now, statusHeaders, params, detail)
-    if (status === 304) counts.notModified++
-    res.writeHead(status, headers)
-    res.end(body)
+    if (req.headers.range !== undefined) {
+      const { status, headers, body } = rangeResponse(req, entry, now, statusHeaders, params, detail)
+      if (status === 304) counts.notModified++
+      res.writeHead(status, headers)
+      return void res.end(body)
+    }
+    // RFC 9110 §13.2.1: validators are answered for a 2xx only.
+    const notModified = isConditional(req.headers) && entry.status >= 200 && entry.status < 300 && isNotModified(req.headers, entry.headers)
+    if (notModified) counts.notModified++
+    writeHit(res, entry, ageOf(entry, now), hitParams(entry, now, params, detail), notModified ? 'not-modified' : req.method === 'HEAD' ? 'head' : 'full')
   }
 
   /**

@@ -45,7 +45,7 @@ export async function writeBody(res: ServerResponse, body: Body, notModified: ()
 }
 
 /** Resolves on `'drain'`, or at once when the response is gone (no drain would ever come). */
-function drained(res: ServerResponse): Promise<void> {
+export function drained(res: ServerResponse): Promise<void> {
   if (res.destroyed) return Promise.resolve()
   return new Promise((resolve) => {
     const done = () => {

@@ -3,6 +3,7 @@ import type { CacheEntry } from './store.js'
 import type { Freshness } from './policy.js'
 import type { HeaderRecord } from './tee.js'
 import { strongEtag } from './etag.js'
+import { setOwn } from './merged.js'
 import { formatHttpDate } from './http-date.js'
 import { retention, staleWindows, type StaleOptions } from './stale.js'
 
@@ -43,7 +44,7 @@ export function storedHeaders(status: number, sent: HeaderRecord, body: Buffer, 
   // RFC 9110 §7.6.1: a header named in Connection is hop-by-hop too.
   const connectionOptions = new Set(String(sent.connection ?? '').toLowerCase().split(',').map((name) => name.trim()))
   const headers: HeaderRecord = {}
-  for (const name in sent) if (!NOT_STORED.has(name) && !connectionOptions.has(name)) headers[name] = sent[name] as string | string[]
+  for (const name in sent) if (!NOT_STORED.has(name) && !connectionOptions.has(name)) setOwn(headers, name, sent[name] as string | string[])
   headers.date ??= formatHttpDate(storedAt)
   headers.etag ??= strongEtag(body)
   // RFC 9110 §8.6: no Content-Length in a 204.

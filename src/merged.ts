@@ -7,8 +7,21 @@
  */
 export function merged<A, B, C = never>(a: Readonly<Record<string, A>>, b: Readonly<Record<string, B>>, c?: Readonly<Record<string, C>>): Record<string, A | B | C> {
   const out: Record<string, A | B | C> = {}
-  for (const name in a) out[name] = a[name]!
-  for (const name in b) out[name] = b[name]!
-  if (c !== undefined) for (const name in c) out[name] = c[name]!
+  copy(out, a)
+  copy(out, b)
+  if (c !== undefined) copy(out, c)
   return out
+}
+
+function copy<V>(into: Record<string, V>, from: Readonly<Record<string, V>>): void {
+  for (const name in from) setOwn(into, name, from[name]!)
+}
+
+/**
+ * `record[name] = value`, except that a header named `__proto__` (a valid token) stays data, as
+ * a spread or `Object.fromEntries` would keep it, instead of replacing the record's prototype.
+ */
+export function setOwn<V>(record: Record<string, V>, name: string, value: V): void {
+  if (name === '__proto__') Object.defineProperty(record, name, { value, enumerable: true, writable: true, configurable: true })
+  else record[name] = value
 }

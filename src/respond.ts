@@ -23,40 +23,43 @@ export function statusHeadersFor(statusHeader: string | false, xCache: boolean):
 }
 
 /**
- * Writes a full hit: `entry`'s status, headers and body (none for HEAD) with Age and the cache's
- * status headers. The design notes' hit path: an entry's headers object is flattened once into
- * the `[name, value, ...]` array `writeHead` takes, its last slots kept for Age and the status
+ * Writes a hit: `entry`'s status, headers and body (none for HEAD), or (`notModified`) a 304 with
+ * the headers RFC 9110 §15.4.5 keeps; either with Age and the cache's status headers. The design
+ * notes' hit path: an entry's headers object is flattened once (per kind) into the
+ * `[name, value, ...]` array `writeHead` takes, its last slots kept for Age and the status
  * headers; a hit fills those slots and hands Node the same array (writeHead reads it at once and
  * keeps nothing), so a hit allocates no header object. MemoryStore entries keep their headers
  * object for life; RedisStore shares one per stored version of an entry.
  */
-export type HitWriter = (res: ServerResponse, entry: CacheEntry, age: number, params: string, head: boolean) => void
+export type HitWriter = (res: ServerResponse, entry: CacheEntry, age: number, params: string, send: 'full' | 'head' | 'not-modified') => void
 
 export function hitWriterFor(statusHeader: string | false, xCache: boolean): HitWriter {
   // By headers object: a store that decodes each hit anew may share one (RedisStore does).
-  const prepared = new WeakMap<CacheEntry['headers'], string[]>()
+  const prepared = { full: new WeakMap<CacheEntry['headers'], string[]>(), notModified: new WeakMap<CacheEntry['headers'], string[]>() }
   // Ours replace any the entry holds under the same names.
   const replaced = new Set(['age', ...(statusHeader ? [statusHeader.toLowerCase()] : []), ...(xCache ? ['x-cache'] : [])])
   const tail = ['age', '', ...(statusHeader ? [statusHeader, ''] : []), ...(xCache ? ['x-cache', 'HIT'] : [])]
-  function linesOf(entry: CacheEntry): string[] {
+  function linesOf(entry: CacheEntry, kind: 'full' | 'notModified'): string[] {
+    const headers = kind === 'full' ? entry.headers : notModifiedHeaders(entry.headers)
     const lines: string[] = []
-    for (const name in entry.headers) {
+    for (const name in headers) {
       if (replaced.has(name.toLowerCase())) continue
-      const value = entry.headers[name]!
+      const value = headers[name]!
       if (typeof value === 'string') lines.push(name, value)
       else for (const v of value) lines.push(name, v)
     }
     lines.push(...tail)
-    prepared.set(entry.headers, lines)
+    prepared[kind].set(entry.headers, lines)
     return lines
   }
   const agePosition = -tail.length + 1
-  return (res, entry, age, params, head) => {
-    const lines = prepared.get(entry.headers) ?? linesOf(entry)
+  return (res, entry, age, params, send) => {
+    const kind = send === 'not-modified' ? 'notModified' : 'full'
+    const lines = prepared[kind].get(entry.headers) ?? linesOf(entry, kind)
     lines[lines.length + agePosition] = String(age)
     if (statusHeader) lines[lines.length + agePosition + 2] = `node-accelerator; ${params}`
-    res.writeHead(entry.status, lines)
-    res.end(head ? undefined : entry.body)
+    res.writeHead(send === 'not-modified' ? 304 : entry.status, lines)
+    res.end(send === 'full' ? entry.body : undefined)
   }
 }
 
@@ -93,11 +96,13 @@ export function entryResponse(
 
 /**
  * A single range of `entry`'s body as a 206 (RFC 9110 §15.3.7), or a 416 when the range lies
- * outside it (RFC 9110 §15.5.17); the full response when the Range does not apply.
+ * outside it (RFC 9110 §15.5.17); the full response, or a 304, when the Range does not apply.
  */
 export function rangeResponse(req: Pick<IncomingMessage, 'method' | 'headers'>, entry: CacheEntry, now: number, status: StatusHeaders, params: string, detail?: string): Replacement {
   const full = entry.body.length
-  const range = entry.status === 200 && ifRangeMatches(req.headers, entry) ? parseRange(req.headers.range, full) : undefined
+  // RFC 9110 §13.2.2: If-None-Match and If-Modified-Since come before Range (a 304 wins).
+  const notModified = isConditional(req.headers) && entry.status >= 200 && entry.status < 300 && isNotModified(req.headers, entry.headers)
+  const range = !notModified && entry.status === 200 && ifRangeMatches(req.headers, entry) ? parseRange(req.headers.range, full) : undefined
   if (range === undefined) return entryResponse(req, entry, now, status, params, detail)
   const cacheStatus = status(hitParams(entry, now, params, detail), 'HIT')
   if (range === 'unsatisfiable') return { status: 416, headers: { 'content-range': `bytes */${full}`, 'content-length': '0', ...cacheStatus } }

@@ -10,7 +10,7 @@
  * `end()`; and an unstorable response is never buffered at all.
  */
 import type { ServerResponse } from 'node:http'
-import { merged } from './merged.js'
+import { merged, setOwn } from './merged.js'
 
 /** Headers as a lower-case-keyed record of strings. */
 export type HeaderRecord = Record<string, string | string[]>
@@ -151,15 +151,14 @@ function finalHeaders(res: ServerResponse, given: unknown): HeaderRecord {
   const set = res.getHeaders()
   let sentAsGiven = true
   for (const name in set) {
-    headers[name] = normalize(set[name])
+    setOwn(headers, name, normalize(set[name]))
     sentAsGiven = false
   }
   const put = (name: unknown, value: unknown) => {
     if (!name || value === undefined) return
     const lower = String(name).toLowerCase()
-    const previous = headers[lower]
-    if (sentAsGiven && previous !== undefined) headers[lower] = [previous, normalize(value)].flat()
-    else headers[lower] = normalize(value)
+    const previous = Object.hasOwn(headers, lower) ? headers[lower] : undefined
+    setOwn(headers, lower, sentAsGiven && previous !== undefined ? [previous, normalize(value)].flat() : normalize(value))
   }
   if (Array.isArray(given)) for (let i = 0; i + 1 < given.length; i += 2) put(given[i], given[i + 1])
   else if (given !== null && typeof given === 'object') for (const name of Object.keys(given)) put(name, (given as Record<string, unknown>)[name])

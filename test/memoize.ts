@@ -417,7 +417,7 @@ t.test('fails open: a store whose get, checkpoint or set rejects', async (t) => 
   for (const method of ['get', 'checkpoint', 'set'] as const) {
     const store = new FailingStore(method)
     const { errors, onError } = collector()
-    const { fn, runs } = recorded()
+    const { fn } = recorded()
     const m = memoize(fn, { store, onError })
     t.equal(await m(1), 'run 1', `${method}: the result is returned`)
     t.equal(await m(1), 'run 2', `${method}: the function runs again`)
@@ -476,7 +476,7 @@ t.test('arguments that cannot be keyed: the call rejects with a TypeError naming
 
 t.test('options.key replaces the argument key', async (t) => {
   const store = new MemoryStore()
-  const { fn, runs } = recorded()
+  const { fn } = recorded()
   const m = memoize(fn, { store, key: (post: { id: number }) => String(post.id) })
   t.equal(await m({ id: 1 }), 'run 1')
   t.equal(await m(Object.assign(new (class Row {})(), { id: 1 })), 'run 1', 'anything the key function can read')

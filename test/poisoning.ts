@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import t, { type Test } from 'tap'
 import { accelerate, defaultKey, forward, normalizeHost, type AccelerateOptions, type Handler } from '../src/index.js'
-import { listen, request } from './fixtures/http.js'
+import { listen } from './fixtures/http.js'
 import { listenWith, rawRequest, type RawRequest } from './fixtures/hostile-http.js'
 
 const HIT = /^node-accelerator; hit; ttl=/

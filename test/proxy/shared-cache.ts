@@ -231,6 +231,9 @@ t.test('6. Range: one range answered from the cache as a 206; others passed thro
     [{ range: 'bytes=2-4', 'if-range': '"old"' }, 200, '0123456789', undefined],
     [{ range: 'bytes=2-4', 'if-range': 'W/"r"' }, 200, '0123456789', undefined],
     [{ range: 'items=1-2' }, 200, '0123456789', undefined],
+    // RFC 9110 §13.2.2: If-None-Match is evaluated before Range.
+    [{ range: 'bytes=2-4', 'if-none-match': '"r"' }, 304, '', undefined],
+    [{ range: 'items=1-2', 'if-none-match': '"r"' }, 304, '', undefined],
   ]
   for (const [headers, status, body, contentRange] of cases) {
     const reply = await get('/', { headers })
