@@ -65,6 +65,8 @@ const DROP_BATCH = 500
 /** Entries per accDropMany script (on a single Redis), and such scripts in flight at once. */
 const DROP_MANY = 1000
 const DROP_MANY_CONCURRENCY = 4
+/** A tag's keys come back in one reply up to this many, else in ZSCAN pages of about this many. */
+const INDEX_PAGE = 2000
 /** Per-tag commands go in batches of this many, so a response with 10,000 tags does not queue 20,000 at once. */
 const TAG_BATCH = 100
 /**
@@ -150,10 +152,12 @@ const SCRIPTS = {
   accRaise: [1, `
     if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
     return 1`],
-  // KEYS: tag index, tag record. ARGV: n, ttl, trim below. Records n, returns the tagged keys.
+  // KEYS: tag index, tag record. ARGV: n, ttl, trim below, most members returned. Records n;
+  // returns the tagged keys, or nil when there are more than that (the caller pages with ZSCAN).
   accInvalidateTag: [2, `
     if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+    if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[4]) then return false end
     return redis.call('ZRANGE', KEYS[1], 0, -1)`],
   // KEYS: entry. ARGV: n, soft, now, then the invalidated tags (none: any). Drops (or marks
   // stale) the entry if it was generated before n and carries one of the tags.
@@ -342,8 +346,11 @@ export class RedisStore implements CacheStore {
   async invalidateTags(tags: readonly string[], options: InvalidateOptions = {}): Promise<number> {
     const n = await this.#bump()
     const trimBelow = this.#now() - INDEX_GRACE
-    const indexed = await inBatches([...new Set(tags)], (tag) => this.#call(() => this.#client.accInvalidateTag(this.#tagIndex(tag), this.#tagRecord(tag), n, RECORD_TTL, trimBelow)))
-    const keys = [...new Set((indexed as string[][]).flat())]
+    const indexed = await inBatches([...new Set(tags)], async (tag) => {
+      const members = (await this.#call(() => this.#client.accInvalidateTag(this.#tagIndex(tag), this.#tagRecord(tag), n, RECORD_TTL, trimBelow, INDEX_PAGE))) as string[] | null
+      return members ?? this.#scanIndex(this.#tagIndex(tag))
+    })
+    const keys = [...new Set(indexed.flat())]
     const soft = options.soft === true ? '1' : '0'
     // Each tag as JSON.stringify wrote it into the entry's `g` array (see DROP_LUA).
     const wanted = [...new Set(tags)].map((tag) => JSON.stringify(tag))
@@ -358,6 +365,23 @@ export class RedisStore implements CacheStore {
       dropped = await inBatches(chunks, (chunk) => this.#call(() => this.#client.accDropMany(chunk.length, ...chunk, n, soft, now, ...wanted)), DROP_MANY_CONCURRENCY)
     }
     return dropped.reduce((sum: number, one) => sum + Number(one), 0)
+  }
+
+  /**
+   * Every member of a large tag index, a page per command (one reply of 100,000 members took
+   * longer than the 100 ms command timeout on a busy machine). ZSCAN returns every member present
+   * for the whole scan, which covers each entry indexed before the invalidation was recorded:
+   * members only leave by trimming, a minute after their entries expired.
+   */
+  async #scanIndex(index: string): Promise<string[]> {
+    const members: string[] = []
+    let cursor = '0'
+    do {
+      const [next, page] = await this.#call(() => this.#client.zscan(index, cursor, 'COUNT', INDEX_PAGE))
+      for (let i = 0; i < page.length; i += 2) members.push(page[i]!)
+      cursor = next
+    } while (cursor !== '0')
+    return members
   }
 
   /** Deletes this prefix's entries whose key starts with `keyPrefix` (all its keys when empty), by SCAN. */

@@ -14,6 +14,13 @@ const fresh = async () => {
   return store
 }
 
+/** `task` over `items`, 50 at a time: thousands of commands at once would outlast the 100 ms timeout. */
+async function fifty<T, R>(items: readonly T[], task: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = []
+  for (let i = 0; i < items.length; i += 50) results.push(...(await Promise.all(items.slice(i, i + 50).map((item, j) => task(item, i + j)))))
+  return results
+}
+
 t.test('the store conformance suite', async (t) => storeConformance(t, fresh))
 
 t.test('a hit is one Redis command, whatever the number of tags', async (t) => {
@@ -219,8 +226,8 @@ t.test('a stored version\'s meta is parsed once; unreadable or older metas are m
   // More keys than the parsed metas kept (1024): the oldest are parsed again when met again.
   const since = await store.checkpoint()
   const many = Array.from({ length: 1100 }, (_, i) => `many/${i}`)
-  await Promise.all(many.map((key, i) => store.set(key, makeEntry({ headers: { etag: `"${i}"` } }), since)))
-  const etags = async () => (await Promise.all(many.map((key) => store.get(key)))).map((entry) => entry?.headers.etag)
+  await fifty(many, (key, i) => store.set(key, makeEntry({ headers: { etag: `"${i}"` } }), since))
+  const etags = async () => (await fifty(many, (key) => store.get(key))).map((entry) => entry?.headers.etag)
   t.strictSame(await etags(), many.map((_, i) => `"${i}"`))
   t.strictSame(await etags(), many.map((_, i) => `"${i}"`), 'and again, after the oldest were let go')
   const entryKey = `${prefix}{k:k}e`
@@ -228,6 +235,23 @@ t.test('a stored version\'s meta is parsed once; unreadable or older metas are m
   t.equal(await store.get('k'), undefined, 'a meta that is not JSON is a miss')
   await raw.hset(entryKey, 'm', JSON.stringify({ s: 200, h: {}, t: 0, a: 0 }))
   t.equal(await store.get('k'), undefined, 'a meta of the older layout (no tags, no expiry) is a miss')
+})
+
+t.test('a tag over more entries than one reply carries is read in pages', async (t) => {
+  // Past 2,000 entries a tag's index is read with ZSCAN: each command stays short, within the
+  // 100 ms timeout however large the tag (one reply of 100,000 keys once timed out).
+  const store = await fresh()
+  t.teardown(async () => {
+    await store.clear()
+    await store.close()
+  })
+  const since = await store.checkpoint()
+  const keys = Array.from({ length: 4500 }, (_, i) => `big/${i}`)
+  t.ok((await fifty(keys, (key) => store.set(key, makeEntry({ tags: ['big', key] }), since))).every(Boolean))
+  t.ok(await store.set('small', makeEntry({ tags: ['other'] }), since))
+  t.equal(await store.invalidateTags(['big']), 4500, 'each dropped once, though ZSCAN may return a key twice')
+  t.equal((await fifty(keys, (key) => store.get(key))).filter(Boolean).length, 0)
+  t.ok(await store.get('small'), 'an entry without the tag stays')
 })
 
 t.test('tag invalidation is exact, whatever the tags contain', async (t) => {
