@@ -149,6 +149,27 @@ function wrkVersion(): string {
   return '?'
 }
 
+/**
+ * CPU time the hypervisor gave to other guests (steal) and all CPU time, in ticks, from
+ * /proc/stat; undefined where there is none. A virtual machine with much steal measures noise.
+ */
+function cpuTicks(): { steal: number; total: number } | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+    return { steal: fields[7] ?? 0, total: fields.reduce((sum, n) => sum + n, 0) }
+  } catch {
+    return undefined
+  }
+}
+const ticksAtStart = cpuTicks()
+
+function stealNote(): string {
+  const end = cpuTicks()
+  if (!ticksAtStart || !end || end.total === ticksAtStart.total) return 'CPU steal: not available (no /proc/stat)'
+  const percent = ((end.steal - ticksAtStart.steal) / (end.total - ticksAtStart.total)) * 100
+  return `CPU steal (time the hypervisor gave other guests) over the run: ${percent.toFixed(1)} % of all CPU time${percent > 3 ? ': a busy host, so req/s ratios are noisy; the "by CPU/req" column is steadier' : ''}`
+}
+
 /** Counters of the accelerator, Redis command counts: what proves a row measured what it says. */
 async function redisCalls(redis: RedisProcess | undefined, command: string | undefined): Promise<number> {
   if (!redis || !command) return 0
@@ -459,6 +480,7 @@ async function main(): Promise<void> {
   say('- Each server process is warmed (JIT, the entry stored, checked to be a hit) before its first run, and stays up for every round of its comparison.')
   say('- Servers run with NODE_ENV=production (Express\'s production mode; apicache then omits its debug headers).')
   say(`- Run time: ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end: ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}.`)
+  say(`- ${stealNote()}.`)
 
   driver.stop()
   redis?.stop()

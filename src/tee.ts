@@ -71,7 +71,9 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
   const decide = (status: number, given: unknown): HeadPlan => {
     const headers = finalHeaders(res, given)
     plan = onHead({ status, headers, wholeBody })
-    if (plan.capture) copy = new BodyCopy(contentLength(headers), maxBytes, onOverflow)
+    // Sized exactly when the length is known (Content-Length, or a whole body given to end()):
+    // one allocation per stored body, none freed again, which keeps the allocator's slack low.
+    if (plan.capture) copy = new BodyCopy(contentLength(headers) ?? wholeBody()?.length, maxBytes, onOverflow)
     if (plan.replace) replace(plan.replace)
     return plan
   }

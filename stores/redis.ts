@@ -63,8 +63,8 @@ const BREAK_MS = 1000
 const SCAN_COUNT = 1000
 const DROP_BATCH = 500
 /** Entries per accDropMany script (on a single Redis), and such scripts in flight at once. */
-const DROP_MANY = 1000
-const DROP_MANY_CONCURRENCY = 4
+const DROP_MANY = 500
+const DROP_MANY_CONCURRENCY = 2
 /** A tag's keys come back in one reply up to this many, else in ZSCAN pages of about this many. */
 const INDEX_PAGE = 2000
 /** Per-tag commands go in batches of this many, so a response with 10,000 tags does not queue 20,000 at once. */
