@@ -11,10 +11,10 @@ import { resolveOptions, describe, type AccelerateOptions } from './options.js'
 import { defaultKey, isTag, keyRequestFor, namespacePrefix } from './key.js'
 import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
-import { isNotModified } from './conditional.js'
-import { clientDemand, hasOriginOnlyPrecondition, isConditional, isUnsafe } from './request.js'
+import { answersNotModified } from './conditional.js'
+import { clientDemand, hasOriginOnlyPrecondition, isUnsafe } from './request.js'
 import { isBody, writeBody } from './body.js'
-import { ageOf, hitParams, hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
+import { hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
 import { variantKey, variantsTag, varyNames } from './vary.js'
 import { Flights, type Outcome } from './flights.js'
@@ -119,10 +119,9 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       res.writeHead(status, headers)
       return void res.end(body)
     }
-    // RFC 9110 §13.2.1: validators are answered for a 2xx only.
-    const notModified = isConditional(req.headers) && entry.status >= 200 && entry.status < 300 && isNotModified(req.headers, entry.headers)
+    const notModified = answersNotModified(req.headers, entry.status, entry.headers)
     if (notModified) counts.notModified++
-    writeHit(res, entry, ageOf(entry, now), hitParams(entry, now, params, detail), notModified ? 'not-modified' : req.method === 'HEAD' ? 'head' : 'full')
+    writeHit(res, entry, now, params, detail, notModified ? 'not-modified' : req.method === 'HEAD' ? 'head' : 'full')
   }
 
   /**
@@ -199,7 +198,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       const result = await handler(req, res)
       if (result === undefined || result === null || result === res || res.writableEnded) return true
       if (!isBody(result)) throw new TypeError(`expected the handler to return a string, Uint8Array, Iterable or AsyncIterable, got ${describe(result)}`)
-      await writeBody(res, result, () => isConditional(req.headers) && res.statusCode >= 200 && res.statusCode < 300 && isNotModified(req.headers, res.getHeaders()))
+      await writeBody(res, result, () => answersNotModified(req.headers, res.statusCode, res.getHeaders()))
       return true
     } catch (err) {
       report(err as Error, { op })

@@ -7,6 +7,7 @@
 
 import type { IncomingHttpHeaders } from 'node:http'
 import { parseHttpDate } from './http-date.js'
+import { isConditional } from './request.js'
 
 type HeaderValue = string | string[] | number | undefined
 
@@ -111,6 +112,14 @@ function matchIfNoneMatch(s: string, tag: string | undefined): boolean | undefin
 /** Joins a list header as Node would (RFC 9110 §5.3): arrays with ', ', numbers as decimal. */
 function listHeader(value: string | string[] | number): string {
   return Array.isArray(value) ? value.join(', ') : String(value)
+}
+
+/**
+ * RFC 9110 §13.2.1: whether `reqHeaders` carry validators that say the client's copy of a
+ * response with `status` and `resHeaders` is current, so it is answered 304. Only a 2xx is.
+ */
+export function answersNotModified(reqHeaders: IncomingHttpHeaders, status: number, resHeaders: Parameters<typeof isNotModified>[1]): boolean {
+  return status >= 200 && status < 300 && isConditional(reqHeaders) && isNotModified(reqHeaders, resHeaders)
 }
 
 /**

@@ -11,8 +11,7 @@ import type { ResolvedOptions } from './options.js'
 import type { ErrorHandler } from './report.js'
 import type { CacheControl } from './cache-control.js'
 import { describe } from './options.js'
-import { isNotModified, notModifiedHeaders } from './conditional.js'
-import { isConditional } from './request.js'
+import { answersNotModified, isNotModified, notModifiedHeaders } from './conditional.js'
 import { freshness, type Freshness } from './policy.js'
 import { strongEtag } from './etag.js'
 import { formatHttpDate } from './http-date.js'
@@ -125,7 +124,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
       // A body given whole to end() has its ETag before its headers go out.
       const whole = fresh !== undefined && head.headers.etag === undefined ? head.wholeBody() : undefined
       if (whole !== undefined) added.etag = strongEtag(whole)
-      const notModified = isConditional(client.headers) && head.status >= 200 && head.status < 300 && isNotModified(client.headers, merged(head.headers, added))
+      const notModified = answersNotModified(client.headers, head.status, merged(head.headers, added))
       // A 304 to this client still stores the body when end() gave it whole: otherwise clients
       // revalidating an expired entry would keep the cache from ever refilling.
       const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined)

@@ -2,9 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry } from './store.js'
 import type { Replacement } from './tee.js'
-import { isNotModified, notModifiedHeaders } from './conditional.js'
+import { answersNotModified, notModifiedHeaders } from './conditional.js'
 import { merged } from './merged.js'
-import { isConditional } from './request.js'
 import { ifRangeMatches, parseRange } from './range.js'
 
 /** Builds the cache's status headers for a Cache-Status member's parameters (RFC 9211). */
@@ -14,7 +13,7 @@ export type StatusHeaders = (params: string, xCache: 'HIT' | 'MISS', existing?: 
 export function statusHeadersFor(statusHeader: string | false, xCache: boolean): StatusHeaders {
   return (params, xCacheValue, existing) => {
     const headers: Record<string, string> = {}
-    const member = `node-accelerator; ${params}`
+    const member = statusMember(params)
     // RFC 9211 §2: a cache appends its member to what the caches behind it reported.
     if (statusHeader) headers[statusHeader] = existing === undefined ? member : [existing, member].flat().join(', ')
     if (xCache) headers['x-cache'] = xCacheValue
@@ -31,7 +30,7 @@ export function statusHeadersFor(statusHeader: string | false, xCache: boolean):
  * keeps nothing), so a hit allocates no header object. MemoryStore entries keep their headers
  * object for life; RedisStore shares one per stored version of an entry.
  */
-export type HitWriter = (res: ServerResponse, entry: CacheEntry, age: number, params: string, send: 'full' | 'head' | 'not-modified') => void
+export type HitWriter = (res: ServerResponse, entry: CacheEntry, now: number, params: string, detail: string | undefined, send: 'full' | 'head' | 'not-modified') => void
 
 export function hitWriterFor(statusHeader: string | false, xCache: boolean): HitWriter {
   // By headers object: a store that decodes each hit anew may share one (RedisStore does).
@@ -53,23 +52,28 @@ export function hitWriterFor(statusHeader: string | false, xCache: boolean): Hit
     return lines
   }
   const agePosition = -tail.length + 1
-  return (res, entry, age, params, send) => {
+  return (res, entry, now, params, detail, send) => {
     const kind = send === 'not-modified' ? 'notModified' : 'full'
     const lines = prepared[kind].get(entry.headers) ?? linesOf(entry, kind)
-    lines[lines.length + agePosition] = String(age)
-    if (statusHeader) lines[lines.length + agePosition + 2] = `node-accelerator; ${params}`
+    lines[lines.length + agePosition] = String(ageOf(entry, now))
+    if (statusHeader) lines[lines.length + agePosition + 2] = statusMember(hitParams(entry, now, params, detail))
     res.writeHead(send === 'not-modified' ? 304 : entry.status, lines)
     res.end(send === 'full' ? entry.body : undefined)
   }
 }
 
+/** This cache's member of a Cache-Status (RFC 9211 §2). */
+function statusMember(params: string): string {
+  return `node-accelerator; ${params}`
+}
+
 /** Seconds since the response was generated (RFC 9111 §4.2.3), counting the age it arrived with. */
-export function ageOf(entry: CacheEntry, now: number): number {
+function ageOf(entry: CacheEntry, now: number): number {
   return entry.initialAge + Math.max(0, Math.floor((now - entry.storedAt) / 1000))
 }
 
 /** The status header's member parameters for an entry served at `now`: `ttl` is negative when stale. */
-export function hitParams(entry: CacheEntry, now: number, params: string, detail?: string): string {
+function hitParams(entry: CacheEntry, now: number, params: string, detail?: string): string {
   return `${params}; ttl=${Math.floor((entry.staleAt - now) / 1000)}${detail ? `; detail=${detail}` : ''}`
 }
 
@@ -88,7 +92,7 @@ export function entryResponse(
 ): Replacement {
   const age = String(ageOf(entry, now))
   const cacheStatus = status(hitParams(entry, now, params, detail), 'HIT')
-  if (isConditional(req.headers) && entry.status >= 200 && entry.status < 300 && isNotModified(req.headers, entry.headers)) {
+  if (answersNotModified(req.headers, entry.status, entry.headers)) {
     return { status: 304, headers: merged(notModifiedHeaders(entry.headers), { age }, cacheStatus) }
   }
   return { status: entry.status, headers: merged(entry.headers, { age }, cacheStatus), body: req.method === 'HEAD' ? undefined : entry.body }
@@ -101,8 +105,7 @@ export function entryResponse(
 export function rangeResponse(req: Pick<IncomingMessage, 'method' | 'headers'>, entry: CacheEntry, now: number, status: StatusHeaders, params: string, detail?: string): Replacement {
   const full = entry.body.length
   // RFC 9110 §13.2.2: If-None-Match and If-Modified-Since come before Range (a 304 wins).
-  const notModified = isConditional(req.headers) && entry.status >= 200 && entry.status < 300 && isNotModified(req.headers, entry.headers)
-  const range = !notModified && entry.status === 200 && ifRangeMatches(req.headers, entry) ? parseRange(req.headers.range, full) : undefined
+  const range = !answersNotModified(req.headers, entry.status, entry.headers) && entry.status === 200 && ifRangeMatches(req.headers, entry) ? parseRange(req.headers.range, full) : undefined
   if (range === undefined) return entryResponse(req, entry, now, status, params, detail)
   const cacheStatus = status(hitParams(entry, now, params, detail), 'HIT')
   if (range === 'unsatisfiable') return { status: 416, headers: { 'content-range': `bytes */${full}`, 'content-length': '0', ...cacheStatus } }

@@ -164,8 +164,7 @@ export class MemoryStore implements CacheStore {
         if (indexed === undefined) continue
         this.#tagIndex.delete(tag)
         for (const held of indexed instanceof Set ? indexed : [indexed]) {
-          this.#lru.delete(held.key)
-          this.#unindex(held)
+          this.#drop(held)
           if (now < held.entry.expiresAt) affected++
         }
       }
@@ -179,7 +178,7 @@ export class MemoryStore implements CacheStore {
     }
     for (const held of helds) {
       if (now >= held.entry.expiresAt) {
-        this.#remove(held.key)
+        this.#drop(held)
       } else {
         // A new object, since callers may hold the one a previous `get` returned. `now` is
         // already stale ("from then on it is stale"); min() keeps an earlier staleAt, so a
@@ -231,9 +230,14 @@ export class MemoryStore implements CacheStore {
   #remove(key: string): boolean {
     const held = this.#lru.peek(key)
     if (held === undefined) return false
-    this.#lru.delete(key)
-    this.#unindex(held)
+    this.#drop(held)
     return true
+  }
+
+  // Takes a held entry out of the LRU, the byte count and the tag index.
+  #drop(held: Held): void {
+    this.#lru.delete(held.key)
+    this.#unindex(held)
   }
 
   // Takes `held` out of the byte count and tag index; the caller has taken it out of the LRU.

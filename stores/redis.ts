@@ -119,12 +119,13 @@ const DROP_LUA = `
  * as its first argument), and the script.
  */
 const SCRIPTS = {
-  // KEYS: entry, key record. ARGV: since, provisional ttl, meta, body, staleAt, expiresAt, soft, tags.
+  // KEYS: entry, key record. ARGV: since, provisional ttl, meta, body, staleAt, soft, tags.
+  // (expiresAt is in the meta: only a hit reads it.)
   accSet: [2, `
     local deleted = redis.call('GET', KEYS[2])
     if deleted and tonumber(deleted) > tonumber(ARGV[1]) then return 0 end
     redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[1], 'm', ARGV[3], 'b', ARGV[4], 'f', ARGV[5], 'x', ARGV[6], 'c', ARGV[1], 'p', ARGV[7], 'g', ARGV[8])
+    redis.call('HSET', KEYS[1], 'm', ARGV[3], 'b', ARGV[4], 'f', ARGV[5], 'c', ARGV[1], 'p', ARGV[6], 'g', ARGV[7])
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return 1`],
   // KEYS: entry. ARGV: its checkpoint, ttl. Gives the entry written by this set its full TTL.
@@ -315,7 +316,7 @@ export class RedisStore implements CacheStore {
     const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge, g: tags, x: entry.expiresAt }
     if (entry.variesOn) meta.v = [...entry.variesOn]
     const written = await this.#call(() =>
-      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), JSON.stringify(meta), entry.body, entry.staleAt, entry.expiresAt, entry.softInvalidated ? '1' : '0', JSON.stringify(tags)),
+      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), JSON.stringify(meta), entry.body, entry.staleAt, entry.softInvalidated ? '1' : '0', JSON.stringify(tags)),
     )
     if (!written) return false
     await this.#interleave?.('written')
