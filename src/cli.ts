@@ -133,7 +133,7 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     server.listen(config.port, config.host, resolve)
   })
   const { port } = server.address() as { port: number }
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  const url = listenUrl(config.host, port)
   return {
     server,
     url,
@@ -145,6 +145,11 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
       await store.close()
     },
   }
+}
+
+/** The URL of a listening address: an IPv6 literal goes in brackets (RFC 3986 §3.2.2). */
+export function listenUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
 }
 
 /** One line per request, once it is over: method, path, status, cache status, milliseconds. */

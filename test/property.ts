@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net'
 import { accelerate, MemoryStore, type AcceleratedResponse, type CacheStore } from '../src/index.js'
 import { RedisStore } from '../stores/redis.js'
 import { BACKGROUND } from '../src/background.js'
-import { redisUrl } from './fixtures/redis-server.js'
+import { sharedRedis, PATIENT_MS } from './fixtures/redis-server.js'
 
 const PATHS = ['/a', '/b', '/c'] as const
 const TAGS = ['t1', 't2', 't3'] as const
@@ -298,10 +298,10 @@ function property(t: Test, name: string, makeStore: (now: () => number) => Promi
 
 property(t, 'the invariants hold on MemoryStore', async (now) => new MemoryStore({ now }), 150)
 
-const url = await redisUrl(t)
+const redis = sharedRedis(t)
 let prefix = 0
 property(t, 'the invariants hold on RedisStore', async (now) => {
-  const store = new RedisStore({ url, prefix: `prop:${process.pid}:${prefix++}:`, now })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix: `prop:${process.pid}:${prefix++}:`, now })
   await store.ready()
   return store
 }, 60)

@@ -4,8 +4,8 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { parseFlags, parseSize, UsageError, USAGE } from '../../src/cli.js'
-import { listen, request } from '../fixtures/http.js'
+import { listenUrl, parseFlags, parseSize, UsageError, USAGE } from '../../src/cli.js'
+import { gate, listen, request } from '../fixtures/http.js'
 
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 
@@ -30,7 +30,14 @@ t.test('--help documents every flag and exits 0', async (t) => {
   for (const flag of ['--upstream', '--port', '--host', '--redis', '--purge-token', '--max-bytes', '--log', '--keep-surrogate-headers', '--help']) t.match(help.out(), flag)
 })
 
-t.test('bad flags exit 2 with a clear message', async (t) => {
+t.test('a bad flag exits 2 with a clear message', async (t) => {
+  const bad = run(['--upstream', 'http://x', '--bogus'])
+  t.equal(await bad.exited, 2)
+  t.match(bad.err(), /^accelerator: Unknown option '--bogus'.*\nRun "accelerator --help" for the options\.\n$/s)
+})
+
+t.test('each bad flag is named with what it got', async (t) => {
+  // What the process prints is parseFlags' message (above); each message, in process.
   for (const [args, message] of [
     [['--bogus'], /Unknown option '--bogus'/],
     [[], /--upstream is required/],
@@ -38,10 +45,7 @@ t.test('bad flags exit 2 with a clear message', async (t) => {
     [['--upstream', 'http://x', '--port', 'eighty'], /--port must be a port number, got "eighty"/],
     [['--upstream', 'http://x', '--max-bytes', 'lots'], /--max-bytes must be a size such as 256m, got "lots"/],
   ] as const) {
-    const bad = run([...args])
-    t.equal(await bad.exited, 2, args.join(' '))
-    t.match(bad.err(), message)
-    t.match(bad.err(), /Run "accelerator --help" for the options/)
+    t.throws(() => parseFlags([...args]), { name: 'UsageError', message }, args.join(' ') || '(no flags)')
   }
 })
 
@@ -66,8 +70,9 @@ t.test('a request through the command, logged', async (t) => {
 t.test('--log marks a response cut short; the startup line names the store and the purge API', async (t) => {
   const { startRedis } = await import('../fixtures/redis-server.js')
   const redis = await startRedis(t)
+  const hanging = gate()
   const origin = await listen(t, (req, res) => {
-    if (req.url === '/hang') return // never answers
+    if (req.url === '/hang') return hanging.open() // never answers
     res.write('a start')
     res.on('close', () => res.destroy())
   })
@@ -84,17 +89,19 @@ t.test('--log marks a response cut short; the startup line names the store and t
   const http = await import('node:http')
   const hung = http.get(url + '/hang', { agent: false })
   hung.on('error', () => {})
-  setTimeout(() => hung.destroy(), 50)
+  // Once the request reached the origin through the proxy (not after a guessed delay).
+  await hanging.promise
+  hung.destroy()
   await new Promise<void>((resolve) => proxy.child.stdout.on('data', () => /\/hang cut/.test(proxy.out()) && resolve()))
   t.match(proxy.out(), /GET \/hang cut "-" \d+\.\dms/)
 })
 
-const ipv6 = await new Promise<boolean>((resolve) => {
-  const probe = net.createServer().once('error', () => resolve(false))
-  probe.listen(0, '::1', () => probe.close(() => resolve(true)))
-})
-
-t.test('the startup line brackets an IPv6 address', { skip: !ipv6 && 'no IPv6 loopback on this machine' }, async (t) => {
+t.test('the startup line brackets an IPv6 address', async (t) => {
+  const ipv6 = await new Promise<boolean>((resolve) => {
+    const probe = net.createServer().once('error', () => resolve(false))
+    probe.listen(0, '::1', () => probe.close(() => resolve(true)))
+  })
+  if (!ipv6) return t.pass('skipped: no IPv6 loopback on this machine (listenUrl is tested in process)')
   const { startProxy } = await import('../../src/cli.js')
   const origin = await listen(t, (_req, res) => res.end('v6'))
   const proxy = await startProxy({ upstream: new URL(origin), port: 0, host: '::1', maxBytes: 1 << 20, keepSurrogateHeaders: false, log: false }, () => {})
@@ -114,4 +121,6 @@ t.test('parseFlags and parseSize', async (t) => {
   t.same([parseSize('512'), parseSize('1k'), parseSize('1.5m'), parseSize('2G'), parseSize('3mb')], [512, 1024, 1572864, 2147483648, 3145728])
   t.throws(() => parseSize('0'), new UsageError('--max-bytes must be a size such as 256m, got "0"'))
   t.match(USAGE, /Surrogate-Key/)
+  t.equal(listenUrl('127.0.0.1', 80), 'http://127.0.0.1:80')
+  t.equal(listenUrl('::1', 80), 'http://[::1]:80', 'an IPv6 literal in brackets, whether or not this machine has IPv6')
 })

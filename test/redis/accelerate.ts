@@ -4,13 +4,13 @@ import t, { type Test } from 'tap'
 import { gzipSync } from 'node:zlib'
 import { accelerate } from '../../src/index.js'
 import { RedisStore } from '../../stores/redis.js'
-import { redisUrl } from '../fixtures/redis-server.js'
+import { sharedRedis, PATIENT_MS } from '../fixtures/redis-server.js'
 import { counted, eventually, gate, listen, manualClock, request } from '../fixtures/http.js'
 
-const url = await redisUrl(t)
+const server = sharedRedis(t)
 let run = 0
 async function store(t: Test) {
-  const redis = new RedisStore({ url, prefix: `e2e:${process.pid}:${run++}:` })
+  const redis = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url, prefix: `e2e:${process.pid}:${run++}:` })
   await redis.ready()
   t.teardown(async () => {
     await redis.clear()

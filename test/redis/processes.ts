@@ -47,9 +47,14 @@ async function stored(url: string): Promise<void> {
   throw new Error(`${url} was never stored`)
 }
 
-const shared = await redisUrl(t)
-const env = { ACC_REDIS_URL: shared, ACC_PREFIX: `procs:${process.pid}:` }
-const [a, b] = await Promise.all([appProcess(t, env), appProcess(t, env)])
+// Two app processes for every subtest, started before the first one runs (subtests are still
+// created synchronously at the top level).
+let a!: { url: string; pid: number }
+let b!: { url: string; pid: number }
+t.before(async () => {
+  const env = { ACC_REDIS_URL: await redisUrl(t), ACC_PREFIX: `procs:${process.pid}:` }
+  ;[a, b] = await Promise.all([appProcess(t, env), appProcess(t, env)])
+})
 
 t.test('a hit in one process for what the other stored', async (t) => {
   const first = await get(a.url + '/page?tag=page')

@@ -5,22 +5,26 @@ import t from 'tap'
 import { Cluster } from 'ioredis'
 import { RedisStore } from '../../stores/redis.js'
 import { makeEntry, storeConformance } from '../fixtures/store-conformance.js'
-import { startCluster } from '../fixtures/redis-server.js'
+import { startCluster, PATIENT_MS } from '../fixtures/redis-server.js'
 
-const nodes = await startCluster(t)
-const cluster = new Cluster(nodes)
-t.teardown(() => cluster.disconnect())
+// One cluster for every subtest, started before the first one runs (subtests are still created
+// synchronously at the top level).
+let cluster!: Cluster
+t.before(async () => {
+  cluster = new Cluster(await startCluster(t))
+  t.teardown(() => cluster.disconnect())
+})
 let run = 0
 
 t.test('the store conformance suite, on a cluster', async (t) =>
   storeConformance(t, async () => {
-    const store = new RedisStore({ client: cluster, prefix: `conf${run++}:` })
+    const store = new RedisStore({ timeoutMs: PATIENT_MS, client: cluster, prefix: `conf${run++}:` })
     await store.ready()
     return store
   }))
 
 t.test('a tag whose entries live on every node is invalidated in one call', async (t) => {
-  const store = new RedisStore({ client: cluster, prefix: 'spread:' })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, client: cluster, prefix: 'spread:' })
   await store.ready()
   const keys = Array.from({ length: 30 }, (_, i) => `https://example.com/page/${i}`)
   const since = await store.checkpoint()
@@ -35,7 +39,7 @@ t.test('a tag whose entries live on every node is invalidated in one call', asyn
 })
 
 t.test('clear() scans every master', async (t) => {
-  const store = new RedisStore({ client: cluster, prefix: 'wipe:' })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, client: cluster, prefix: 'wipe:' })
   await store.ready()
   for (let i = 0; i < 50; i++) await store.set(`k${i}`, makeEntry({ tags: ['t'] }), 0)
   await store.clear()

@@ -3,18 +3,18 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { RedisStore } from '../../stores/redis.js'
 import { storeConformance, makeEntry } from '../fixtures/store-conformance.js'
-import { redisUrl, startRedis } from '../fixtures/redis-server.js'
+import { sharedRedis, startRedis, PATIENT_MS } from '../fixtures/redis-server.js'
 
-const url = await redisUrl(t)
+const redis = sharedRedis(t)
 let run = 0
 // A prefix per store: several stores (and REDIS_URL users) never see each other's keys.
 const fresh = async () => {
-  const store = new RedisStore({ url, prefix: `test:${process.pid}:${run++}:` })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix: `test:${process.pid}:${run++}:` })
   await store.ready()
   return store
 }
 
-/** `task` over `items`, 50 at a time: thousands of commands at once would outlast the 100 ms timeout. */
+/** `task` over `items`, 50 at a time: thousands of commands in flight at once make one slow reply. */
 async function fifty<T, R>(items: readonly T[], task: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results: R[] = []
   for (let i = 0; i < items.length; i += 50) results.push(...(await Promise.all(items.slice(i, i + 50).map((item, j) => task(item, i + j)))))
@@ -25,7 +25,7 @@ t.test('the store conformance suite', async (t) => storeConformance(t, fresh))
 
 t.test('a hit is one Redis command, whatever the number of tags', async (t) => {
   const server = await startRedis(t)
-  const store = new RedisStore({ url: server.url })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url })
   await store.ready()
   const observer = new Redis(server.url)
   t.teardown(async () => {
@@ -46,9 +46,9 @@ t.test('no stale resurrection at each point of set(): an invalidation between it
   for (const step of ['checked', 'written'] as const) {
     for (const invalidation of ['tag', 'delete', 'clear'] as const) {
       const prefix = `race:${process.pid}:${run++}:`
-      const other = new RedisStore({ url, prefix })
+      const other = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix })
       let purge = async () => {}
-      const store = new RedisStore({ url, prefix, interleave: (at) => (at === step ? purge() : undefined) })
+      const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix, interleave: (at) => (at === step ? purge() : undefined) })
       await Promise.all([store.ready(), other.ready()])
       const since = await store.checkpoint()
       // Another process invalidates while this one is between the two steps.
@@ -68,7 +68,7 @@ t.test('no stale resurrection at each point of set(): an invalidation between it
 
 t.test('the sequence never goes back, even when Redis restarts empty', async (t) => {
   const server = await startRedis(t)
-  const store = new RedisStore({ url: server.url })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url })
   await store.ready()
   t.teardown(() => store.close())
   const before = await store.checkpoint()
@@ -85,7 +85,7 @@ t.test('the sequence never goes back, even when Redis restarts empty', async (t)
 
 t.test('every key it writes carries a TTL', async (t) => {
   const server = await startRedis(t)
-  const store = new RedisStore({ url: server.url })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url })
   const observer = new Redis(server.url)
   await store.ready()
   t.teardown(async () => {
@@ -104,8 +104,8 @@ t.test('every key it writes carries a TTL', async (t) => {
 
 t.test('tag indexes drop members once their entries have expired', async (t) => {
   let now = Date.now()
-  const store = new RedisStore({ url, prefix: `trim:${process.pid}:`, now: () => now })
-  const observer = new Redis(url)
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix: `trim:${process.pid}:`, now: () => now })
+  const observer = new Redis(redis.url)
   await store.ready()
   t.teardown(async () => {
     await store.clear()
@@ -122,8 +122,8 @@ t.test('tag indexes drop members once their entries have expired', async (t) => 
 
 t.test('prefixes keep apps apart; clear() deletes its own keys only, with SCAN, never KEYS', async (t) => {
   const server = await startRedis(t)
-  const blog = new RedisStore({ url: server.url, prefix: 'blog:' })
-  const shop = new RedisStore({ url: server.url, prefix: 'shop:' })
+  const blog = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url, prefix: 'blog:' })
+  const shop = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url, prefix: 'shop:' })
   const observer = new Redis(server.url)
   await Promise.all([blog.ready(), shop.ready()])
   t.teardown(async () => {
@@ -131,11 +131,12 @@ t.test('prefixes keep apps apart; clear() deletes its own keys only, with SCAN, 
     observer.disconnect()
   })
   await observer.set('unrelated', 'kept')
-  for (let i = 0; i < 2500; i++) await blog.set(`page-${i}`, makeEntry({ tags: ['all'] }), 0)
+  await fifty(Array.from({ length: 2500 }, (_, i) => `page-${i}`), (key) => blog.set(key, makeEntry({ tags: ['all'] }), 0))
   await shop.set('page-1', makeEntry({ tags: ['all'], body: Buffer.from('shop') }), 0)
   t.equal(await blog.invalidateTags(['all']), 2500)
   t.equal((await shop.get('page-1'))?.body.toString(), 'shop', 'a purge in one prefix does not reach the other')
-  for (let i = 0; i < 1200; i++) await blog.set(`page-${i}`, makeEntry({ tags: ['all'] }), await blog.checkpoint())
+  const since = await blog.checkpoint()
+  await fifty(Array.from({ length: 1200 }, (_, i) => `page-${i}`), (key) => blog.set(key, makeEntry({ tags: ['all'] }), since))
   await blog.clear()
   const stats = await observer.info('commandstats')
   t.match(stats, /cmdstat_scan:calls=([2-9]|\d\d)/, 'SCAN, in batches')
@@ -147,15 +148,15 @@ t.test('prefixes keep apps apart; clear() deletes its own keys only, with SCAN, 
 })
 
 t.test('a client passed in stays open after close(); one the store created is closed', async (t) => {
-  const client = new Redis(url)
+  const client = new Redis(redis.url)
   t.teardown(() => client.disconnect())
-  const borrowed = new RedisStore({ client, prefix: `own:${process.pid}:` })
+  const borrowed = new RedisStore({ timeoutMs: PATIENT_MS, client, prefix: `own:${process.pid}:` })
   await borrowed.close()
   await borrowed.close()
   t.equal(await client.ping(), 'PONG')
   await t.rejects(borrowed.get('k'), /closed/)
   t.equal(await borrowed.set('k', makeEntry(), 0), false)
-  const created = new RedisStore({ url, prefix: `own:${process.pid}:` })
+  const created = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix: `own:${process.pid}:` })
   await created.ready()
   await created.ready()
   await created.close()
@@ -166,7 +167,7 @@ t.test('a client passed in stays open after close(); one the store created is cl
 })
 
 t.test('maxEntryBytes: a larger body is declined', async (t) => {
-  const store = new RedisStore({ url, prefix: `max:${process.pid}:`, maxEntryBytes: 10 })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix: `max:${process.pid}:`, maxEntryBytes: 10 })
   await store.ready()
   t.teardown(() => store.close())
   t.equal(await store.set('big', makeEntry({ body: Buffer.alloc(11) }), 0), false)
@@ -194,7 +195,7 @@ t.test('bad options throw a TypeError naming the option', async (t) => {
 
 t.test('expiry follows the app\'s clock as well as Redis TTLs; the soft flag round-trips', async (t) => {
   let now = Date.now()
-  const store = new RedisStore({ url, prefix: `clock:${process.pid}:`, now: () => now })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix: `clock:${process.pid}:`, now: () => now })
   await store.ready()
   t.teardown(async () => {
     await store.clear()
@@ -208,9 +209,9 @@ t.test('expiry follows the app\'s clock as well as Redis TTLs; the soft flag rou
 
 t.test('a stored version\'s meta is parsed once; unreadable or older metas are misses', async (t) => {
   const prefix = `meta:${process.pid}:`
-  const store = new RedisStore({ url, prefix })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix })
   await store.ready()
-  const raw = new Redis(url)
+  const raw = new Redis(redis.url)
   t.teardown(async () => {
     await store.clear()
     await store.close()
@@ -292,7 +293,7 @@ t.test('tag invalidation is exact, whatever the tags contain', async (t) => {
 })
 
 t.test('without url or client, it connects to redis://127.0.0.1:6379', async (t) => {
-  const store = new RedisStore({ prefix: `default:${process.pid}:` })
+  const store = new RedisStore({ timeoutMs: PATIENT_MS, prefix: `default:${process.pid}:` })
   await store.close()
   t.pass('created and closed without waiting for a connection')
 })
