@@ -119,8 +119,8 @@ t.test('an origin that drops the connection mid-body: the client sees a cut, not
   let calls = 0
   const origin = await rawOrigin(t, (socket) => {
     calls++
-    socket.write('HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
-    setTimeout(() => socket.destroy(), 20)
+    // Dropped once the first chunk is on its way.
+    socket.write('HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n', () => socket.destroy())
   })
   const proxy = await proxyTo(t, origin)
   await requestError(proxy + '/')
