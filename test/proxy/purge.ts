@@ -2,7 +2,7 @@
 // without a token configured, both go to the origin like any request.
 import t, { type Test } from 'tap'
 import { startProxy, type ProxyConfig } from '../../src/cli.js'
-import { listen, request, until } from '../fixtures/http.js'
+import { eventually, listen, request } from '../fixtures/http.js'
 
 async function setup(t: Test, config: Partial<ProxyConfig> = {}) {
   const seen: string[] = []
@@ -40,7 +40,7 @@ t.test('POST /.accelerator/purge drops by tags and URLs, softly if asked', async
   t.same(JSON.parse(soft.text), { tags: 1, urls: 0 })
   t.match((await request(url + '/a')).headers['cache-status'], /detail=stale-while-revalidate/, 'served stale once, while refreshed')
   // Let the background refresh land before the proxy is closed.
-  await until(async () => /hit; ttl=\d/.test(String((await request(url + '/a')).headers['cache-status'])), 'the refresh landed')
+  await eventually(async () => /hit; ttl=\d/.test(String((await request(url + '/a')).headers['cache-status'])), 'the refresh landed')
   t.match((await request(url + '/a')).headers['cache-status'], /hit; ttl=\d/, 'refreshed')
 })
 
@@ -112,7 +112,7 @@ t.test('the proxy on Redis, and on a Redis that does not answer (it serves anywa
   const redis = await startRedis(t)
   const { url, seen } = await setup(t, { redis: redis.url })
   await request(url + '/r')
-  await until(async () => /hit/.test(String((await request(url + '/r', { headers: { 'cache-control': 'only-if-cached' } })).headers['cache-status'])), 'stored in Redis')
+  await eventually(async () => /hit/.test(String((await request(url + '/r', { headers: { 'cache-control': 'only-if-cached' } })).headers['cache-status'])), 'stored in Redis')
   t.match((await request(url + '/r')).headers['cache-status'], /hit/, 'stored in Redis')
   t.same(seen, ['GET /r'])
   const lines: string[] = []

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import http from 'node:http'
 import { redisUrl } from '../fixtures/redis-server.js'
-import { request, until } from '../fixtures/http.js'
+import { eventually, request } from '../fixtures/http.js'
 
 const script = fileURLToPath(new URL('../fixtures/app-process.ts', import.meta.url))
 
@@ -40,7 +40,7 @@ const get = (url: string) => request(url, { headers: site })
  * without ever running the handler (a 504 while nothing is stored).
  */
 async function stored(url: string): Promise<void> {
-  await until(async () => (await request(url, { headers: { ...site, 'cache-control': 'only-if-cached' } })).status === 200, `${url} stored`)
+  await eventually(async () => (await request(url, { headers: { ...site, 'cache-control': 'only-if-cached' } })).status === 200, `${url} stored`)
 }
 
 // Two app processes for every subtest, started before the first one runs (subtests are still
