@@ -21,7 +21,14 @@ function run(args: string[], until: (out: string) => boolean) {
     child.stdout.on('data', () => until(out) && resolve())
     void exited.then(() => reject(new Error(`exited early: ${err}`)))
   })
-  return { child, exited, ready, out: () => out, err: () => err }
+  /** Resolves once the output shows `pattern`: at once when it already does (the line may have come). */
+  const printed = (pattern: RegExp) =>
+    new Promise<void>((resolve) => {
+      const check = () => pattern.test(out) && (child.stdout.off('data', check), resolve())
+      child.stdout.on('data', check)
+      check()
+    })
+  return { child, exited, ready, printed, out: () => out, err: () => err }
 }
 
 // main() in this process for what ends before serving (each process of the command costs seconds
@@ -67,7 +74,7 @@ t.test('a request through the command, logged', async (t) => {
   t.equal((await request(url + '/page')).text, 'through the proxy')
   t.match((await request(url + '/page')).headers['cache-status'], /hit/)
   await request(url + '/form', { method: 'POST', body: 'x' })
-  await new Promise<void>((resolve) => proxy.child.stdout.on('data', () => proxy.out().includes('POST') && resolve()))
+  await proxy.printed(/POST/)
   t.match(proxy.out(), /GET \/page 200 "node-accelerator; fwd=miss; stored" \d+\.\dms\nGET \/page 200 "node-accelerator; hit; ttl=\d+" \d+\.\dms\nPOST \/form 200 "-" \d+\.\dms/)
   proxy.child.kill('SIGTERM')
   t.equal(await proxy.exited, 0, 'SIGTERM: a clean exit')
@@ -89,7 +96,7 @@ t.test('--log marks a response cut short; the startup line names the store and t
   const url = /accelerator: (http:\/\/127\.0\.0\.1:\d+)/.exec(proxy.out())![1]!
   const { abortAfterFirstChunk } = await import('../fixtures/http.js')
   await abortAfterFirstChunk(url + '/stream')
-  await new Promise<void>((resolve) => proxy.child.stdout.on('data', () => /\/stream cut/.test(proxy.out()) && resolve()))
+  await proxy.printed(/\/stream cut/)
   t.match(proxy.out(), /GET \/stream cut "node-accelerator; fwd=miss" \d+\.\dms/)
   // A client that gives up before any header was sent.
   const http = await import('node:http')
@@ -98,7 +105,7 @@ t.test('--log marks a response cut short; the startup line names the store and t
   // Once the request reached the origin through the proxy (not after a guessed delay).
   await hanging.promise
   hung.destroy()
-  await new Promise<void>((resolve) => proxy.child.stdout.on('data', () => /\/hang cut/.test(proxy.out()) && resolve()))
+  await proxy.printed(/\/hang cut/)
   t.match(proxy.out(), /GET \/hang cut "-" \d+\.\dms/)
 })
 
