@@ -1,0 +1,206 @@
+/**
+ * What the proxy makes of a client's request before the cache or the origin sees it. The cache
+ * keys on `req.url` and the Host and selects variants on `req.headers`; the origin acts on what
+ * forward() sends. A request either side could read differently is a poisoning, so the request
+ * is rewritten in place, once, into the one forward() sends: the target in origin-form, one
+ * canonical Host, no header the origin will not get, and a body framed by the proxy itself. A
+ * request that cannot be read only one way is refused.
+ */
+import type { IncomingMessage } from 'node:http'
+
+/** How the body goes on: not at all, with this Content-Length, or chunked by the proxy. */
+export type Framing = { body: 'none' } | { body: 'length'; length: string } | { body: 'chunked' }
+
+/** A request the proxy does not forward: the status and a reason for the client. */
+export interface Refusal {
+  status: 400 | 501
+  reason: string
+}
+
+/** What {@link sanitizeRequest} may keep. */
+export interface SanitizeOptions {
+  /** Keep the {@link OVERRIDE_HEADERS} (a trusted front proxy sets them). */
+  trustForwardedHeaders: boolean
+  /** The origin has a path prefix (`--upstream http://origin/api`) no request may climb out of. */
+  confined: boolean
+}
+
+/** RFC 9110 §7.6.1: headers that belong to one connection, never forwarded. */
+export const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization']
+
+/**
+ * Headers that make an origin (or its framework) render for another host, scheme, port, path or
+ * client than the request names, none of which is in the key. A client may not set them: they
+ * are dropped unless `trustForwardedHeaders` (then a front proxy sets them, and they pass).
+ */
+export const OVERRIDE_HEADERS = [
+  // RFC 7239 (host=, proto=, for=): Rack 3, Spring, Go's gorilla/handlers.
+  'forwarded',
+  // The de facto family: Express (trust proxy), Rack, Django, Symfony, Laravel, Spring, Werkzeug.
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'x-forwarded-server',
+  'x-forwarded-uri',
+  'front-end-https',
+  'x-url-scheme',
+  'x-host',
+  'x-original-host',
+  // Path overrides: IIS, Zend/Laminas, older Symfony; nginx's auth_request convention.
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  // The client's address as a front proxy saw it (geolocation, allow-lists, rate limits).
+  'x-real-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+]
+
+/** Headers that turn a GET into another method at the origin (never trusted on GET or HEAD). */
+export const METHOD_OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override']
+
+/**
+ * RFC 9112 §6: the body's framing is re-made by the proxy from what Node's parser read, never
+ * copied (a client's framing header named in Connection, or on a method Node's client would not
+ * frame, let a body reach the origin unframed: a second request on a shared connection). Expect
+ * was answered here.
+ */
+const OURS = ['content-length', 'transfer-encoding', 'expect']
+
+/** RFC 3986 §3.2.2-3: a host (a bracketed IPv6 literal or a reg-name) and an optional port. */
+const HOST = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9\-._~%!$&'()*+,;=]*))(?::(\d*))?$/i
+
+/** RFC 9112 §3.2.2: `scheme://authority` then the path and query as sent. */
+const ABSOLUTE_FORM = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(.*)$/is
+
+/**
+ * Rewrites `req` (url, headers, rawHeaders, headersDistinct) into the request the origin will
+ * get, and returns how its body goes on; or the reason it is refused, with nothing changed.
+ * Idempotent: a request it already rewrote comes out the same.
+ */
+export function sanitizeRequest(req: IncomingMessage, { trustForwardedHeaders, confined }: SanitizeOptions): Framing | Refusal {
+  // Node's parser keeps this many header lines in req.headers; the origin gets no more.
+  const parsed = (req.socket as { server?: { maxHeadersCount?: number | null } } | null)?.server?.maxHeadersCount || 2000
+  const raw = req.rawHeaders.slice(0, parsed)
+  const headers = req.headers
+  const target = originForm(req.url!, req.method)
+  if ('status' in target) return target
+  // RFC 9112 §3.2: more than one Host line, or an invalid one, is a 400.
+  if (countOf(raw, 'host') > 1) return refuse(400, 'two Host header lines (RFC 9112 §3.2): send one')
+  const sent = target.authority ?? headers.host
+  const tls = (req.socket as { encrypted?: boolean } | null)?.encrypted === true
+  const host = sent === undefined ? undefined : canonicalHost(sent, tls)
+  if (host === null) return refuse(400, `an invalid Host ${JSON.stringify(sent)} (RFC 9112 §3.2): send host[:port]`)
+  const coding = headers['transfer-encoding']
+  if (coding !== undefined && !/^\s*chunked\s*$/i.test(coding)) {
+    return refuse(501, `Transfer-Encoding ${JSON.stringify(coding)} is not implemented (RFC 9112 §6.1): send the body chunked or with a Content-Length`)
+  }
+  if (confined && climbs(target.path)) {
+    return refuse(400, 'a ".." segment in the path (however encoded) could leave the upstream path: send the path resolved')
+  }
+  const framing = framingOf(req.method, coding, headers['content-length'])
+  const drop = new Set([...HOP_BY_HOP, ...OURS, ...connectionOptions(raw)])
+  // Host names the resource, never the connection (RFC 9110 §7.2): a Connection option for it is ignored.
+  drop.delete('host')
+  if (!trustForwardedHeaders) for (const name of OVERRIDE_HEADERS) drop.add(name)
+  // A GET is answered from its key: the origin must not perform another method for it.
+  if (req.method === 'GET' || req.method === 'HEAD') for (const name of METHOD_OVERRIDES) drop.add(name)
+
+  const kept: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (!drop.has(name)) kept.push(raw[i]!, name === 'host' ? host! : raw[i + 1]!)
+  }
+  // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host.
+  if (host !== undefined && headers.host === undefined) kept.push('Host', host)
+  for (const name of drop) delete headers[name]
+  if (host !== undefined) headers.host = host
+  req.rawHeaders = kept
+  req.headersDistinct = distinct(kept)
+  req.url = target.path
+  return framing
+}
+
+function refuse(status: Refusal['status'], reason: string): Refusal {
+  return { status, reason }
+}
+
+/** RFC 9112 §3.2: the path and query of a request-target, and the authority of an absolute one. */
+function originForm(target: string, method: string | undefined): { path: string; authority?: string } | Refusal {
+  if (target.startsWith('/')) return { path: target }
+  // RFC 9112 §3.2.4: the asterisk-form is for OPTIONS only.
+  if (target === '*' && method === 'OPTIONS') return { path: target }
+  const absolute = ABSOLUTE_FORM.exec(target)
+  const scheme = absolute?.[1]!.toLowerCase()
+  if (absolute === null || (scheme !== 'http' && scheme !== 'https')) {
+    return refuse(400, `a request-target ${JSON.stringify(target)} that is not a path, an http(s) URL, or * for OPTIONS (RFC 9112 §3.2)`)
+  }
+  const [, , authority = '', rest = ''] = absolute
+  // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error (and a phishing device).
+  if (authority.includes('@')) return refuse(400, 'userinfo in the request-target (RFC 9110 §4.2.4): send the URL without it')
+  return { path: rest.startsWith('/') ? rest : '/' + rest, authority }
+}
+
+/**
+ * The Host as the key and the origin both get it: lower-cased, without a trailing dot, and
+ * without the default port of this connection's scheme (RFC 9110 §4.2.3); `null` when invalid.
+ */
+export function canonicalHost(value: string, tls: boolean): string | null {
+  const match = HOST.exec(value)
+  if (match === null) return null
+  const [, ipv6, name, port] = match
+  if (port !== undefined && ((ipv6 === undefined && name === '') || Number(port) > 65535)) return null
+  const hostname = ipv6 === undefined ? name!.toLowerCase().replace(/\.$/, '') : `[${ipv6.toLowerCase()}]`
+  return port === undefined || port === '' || Number(port) === (tls ? 443 : 80) ? hostname : `${hostname}:${Number(port)}`
+}
+
+/**
+ * Whether a path climbs out of where it starts, however the origin reads it: a segment of dots
+ * after percent-decoding (repeatedly: some origins decode twice), with `\` as a separator (IIS),
+ * a `;parameter` dropped (Tomcat's `..;`), and spaces trimmed (Windows).
+ */
+export function climbs(path: string): boolean {
+  let text = path
+  for (let decoded = percentDecode(text); decoded !== text; decoded = percentDecode(text)) text = decoded
+  return text.split(/[/\\?#]/).some((segment) => /^\.{2,}$/.test(segment.split(';')[0]!.trim()))
+}
+
+function percentDecode(text: string): string {
+  return text.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+}
+
+/** RFC 9110 §9.3.1, §9.3.2: a GET or HEAD body is never forwarded; any other is re-framed. */
+function framingOf(method: string | undefined, coding: string | undefined, length: string | undefined): Framing {
+  if (method === 'GET' || method === 'HEAD') return { body: 'none' }
+  if (coding !== undefined) return { body: 'chunked' }
+  // Node's parser accepted only digits; leading zeros go, and no precision is lost to a Number.
+  return length === undefined ? { body: 'none' } : { body: 'length', length: length.replace(/^0+(?=\d)/, '') }
+}
+
+/** The header names listed in Connection lines (RFC 9110 §7.6.1), lower-cased. */
+export function connectionOptions(raw: readonly string[]): string[] {
+  const names: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'connection') for (const name of raw[i + 1]!.split(',')) names.push(name.trim().toLowerCase())
+  }
+  return names
+}
+
+function countOf(raw: readonly string[], name: string): number {
+  let count = 0
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) count++
+  return count
+}
+
+/** `req.headersDistinct` as Node builds it, from the rewritten lines. */
+function distinct(raw: readonly string[]): Record<string, string[]> {
+  const values: Record<string, string[]> = Object.create(null) as Record<string, string[]>
+  for (let i = 0; i + 1 < raw.length; i += 2) (values[raw[i]!.toLowerCase()] ??= []).push(raw[i + 1]!)
+  return values
+}
