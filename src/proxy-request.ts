@@ -141,7 +141,8 @@ function originForm(target: string, method: string | undefined): { path: string;
   if (absolute === null || (scheme !== 'http' && scheme !== 'https')) {
     return refuse(400, `a request-target ${JSON.stringify(target)} that is not a path, an http(s) URL, or * for OPTIONS (RFC 9112 §3.2)`)
   }
-  const [, , authority = '', rest = ''] = absolute
+  const authority = absolute[2]!
+  const rest = absolute[3]!
   // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error (and a phishing device).
   if (authority.includes('@')) return refuse(400, 'userinfo in the request-target (RFC 9110 §4.2.4): send the URL without it')
   return { path: rest.startsWith('/') ? rest : '/' + rest, authority }
@@ -149,24 +150,27 @@ function originForm(target: string, method: string | undefined): { path: string;
 
 /**
  * The Host as the key and the origin both get it: lower-cased, without a trailing dot, and
- * without the default port of this connection's scheme (RFC 9110 §4.2.3); `null` when invalid.
+ * without the default port of this connection's scheme (RFC 9110 §4.2.3); `null` when it is not
+ * a valid `host[:port]` (an empty host, a port past 65535, a path, userinfo, a space, ...).
  */
 export function canonicalHost(value: string, tls: boolean): string | null {
   const match = HOST.exec(value)
   if (match === null) return null
   const [, ipv6, name, port] = match
-  if (port !== undefined && ((ipv6 === undefined && name === '') || Number(port) > 65535)) return null
   const hostname = ipv6 === undefined ? name!.toLowerCase().replace(/\.$/, '') : `[${ipv6.toLowerCase()}]`
+  // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
+  if (hostname === '' || Number(port) > 65535) return null
   return port === undefined || port === '' || Number(port) === (tls ? 443 : 80) ? hostname : `${hostname}:${Number(port)}`
 }
 
 /**
- * Whether a path climbs out of where it starts, however the origin reads it: a segment of dots
- * after percent-decoding (repeatedly: some origins decode twice), with `\` as a separator (IIS),
- * a `;parameter` dropped (Tomcat's `..;`), and spaces trimmed (Windows).
+ * Whether the path of a target (the query aside) climbs out of where it starts, however the
+ * origin reads it: a segment of dots after percent-decoding (repeatedly: some origins decode
+ * twice), with `\` as a separator (IIS), a `;parameter` dropped (Tomcat's `..;`), spaces trimmed
+ * (Windows), and a `#` or an encoded `?` ending it.
  */
-export function climbs(path: string): boolean {
-  let text = path
+export function climbs(target: string): boolean {
+  let text = target.split('?')[0]!
   for (let decoded = percentDecode(text); decoded !== text; decoded = percentDecode(text)) text = decoded
   return text.split(/[/\\?#]/).some((segment) => /^\.{2,}$/.test(segment.split(';')[0]!.trim()))
 }

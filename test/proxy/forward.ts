@@ -257,3 +257,29 @@ t.test('trustForwardedHeaders keeps a trusted front proxy\'s X-Forwarded-Host an
   t.equal((await request(trusted + '/')).text, `${new URL(trusted).host} http`, 'ours when the front proxy sent none')
   t.equal((await request(untrusted + '/', { headers: claimed })).text, `${new URL(untrusted).host} http`, 'replaced by default')
 })
+
+t.test('an origin\'s reason phrase Node will not write is left out, and the proxy stays up', async (t) => {
+  const origin = await rawOrigin(t, (socket) => socket.end('HTTP/1.1 200 O\x01K\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok'))
+  const proxy = await proxyTo(t, origin)
+  const reply = await request(proxy + '/')
+  t.equal(reply.status, 200)
+  t.equal(reply.text, 'ok')
+  t.equal((await request(proxy + '/')).text, 'ok', 'and stored')
+})
+
+t.test('a 103 whose Link Node will not write is dropped; the final response goes on', async (t) => {
+  const origin = await rawOrigin(t, (socket) => socket.end('HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal'))
+  const proxy = await proxyTo(t, origin)
+  const interim: number[] = []
+  const final = await new Promise<string>((resolve, reject) => {
+    const req = http.get(proxy + '/', { agent: false }, (res) => {
+      let text = ''
+      res.on('data', (chunk: Buffer) => (text += chunk))
+      res.on('end', () => resolve(text))
+    })
+    req.on('information', ({ statusCode }) => interim.push(statusCode))
+    req.on('error', reject)
+  })
+  t.equal(final, 'final')
+  t.same(interim, [], 'no interim response')
+})
