@@ -128,7 +128,8 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     await redis.ready(REDIS_WAIT_MS).catch((err: Error) => out(`Redis at ${config.redis} is not answering (${err.message}); proxying uncached until it is`))
     store = redis
   } else store = new MemoryStore({ maxBytes: config.maxBytes })
-  const upstream = forward(config.upstream, { trustForwardedHeaders: config.trustForwardedHeaders ?? false })
+  const trustForwardedHeaders = config.trustForwardedHeaders ?? false
+  const upstream = forward(config.upstream, { trustForwardedHeaders })
   const app = accelerate(upstream, { store, sharedCache: true, surrogateKeys: true, keepSurrogateHeaders: config.keepSurrogateHeaders })
   const purge = config.purgeToken === undefined ? undefined : purgeApi(app, config.purgeToken)
   const server = http.createServer((req, res) => {

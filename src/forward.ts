@@ -10,7 +10,13 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import https from 'node:https'
 import { pipeline } from 'node:stream'
-import { connectionOptions, HOP_BY_HOP, sanitizeRequest, type Framing, type Refusal } from './proxy-request.js'
+import {
+  connectionOptions,
+  HOP_BY_HOP,
+  sanitizeRequest,
+  type Prepared,
+  type Refusal,
+} from './proxy-request.js'
 
 /** Options of {@link forward}. */
 export interface ForwardOptions {
@@ -59,21 +65,21 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
   const pool = agent ?? new client.Agent({ keepAlive: true })
   const base = target.pathname.replace(/\/$/, '')
   const sanitizing = { trustForwardedHeaders, confined: base !== '' }
-  const framings = new WeakMap<IncomingMessage, Framing>()
+  const prepared = new WeakMap<IncomingMessage, Prepared>()
 
   /** Rewrites the request into what the origin gets, once; false when it answered it (4xx). */
   const prepare = (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (framings.has(req)) return true
+    if (prepared.has(req)) return true
     const outcome = sanitizeRequest(req, sanitizing)
     if ('status' in outcome) return refuse(res, outcome)
-    framings.set(req, outcome)
+    prepared.set(req, outcome)
     return true
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse) =>
     new Promise<void>((resolve) => {
       if (!prepare(req, res)) return resolve()
-      const framing = framings.get(req)!
+      const request = prepared.get(req)!
       const upstreamReq = client.request({
         protocol: target.protocol,
         hostname: target.hostname,
@@ -81,7 +87,7 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
         method: req.method,
         // RFC 9112 §3.2.4: OPTIONS * goes on as a path under the upstream's.
         path: base + (req.url === '*' ? '/*' : req.url!),
-        headers: requestHeaders(req, framing, via, target.host, trustForwardedHeaders),
+        headers: requestHeaders(req, request, via, target.host, trustForwardedHeaders),
         agent: pool,
         setHost: false,
       })
@@ -99,7 +105,8 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
       upstreamReq.on('response', (upstreamRes) => {
         // (A response from http.request always has its statusCode.) RFC 9112 §4: a reason
         // phrase is ignorable; one Node will not write (a control character) is left out.
-        const reason = /^[\t\x20-\x7e\x80-\xff]*$/.test(upstreamRes.statusMessage!) ? upstreamRes.statusMessage : undefined
+        const message = upstreamRes.statusMessage!
+        const reason = /^[\t\x20-\x7e\x80-\xff]*$/.test(message) ? message : undefined
         res.writeHead(upstreamRes.statusCode!, reason, responseHeaders(upstreamRes.rawHeaders, via))
         // An origin that resets mid-body cuts the client too (pipeline destroys the response): a
         // partial body is never complete.
@@ -114,7 +121,7 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
       // A client that goes away frees the upstream connection too.
       res.once('close', () => res.writableFinished || upstreamReq.destroy())
       // RFC 9110 §9.3.1: a GET's body (or a HEAD's) is read and dropped, never sent on.
-      if (framing.body === 'none') {
+      if (request.framing.body === 'none') {
         req.resume()
         upstreamReq.end()
       } else pipeline(req, upstreamReq, () => {})
@@ -125,18 +132,29 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
 /** Answers a request the proxy will not forward; the connection closes after it. */
 function refuse(res: ServerResponse, { status, reason }: Refusal): false {
   const body = `${reason}\n`
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store', connection: 'close' })
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    connection: 'close',
+  })
   res.end(body)
   return false
 }
 
 /**
- * The request's headers as sanitizeRequest left them, plus ours: Via and X-Forwarded-For
+ * The client's header lines as sanitizeRequest kept them, plus ours: Via and X-Forwarded-For
  * appended to, X-Forwarded-Proto and -Host (unless a trusted front proxy sent them), a Host for
  * an HTTP/1.0 request that sent none, and the body's framing.
  */
-function requestHeaders(req: IncomingMessage, framing: Framing, via: string, upstreamHost: string, trustForwarded: boolean): string[] {
-  const headers = withoutHopByHop(req.rawHeaders, ['via', 'x-forwarded-for'])
+function requestHeaders(
+  req: IncomingMessage,
+  { lines, framing }: Prepared,
+  via: string,
+  upstreamHost: string,
+  trustForwarded: boolean,
+): string[] {
+  const headers = without(lines, APPENDED)
   const host = req.headers.host
   // RFC 9112 §3.2: an HTTP/1.1 request carries a Host; an HTTP/1.0 client may have sent none.
   if (host === undefined) headers.push('Host', upstreamHost)
@@ -149,17 +167,19 @@ function requestHeaders(req: IncomingMessage, framing: Framing, via: string, ups
   return headers
 }
 
+/** The request headers this hop appends to: the client's value, then its own. */
+const APPENDED = new Set(['via', 'x-forwarded-for'])
+
 /** The origin's headers as it sent them, less hop-by-hop ones, with this hop's Via appended. */
 function responseHeaders(raw: readonly string[], via: string): string[] {
-  const headers = withoutHopByHop(raw, ['via'])
+  const headers = without(raw, new Set([...HOP_BY_HOP, ...connectionOptions(raw), 'via']))
   const vias = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === 'via')
   headers.push('Via', [...vias, via].join(', '))
   return headers
 }
 
-/** A raw `[name, value, ...]` array without hop-by-hop headers, those named in Connection, and `also`. */
-function withoutHopByHop(raw: readonly string[], also: readonly string[]): string[] {
-  const drop = new Set([...HOP_BY_HOP, ...connectionOptions(raw), ...also])
+/** A raw `[name, value, ...]` array without the headers named in `drop` (lower-case). */
+function without(raw: readonly string[], drop: ReadonlySet<string>): string[] {
   const kept: string[] = []
   for (let i = 0; i + 1 < raw.length; i += 2) if (!drop.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!)
   return kept

@@ -26,7 +26,17 @@ export interface SanitizeOptions {
 }
 
 /** RFC 9110 §7.6.1: headers that belong to one connection, never forwarded. */
-export const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization']
+export const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+]
 
 /**
  * Headers that make an origin (or its framework) render for another host, scheme, port, path or
@@ -79,52 +89,104 @@ const HOST = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9\-._~%!$&'()*+,;=]*))(?::(\d*))?$/i
 /** RFC 9112 §3.2.2: `scheme://authority` then the path and query as sent. */
 const ABSOLUTE_FORM = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(.*)$/is
 
+/** What goes on, for a request that does: its header lines (the proxy adds its own) and framing. */
+export interface Prepared {
+  /** The client's header lines the origin gets, as `[name, value, ...]`; Host canonical. */
+  lines: string[]
+  framing: Framing
+}
+
+/** What the request's socket says: its server's header-line limit, and whether it is TLS. */
+type ProxiedSocket = { server?: { maxHeadersCount?: number | null }; encrypted?: boolean }
+
+/** The headers dropped from every request, by trust (of override headers) and by method. */
+const DROPPED = [false, true].map((trusted) =>
+  [false, true].map(
+    (getOrHead) =>
+      new Set([
+        ...HOP_BY_HOP,
+        ...OURS,
+        ...(trusted ? [] : OVERRIDE_HEADERS),
+        // A GET is answered from its key: the origin must not perform another method for it.
+        ...(getOrHead ? METHOD_OVERRIDES : []),
+      ]),
+  ),
+)
+
 /**
- * Rewrites `req` (url, headers, rawHeaders, headersDistinct) into the request the origin will
- * get, and returns how its body goes on; or the reason it is refused, with nothing changed.
- * Idempotent: a request it already rewrote comes out the same.
+ * Rewrites `req.url` (origin-form) and `req.headers` (one canonical Host, none of the headers the
+ * origin will not get) into the request the origin will get, and returns the header lines and
+ * framing it goes on with; or the reason it is refused, with nothing changed. `req.rawHeaders`
+ * keeps what the client sent. A request it already rewrote comes out the same.
  */
-export function sanitizeRequest(req: IncomingMessage, { trustForwardedHeaders, confined }: SanitizeOptions): Framing | Refusal {
+export function sanitizeRequest(
+  req: IncomingMessage,
+  { trustForwardedHeaders, confined }: SanitizeOptions,
+): Prepared | Refusal {
+  const socket = req.socket as ProxiedSocket | null
   // Node's parser keeps this many header lines in req.headers; the origin gets no more.
-  const parsed = (req.socket as { server?: { maxHeadersCount?: number | null } } | null)?.server?.maxHeadersCount || 2000
-  const raw = req.rawHeaders.slice(0, parsed)
+  const parsed = socket?.server?.maxHeadersCount || 2000
+  const raw = req.rawHeaders.length > parsed ? req.rawHeaders.slice(0, parsed) : req.rawHeaders
+  const checked = check(req, raw, confined, socket?.encrypted === true)
+  if ('status' in checked) return checked
+  const { path, host, hostLines } = checked
+  const getOrHead = req.method === 'GET' || req.method === 'HEAD'
+  const dropped = DROPPED[Number(trustForwardedHeaders)]![Number(getOrHead)]!
+  const named = connectionOptions(raw)
+  // Host names the resource, never the connection (RFC 9110 §7.2): Connection cannot name it.
+  const drops = (name: string) => dropped.has(name) || (name !== 'host' && named.includes(name))
+
+  const lines: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (!drops(name)) lines.push(raw[i]!, name === 'host' ? host! : raw[i + 1]!)
+  }
+  // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host.
+  if (host !== undefined && hostLines === 0) lines.push('Host', host)
   const headers = req.headers
+  const framing = framingOf(req.method, headers['transfer-encoding'], headers['content-length'])
+  // A new object rather than deletes: the cache reads it on every request.
+  const kept: IncomingMessage['headers'] = {}
+  for (const name in headers) if (!drops(name)) kept[name] = headers[name]
+  if (host !== undefined) kept.host = host
+  req.headers = kept
+  req.url = path
+  return { lines, framing }
+}
+
+/** The request's target, Host and framing, checked: what the origin reads must be unambiguous. */
+function check(
+  req: IncomingMessage,
+  raw: readonly string[],
+  confined: boolean,
+  tls: boolean,
+): { path: string; host: string | undefined; hostLines: number } | Refusal {
   const target = originForm(req.url!, req.method)
   if ('status' in target) return target
   // RFC 9112 §3.2: more than one Host line, or an invalid one, is a 400.
-  if (countOf(raw, 'host') > 1) return refuse(400, 'two Host header lines (RFC 9112 §3.2): send one')
-  const sent = target.authority ?? headers.host
-  const tls = (req.socket as { encrypted?: boolean } | null)?.encrypted === true
+  const hostLines = countOf(raw, 'host')
+  if (hostLines > 1) return refuse(400, 'two Host header lines (RFC 9112 §3.2): send one')
+  const sent = target.authority ?? req.headers.host
   const host = sent === undefined ? undefined : canonicalHost(sent, tls)
-  if (host === null) return refuse(400, `an invalid Host ${JSON.stringify(sent)} (RFC 9112 §3.2): send host[:port]`)
-  const coding = headers['transfer-encoding']
+  if (host === null) {
+    return refuse(400, `an invalid Host ${JSON.stringify(sent)} (RFC 9112 §3.2): send host[:port]`)
+  }
+  const coding = req.headers['transfer-encoding']
   if (coding !== undefined && !/^\s*chunked\s*$/i.test(coding)) {
-    return refuse(501, `Transfer-Encoding ${JSON.stringify(coding)} is not implemented (RFC 9112 §6.1): send the body chunked or with a Content-Length`)
+    return refuse(
+      501,
+      `Transfer-Encoding ${JSON.stringify(coding)} is not implemented (RFC 9112 §6.1): ` +
+        'send the body chunked or with a Content-Length',
+    )
   }
   if (confined && climbs(target.path)) {
-    return refuse(400, 'a ".." segment in the path (however encoded) could leave the upstream path: send the path resolved')
+    return refuse(
+      400,
+      'a ".." segment in the path (however encoded) could leave the upstream path: ' +
+        'send the path resolved',
+    )
   }
-  const framing = framingOf(req.method, coding, headers['content-length'])
-  const drop = new Set([...HOP_BY_HOP, ...OURS, ...connectionOptions(raw)])
-  // Host names the resource, never the connection (RFC 9110 §7.2): a Connection option for it is ignored.
-  drop.delete('host')
-  if (!trustForwardedHeaders) for (const name of OVERRIDE_HEADERS) drop.add(name)
-  // A GET is answered from its key: the origin must not perform another method for it.
-  if (req.method === 'GET' || req.method === 'HEAD') for (const name of METHOD_OVERRIDES) drop.add(name)
-
-  const kept: string[] = []
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase()
-    if (!drop.has(name)) kept.push(raw[i]!, name === 'host' ? host! : raw[i + 1]!)
-  }
-  // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host.
-  if (host !== undefined && headers.host === undefined) kept.push('Host', host)
-  for (const name of drop) delete headers[name]
-  if (host !== undefined) headers.host = host
-  req.rawHeaders = kept
-  req.headersDistinct = distinct(kept)
-  req.url = target.path
-  return framing
+  return { path: target.path, host, hostLines }
 }
 
 function refuse(status: Refusal['status'], reason: string): Refusal {
@@ -132,19 +194,28 @@ function refuse(status: Refusal['status'], reason: string): Refusal {
 }
 
 /** RFC 9112 §3.2: the path and query of a request-target, and the authority of an absolute one. */
-function originForm(target: string, method: string | undefined): { path: string; authority?: string } | Refusal {
+function originForm(
+  target: string,
+  method: string | undefined,
+): { path: string; authority?: string } | Refusal {
   if (target.startsWith('/')) return { path: target }
   // RFC 9112 §3.2.4: the asterisk-form is for OPTIONS only.
   if (target === '*' && method === 'OPTIONS') return { path: target }
   const absolute = ABSOLUTE_FORM.exec(target)
   const scheme = absolute?.[1]!.toLowerCase()
   if (absolute === null || (scheme !== 'http' && scheme !== 'https')) {
-    return refuse(400, `a request-target ${JSON.stringify(target)} that is not a path, an http(s) URL, or * for OPTIONS (RFC 9112 §3.2)`)
+    return refuse(
+      400,
+      `a request-target ${JSON.stringify(target)} that is not a path, an http(s) URL, ` +
+        'or * for OPTIONS (RFC 9112 §3.2)',
+    )
   }
   const authority = absolute[2]!
   const rest = absolute[3]!
   // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error (and a phishing device).
-  if (authority.includes('@')) return refuse(400, 'userinfo in the request-target (RFC 9110 §4.2.4): send the URL without it')
+  if (authority.includes('@')) {
+    return refuse(400, 'userinfo in the request-target (RFC 9110 §4.2.4): send the URL without it')
+  }
   return { path: rest.startsWith('/') ? rest : '/' + rest, authority }
 }
 
@@ -157,10 +228,12 @@ export function canonicalHost(value: string, tls: boolean): string | null {
   const match = HOST.exec(value)
   if (match === null) return null
   const [, ipv6, name, port] = match
-  const hostname = ipv6 === undefined ? name!.toLowerCase().replace(/\.$/, '') : `[${ipv6.toLowerCase()}]`
+  const hostname =
+    ipv6 === undefined ? name!.toLowerCase().replace(/\.$/, '') : `[${ipv6.toLowerCase()}]`
   // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
   if (hostname === '' || Number(port) > 65535) return null
-  return port === undefined || port === '' || Number(port) === (tls ? 443 : 80) ? hostname : `${hostname}:${Number(port)}`
+  const defaultPort = port === undefined || port === '' || Number(port) === (tls ? 443 : 80)
+  return defaultPort ? hostname : `${hostname}:${Number(port)}`
 }
 
 /**
@@ -171,27 +244,37 @@ export function canonicalHost(value: string, tls: boolean): string | null {
  */
 export function climbs(target: string): boolean {
   let text = target.split('?')[0]!
-  for (let decoded = percentDecode(text); decoded !== text; decoded = percentDecode(text)) text = decoded
+  // Most paths: nothing encoded, and no two dots in a row.
+  if (!text.includes('%') && !text.includes('..')) return false
+  for (let once = percentDecode(text); once !== text; once = percentDecode(text)) text = once
   return text.split(/[/\\?#]/).some((segment) => /^\.{2,}$/.test(segment.split(';')[0]!.trim()))
 }
 
 function percentDecode(text: string): string {
-  return text.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+  return text.replace(/%([0-9a-f]{2})/gi, (_, hex: string) =>
+    String.fromCharCode(parseInt(hex, 16)),
+  )
 }
 
 /** RFC 9110 §9.3.1, §9.3.2: a GET or HEAD body is never forwarded; any other is re-framed. */
-function framingOf(method: string | undefined, coding: string | undefined, length: string | undefined): Framing {
+function framingOf(
+  method: string | undefined,
+  coding: string | undefined,
+  length: string | undefined,
+): Framing {
   if (method === 'GET' || method === 'HEAD') return { body: 'none' }
   if (coding !== undefined) return { body: 'chunked' }
   // Node's parser accepted only digits; leading zeros go, and no precision is lost to a Number.
-  return length === undefined ? { body: 'none' } : { body: 'length', length: length.replace(/^0+(?=\d)/, '') }
+  if (length === undefined) return { body: 'none' }
+  return { body: 'length', length: length.replace(/^0+(?=\d)/, '') }
 }
 
 /** The header names listed in Connection lines (RFC 9110 §7.6.1), lower-cased. */
 export function connectionOptions(raw: readonly string[]): string[] {
   const names: string[] = []
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'connection') for (const name of raw[i + 1]!.split(',')) names.push(name.trim().toLowerCase())
+    if (raw[i]!.toLowerCase() !== 'connection') continue
+    for (const name of raw[i + 1]!.split(',')) names.push(name.trim().toLowerCase())
   }
   return names
 }
@@ -200,11 +283,4 @@ function countOf(raw: readonly string[], name: string): number {
   let count = 0
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) count++
   return count
-}
-
-/** `req.headersDistinct` as Node builds it, from the rewritten lines. */
-function distinct(raw: readonly string[]): Record<string, string[]> {
-  const values: Record<string, string[]> = Object.create(null) as Record<string, string[]>
-  for (let i = 0; i + 1 < raw.length; i += 2) (values[raw[i]!.toLowerCase()] ??= []).push(raw[i + 1]!)
-  return values
 }

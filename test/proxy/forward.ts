@@ -258,8 +258,9 @@ t.test('trustForwardedHeaders keeps a trusted front proxy\'s X-Forwarded-Host an
   t.equal((await request(untrusted + '/', { headers: claimed })).text, `${new URL(untrusted).host} http`, 'replaced by default')
 })
 
-t.test('an origin\'s reason phrase Node will not write is left out, and the proxy stays up', async (t) => {
-  const origin = await rawOrigin(t, (socket) => socket.end('HTTP/1.1 200 O\x01K\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok'))
+t.test('a reason phrase Node will not write is left out, and the proxy stays up', async (t) => {
+  const head = 'HTTP/1.1 200 O\x01K\r\nCache-Control: max-age=60\r\nContent-Length: 2'
+  const origin = await rawOrigin(t, (socket) => socket.end(`${head}\r\n\r\nok`))
   const proxy = await proxyTo(t, origin)
   const reply = await request(proxy + '/')
   t.equal(reply.status, 200)
@@ -268,18 +269,20 @@ t.test('an origin\'s reason phrase Node will not write is left out, and the prox
 })
 
 t.test('a 103 whose Link Node will not write is dropped; the final response goes on', async (t) => {
-  const origin = await rawOrigin(t, (socket) => socket.end('HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal'))
+  const hints = 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\n'
+  const final = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal'
+  const origin = await rawOrigin(t, (socket) => socket.end(hints + final))
   const proxy = await proxyTo(t, origin)
   const interim: number[] = []
-  const final = await new Promise<string>((resolve, reject) => {
+  const text = await new Promise<string>((resolve, reject) => {
     const req = http.get(proxy + '/', { agent: false }, (res) => {
-      let text = ''
-      res.on('data', (chunk: Buffer) => (text += chunk))
-      res.on('end', () => resolve(text))
+      let body = ''
+      res.on('data', (chunk: Buffer) => (body += chunk))
+      res.on('end', () => resolve(body))
     })
     req.on('information', ({ statusCode }) => interim.push(statusCode))
     req.on('error', reject)
   })
-  t.equal(final, 'final')
+  t.equal(text, 'final')
   t.same(interim, [], 'no interim response')
 })
