@@ -2,7 +2,8 @@
 /**
  * `accelerator`: the accelerator as a caching reverse proxy in front of any HTTP origin. It is
  * `http.createServer(accelerate(forward(upstream), { sharedCache: true, surrogateKeys: true }))`,
- * with a purge API when a token is given, and nothing more special.
+ * with each request prepared by the forwarder before the cache sees it, a purge API when a token
+ * is given, and nothing more special.
  */
 import http from 'node:http'
 import { parseArgs } from 'node:util'
@@ -29,6 +30,9 @@ Options:
                               POST /.accelerator/purge         {"tags":[...],"urls":[...],"soft":false}
                             without it, PURGE and that path go to the origin like any request
   --keep-surrogate-headers  pass Surrogate-Key, Cache-Tag and Surrogate-Control on to clients
+  --trust-forwarded-headers pass on the client's Forwarded, X-Forwarded-Host/-Proto/-Port/...,
+                            X-Original-URL and other override headers (only behind a front
+                            proxy that sets them); by default they are dropped
   --log                     print one line per request: method, path, status, cache status, time
   --help                    print this help
 
@@ -44,6 +48,8 @@ export interface ProxyConfig {
   maxBytes: number
   purgeToken?: string
   keepSurrogateHeaders: boolean
+  /** Pass on the client's override headers (see forward()'s option). @default false */
+  trustForwardedHeaders?: boolean
   log: boolean
 }
 
@@ -70,6 +76,7 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
         'max-bytes': { type: 'string' },
         'purge-token': { type: 'string' },
         'keep-surrogate-headers': { type: 'boolean' },
+        'trust-forwarded-headers': { type: 'boolean' },
         log: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -98,6 +105,7 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
     maxBytes: parseSize(values['max-bytes'] ?? '256m'),
     ...(values['purge-token'] === undefined ? {} : { purgeToken: values['purge-token'] }),
     keepSurrogateHeaders: values['keep-surrogate-headers'] ?? false,
+    trustForwardedHeaders: values['trust-forwarded-headers'] ?? false,
     log: values.log ?? false,
   }
 }
@@ -120,11 +128,14 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     await redis.ready(REDIS_WAIT_MS).catch((err: Error) => out(`Redis at ${config.redis} is not answering (${err.message}); proxying uncached until it is`))
     store = redis
   } else store = new MemoryStore({ maxBytes: config.maxBytes })
-  const upstream = forward(config.upstream)
+  const trustForwardedHeaders = config.trustForwardedHeaders ?? false
+  const upstream = forward(config.upstream, { trustForwardedHeaders })
   const app = accelerate(upstream, { store, sharedCache: true, surrogateKeys: true, keepSurrogateHeaders: config.keepSurrogateHeaders })
   const purge = config.purgeToken === undefined ? undefined : purgeApi(app, config.purgeToken)
   const server = http.createServer((req, res) => {
     if (config.log) logWhenDone(req, res, out)
+    // The cache, the purge API and the origin all read the request as it will be forwarded.
+    if (!upstream.prepare(req, res)) return
     if (purge?.(req, res)) return
     app(req, res)
   })

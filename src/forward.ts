@@ -4,10 +4,19 @@
  * (raw header arrays), minus the hop-by-hop ones, plus `Via` and `X-Forwarded-*`; 1xx interim
  * responses are relayed. An origin that cannot be reached, or fails before its response began,
  * is answered 502 (which the accelerator replaces with a stale entry within stale-if-error).
+ * What a request becomes before it goes on (and before the cache looks it up, through
+ * `prepare`) is in ./proxy-request.ts: the cache and the origin must read the same request.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import https from 'node:https'
 import { pipeline } from 'node:stream'
+import {
+  connectionOptions,
+  HOP_BY_HOP,
+  sanitizeRequest,
+  type Prepared,
+  type Refusal,
+} from './proxy-request.js'
 
 /** Options of {@link forward}. */
 export interface ForwardOptions {
@@ -16,8 +25,10 @@ export interface ForwardOptions {
   /** This hop's `Via` entry (RFC 9110 §7.6.3). @default '1.1 node-accelerator' */
   via?: string
   /**
-   * Pass on the client's own `X-Forwarded-Host` and `X-Forwarded-Proto` (when a trusted proxy
-   * stands in front). Otherwise they are replaced: they are not part of any cache key, so a
+   * Pass on the client's `Forwarded`, `X-Forwarded-Host`, `X-Forwarded-Proto` and the other
+   * headers that override the host, scheme, port, path or client address (OVERRIDE_HEADERS in
+   * ./proxy-request.ts), for a trusted front proxy that sets them. Otherwise they are dropped
+   * (and X-Forwarded-Host and -Proto set by this hop): they are not part of any cache key, so a
    * client could make the origin render for another host under this host's key. @default false
    */
   trustForwardedHeaders?: boolean
@@ -31,10 +42,15 @@ export interface ForwardOptions {
 export interface Forwarder {
   (req: IncomingMessage, res: ServerResponse): Promise<void>
   close(): void
+  /**
+   * Rewrites a request into the one the origin will get (origin-form target, one canonical
+   * Host, no hop-by-hop or untrusted override headers), so that a cache in front keys and
+   * selects variants on exactly that; call it before the cache. Returns false when it answered
+   * the request itself: 400 (two Host lines, an invalid Host or target, a `..` that could leave
+   * the upstream's path) or 501 (a transfer coding other than chunked). The handler calls it too.
+   */
+  prepare(req: IncomingMessage, res: ServerResponse): boolean
 }
-
-/** RFC 9110 §7.6.1: headers that belong to one connection, never forwarded. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization'])
 
 /** A handler that sends every request on to `upstream` (an http: or https: URL). */
 export function forward(upstream: string | URL, { agent, via = '1.1 node-accelerator', trustForwardedHeaders = false }: ForwardOptions = {}): Forwarder {
@@ -48,27 +64,50 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
   const client = target.protocol === 'https:' ? https : http
   const pool = agent ?? new client.Agent({ keepAlive: true })
   const base = target.pathname.replace(/\/$/, '')
+  const sanitizing = { trustForwardedHeaders, confined: base !== '' }
+  const prepared = new WeakMap<IncomingMessage, Prepared>()
+
+  /** Rewrites the request into what the origin gets, once; false when it answered it (4xx). */
+  const prepare = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (prepared.has(req)) return true
+    const outcome = sanitizeRequest(req, sanitizing)
+    if ('status' in outcome) return refuse(res, outcome)
+    prepared.set(req, outcome)
+    return true
+  }
 
   const handler = (req: IncomingMessage, res: ServerResponse) =>
     new Promise<void>((resolve) => {
+      if (!prepare(req, res)) return resolve()
+      const request = prepared.get(req)!
       const upstreamReq = client.request({
         protocol: target.protocol,
         hostname: target.hostname,
         port: target.port,
         method: req.method,
-        path: base + pathOf(req.url!),
-        headers: requestHeaders(req, via, target.host, trustForwardedHeaders),
+        // RFC 9112 §3.2.4: OPTIONS * goes on as a path under the upstream's.
+        path: base + (req.url === '*' ? '/*' : req.url!),
+        headers: requestHeaders(req, request, via, target.host, trustForwardedHeaders),
         agent: pool,
         setHost: false,
       })
-      // RFC 9110 §15.2: interim responses are relayed as they come.
+      // RFC 9110 §15.2: interim responses are relayed as they come (advisory: a 103 whose Link
+      // Node will not write is dropped).
       upstreamReq.on('information', ({ statusCode, headers }) => {
-        if (statusCode === 103 && headers.link !== undefined) res.writeEarlyHints({ ...headers, link: headers.link })
-        else if (statusCode === 102) res.writeProcessing()
+        if (statusCode === 103 && headers.link !== undefined) {
+          try {
+            res.writeEarlyHints({ ...headers, link: headers.link })
+          } catch {
+            // dropped: the final response carries what matters
+          }
+        } else if (statusCode === 102) res.writeProcessing()
       })
       upstreamReq.on('response', (upstreamRes) => {
-        // (A response from http.request always has its statusCode.)
-        res.writeHead(upstreamRes.statusCode!, upstreamRes.statusMessage, responseHeaders(upstreamRes.rawHeaders, via))
+        // (A response from http.request always has its statusCode.) RFC 9112 §4: a reason
+        // phrase is ignorable; one Node will not write (a control character) is left out.
+        const message = upstreamRes.statusMessage!
+        const reason = /^[\t\x20-\x7e\x80-\xff]*$/.test(message) ? message : undefined
+        res.writeHead(upstreamRes.statusCode!, reason, responseHeaders(upstreamRes.rawHeaders, via))
         // An origin that resets mid-body cuts the client too (pipeline destroys the response): a
         // partial body is never complete.
         pipeline(upstreamRes, res, () => resolve())
@@ -81,67 +120,66 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
       })
       // A client that goes away frees the upstream connection too.
       res.once('close', () => res.writableFinished || upstreamReq.destroy())
-      pipeline(req, upstreamReq, () => {})
+      // RFC 9110 §9.3.1: a GET's body (or a HEAD's) is read and dropped, never sent on.
+      if (request.framing.body === 'none') {
+        req.resume()
+        upstreamReq.end()
+      } else pipeline(req, upstreamReq, () => {})
     })
-  return Object.assign(handler, { close: () => pool.destroy() })
+  return Object.assign(handler, { close: () => pool.destroy(), prepare })
 }
 
-/** The path and query of a request target, in origin-form even when it came absolute. */
-function pathOf(url: string): string {
-  if (url.startsWith('/')) return url
-  try {
-    const absolute = new URL(url)
-    return absolute.pathname + absolute.search
-  } catch {
-    return '/' + url
-  }
+/** Answers a request the proxy will not forward; the connection closes after it. */
+function refuse(res: ServerResponse, { status, reason }: Refusal): false {
+  const body = `${reason}\n`
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    connection: 'close',
+  })
+  res.end(body)
+  return false
 }
 
 /**
- * The client's headers as sent, less hop-by-hop ones (and Expect: Node answered it), plus ours.
- * Only the header lines Node parsed into `req.headers` go on (its maxHeadersCount): the cache's
- * variant keys see those, so the origin must not see more.
+ * The client's header lines as sanitizeRequest kept them, plus ours: Via and X-Forwarded-For
+ * appended to, X-Forwarded-Proto and -Host (unless a trusted front proxy sent them), a Host for
+ * an HTTP/1.0 request that sent none, and the body's framing.
  */
-function requestHeaders(req: IncomingMessage, via: string, upstreamHost: string, trustForwarded: boolean): string[] {
-  const parsed = (req.socket as { server?: { maxHeadersCount?: number | null } }).server?.maxHeadersCount || 2000
-  const ours = ['expect', 'x-forwarded-for', 'via', ...(trustForwarded ? [] : ['x-forwarded-host', 'x-forwarded-proto'])]
-  // RFC 9112 §3.2.2: an absolute-form target names the authority; its Host goes with it.
-  const absolute = req.url!.startsWith('/') ? '' : authorityOf(req.url!)
-  if (absolute) ours.push('host')
-  const headers = withoutHopByHop(req.rawHeaders.slice(0, parsed), ours)
+function requestHeaders(
+  req: IncomingMessage,
+  { lines, framing }: Prepared,
+  via: string,
+  upstreamHost: string,
+  trustForwarded: boolean,
+): string[] {
+  const headers = without(lines, APPENDED)
+  const host = req.headers.host
   // RFC 9112 §3.2: an HTTP/1.1 request carries a Host; an HTTP/1.0 client may have sent none.
-  const host = absolute || req.headers.host
-  if (absolute || req.headers.host === undefined) headers.push('Host', host ?? upstreamHost)
+  if (host === undefined) headers.push('Host', upstreamHost)
   const forwardedFor = [req.headers['x-forwarded-for'], req.socket.remoteAddress].filter(Boolean).join(', ')
   headers.push('Via', [req.headers.via, via].filter(Boolean).join(', '), 'X-Forwarded-For', forwardedFor)
   if (!trustForwarded || req.headers['x-forwarded-proto'] === undefined) headers.push('X-Forwarded-Proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http')
   if ((!trustForwarded || req.headers['x-forwarded-host'] === undefined) && host !== undefined) headers.push('X-Forwarded-Host', host)
+  if (framing.body === 'length') headers.push('Content-Length', framing.length)
+  else if (framing.body === 'chunked') headers.push('Transfer-Encoding', 'chunked')
   return headers
 }
 
-/** The authority of an absolute-form target; empty when it names none (`*`). */
-function authorityOf(target: string): string {
-  try {
-    return new URL(target).host
-  } catch {
-    return ''
-  }
-}
+/** The request headers this hop appends to: the client's value, then its own. */
+const APPENDED = new Set(['via', 'x-forwarded-for'])
 
 /** The origin's headers as it sent them, less hop-by-hop ones, with this hop's Via appended. */
 function responseHeaders(raw: readonly string[], via: string): string[] {
-  const headers = withoutHopByHop(raw, ['via'])
+  const headers = without(raw, new Set([...HOP_BY_HOP, ...connectionOptions(raw), 'via']))
   const vias = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === 'via')
   headers.push('Via', [...vias, via].join(', '))
   return headers
 }
 
-/** A raw `[name, value, ...]` array without hop-by-hop headers, those named in Connection, and `also`. */
-function withoutHopByHop(raw: readonly string[], also: readonly string[]): string[] {
-  const drop = new Set([...HOP_BY_HOP, ...also])
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'connection') for (const name of raw[i + 1]!.split(',')) drop.add(name.trim().toLowerCase())
-  }
+/** A raw `[name, value, ...]` array without the headers named in `drop` (lower-case). */
+function without(raw: readonly string[], drop: ReadonlySet<string>): string[] {
   const kept: string[] = []
   for (let i = 0; i + 1 < raw.length; i += 2) if (!drop.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!)
   return kept

@@ -38,7 +38,7 @@ t.test('--help documents every flag and exits 0', async (t) => {
   await main(['--help'])
   const printed = out().map((call) => String(call.args[0])).join('')
   t.equal(process.exitCode, undefined)
-  for (const flag of ['--upstream', '--port', '--host', '--redis', '--purge-token', '--max-bytes', '--log', '--keep-surrogate-headers', '--help']) t.match(printed, flag)
+  for (const flag of ['--upstream', '--port', '--host', '--redis', '--purge-token', '--max-bytes', '--log', '--keep-surrogate-headers', '--trust-forwarded-headers', '--help']) t.match(printed, flag)
 })
 
 t.test('a bad flag exits 2 with a clear message', async (t) => {
@@ -128,6 +128,9 @@ t.test('parseFlags and parseSize', async (t) => {
   t.match(parseFlags(['--upstream', 'https://example.com', '--redis', 'redis://r:6379', '--purge-token', 't', '--keep-surrogate-headers', '--host', '0.0.0.0']), {
     port: 3000, host: '0.0.0.0', redis: 'redis://r:6379', purgeToken: 't', keepSurrogateHeaders: true, log: false, maxBytes: 256 * 1024 * 1024,
   })
+  t.match(parseFlags(['--upstream', 'http://x']), { trustForwardedHeaders: false })
+  const trusting = parseFlags(['--upstream', 'http://x', '--trust-forwarded-headers'])
+  t.match(trusting, { trustForwardedHeaders: true })
   t.throws(() => parseFlags(['--upstream', 'ftp://x']), { name: 'UsageError' })
   t.throws(() => parseFlags(['--upstream', 'http://x', '--redis', 'http://r']), /--redis must be a redis:\/\/ URL/)
   t.throws(() => parseFlags(['--upstream', 'http://x', '--purge-token', '']), /--purge-token must not be empty/)

@@ -257,3 +257,32 @@ t.test('trustForwardedHeaders keeps a trusted front proxy\'s X-Forwarded-Host an
   t.equal((await request(trusted + '/')).text, `${new URL(trusted).host} http`, 'ours when the front proxy sent none')
   t.equal((await request(untrusted + '/', { headers: claimed })).text, `${new URL(untrusted).host} http`, 'replaced by default')
 })
+
+t.test('a reason phrase Node will not write is left out, and the proxy stays up', async (t) => {
+  const head = 'HTTP/1.1 200 O\x01K\r\nCache-Control: max-age=60\r\nContent-Length: 2'
+  const origin = await rawOrigin(t, (socket) => socket.end(`${head}\r\n\r\nok`))
+  const proxy = await proxyTo(t, origin)
+  const reply = await request(proxy + '/')
+  t.equal(reply.status, 200)
+  t.equal(reply.text, 'ok')
+  t.equal((await request(proxy + '/')).text, 'ok', 'and stored')
+})
+
+t.test('a 103 whose Link Node will not write is dropped; the final response goes on', async (t) => {
+  const hints = 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\n'
+  const final = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal'
+  const origin = await rawOrigin(t, (socket) => socket.end(hints + final))
+  const proxy = await proxyTo(t, origin)
+  const interim: number[] = []
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = http.get(proxy + '/', { agent: false }, (res) => {
+      let body = ''
+      res.on('data', (chunk: Buffer) => (body += chunk))
+      res.on('end', () => resolve(body))
+    })
+    req.on('information', ({ statusCode }) => interim.push(statusCode))
+    req.on('error', reject)
+  })
+  t.equal(text, 'final')
+  t.same(interim, [], 'no interim response')
+})
