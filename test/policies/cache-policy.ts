@@ -188,6 +188,7 @@ t.test('vary is added to the Vary already set, once per name', async (t) => {
   const origin = counted((req, res) => {
     res.setHeader('vary', 'Accept-Encoding')
     if (req.url === '/star') res.setHeader('vary', '*')
+    if (req.url === '/list') res.setHeader('vary', ['Accept-Encoding', 'Cookie'])
     policy(req, res)
     return 'ok'
   })
@@ -196,6 +197,7 @@ t.test('vary is added to the Vary already set, once per name', async (t) => {
   const url = await listen(t, app)
   t.equal((await request(url)).headers.vary, 'Accept-Encoding, Accept-Language')
   t.equal((await request(url + '/star')).headers.vary, '*', 'Vary: * stays *')
+  t.equal((await request(url + '/list')).headers.vary, 'Accept-Encoding, Cookie, Accept-Language', 'a Vary set as a list')
 })
 
 t.test('misuse at request time gets an error that says what to do', async (t) => {
