@@ -155,7 +155,7 @@ t.test('hostAliases: any other Host bypasses the cache and reaches the handler u
 
 t.test('composed: tracking parameters dropped, query sorted, host mapped, in one key', async (t) => {
   const key = keys.ignoreParams(keys.trackingParams, keys.sortedQuery(keys.hostAliases({ 'www.example.com': 'example.com' })))
-  const { url, origin, seen } = await reflecting(t, { key })
+  const { url, app, origin, seen } = await reflecting(t, { key })
   await request(url + '/p?b=1&utm_source=x&a=2', { headers: { host: 'www.example.com' } })
   t.match((await request(url + '/p?a=2&b=1', { headers: { host: 'example.com' } })).headers['cache-status'], /hit/)
   t.equal(origin.calls, 1)
@@ -163,6 +163,7 @@ t.test('composed: tracking parameters dropped, query sorted, host mapped, in one
 
   await request(url + '/p?b=1&utm_source=x&a=2', { headers: { host: 'unknown.example' } })
   t.same(seen[1], { url: '/p?b=1&utm_source=x&a=2', host: 'unknown.example', rawHost: 'unknown.example' }, 'bypassed: every rewrite undone')
+  t.equal(await app.invalidate('https://www.example.com/p?utm_source=y&b=1&a=2'), 1, 'invalidate() goes through the same key')
 })
 
 t.test('a key function that throws gets the request back as it was', async (t) => {
