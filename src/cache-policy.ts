@@ -17,31 +17,34 @@ import { isTag } from './key.js'
 import { varyNames } from './vary.js'
 
 /** Tags as a policy accepts them: strings, or a function of the request returning them. */
-export type PolicyTags<Req extends IncomingMessage = IncomingMessage> = Iterable<string> | string | ((req: Req) => Iterable<string> | string)
+export type PolicyTags<Req extends IncomingMessage = IncomingMessage> =
+  | Iterable<string>
+  | string
+  | ((req: Req) => Iterable<string> | string)
 
 /** Options of {@link cachePolicy}. Durations are in seconds, like the directives they set. */
 export interface CachePolicyOptions<Req extends IncomingMessage = IncomingMessage> {
-  /** Seconds this cache stores the response (`res.locals.cacheFor`); 0 stores nothing here. @default 0 */
+  /** Seconds this cache stores the response (`res.locals.cacheFor`); 0: not here. @default 0 */
   cacheFor?: number
   /** What `invalidateTags` drops the response by (`res.locals.tags`); needs `cacheFor`. */
   tags?: PolicyTags<Req>
-  /** Seconds browsers reuse the response without asking (`max-age`). @default 0: they revalidate each time */
+  /** Seconds browsers reuse it without asking (`max-age`). @default 0: they revalidate */
   maxAge?: number
   /** Seconds shared caches in front of this one (CDNs, proxies) reuse it (`s-maxage`). */
   sMaxage?: number
   /** One user's response: browsers may keep it, shared caches never (`private`). @default false */
   private?: boolean
-  /** Every cache may keep it but must revalidate before each use (`no-cache`). @default false */
+  /** Every cache may keep it, but revalidates it before each use (`no-cache`). @default false */
   noCache?: boolean
   /** No cache anywhere keeps a copy (`no-store`). @default false */
   noStore?: boolean
-  /** Once stale, never used unrevalidated, not even when the origin fails (`must-revalidate`). @default false */
+  /** Once stale, never used unrevalidated, even when the origin fails. @default false */
   mustRevalidate?: boolean
-  /** Never changes while fresh: browsers skip revalidating it on reload (`immutable`, RFC 8246). @default false */
+  /** Never changes while fresh: no revalidation on reload (RFC 8246). @default false */
   immutable?: boolean
-  /** Seconds a stale copy is served while one refresh runs, by every cache (`stale-while-revalidate`). @default 0 */
+  /** Seconds a stale copy is served while one refresh runs, by every cache. @default 0 */
   staleWhileRevalidate?: number
-  /** Seconds a stale copy is served when refreshing it fails, by every cache (`stale-if-error`). @default 0 */
+  /** Seconds a stale copy is served when refreshing it fails, by every cache. @default 0 */
   staleIfError?: number
   /** Request headers the response varies on, added to its `Vary`. */
   vary?: string | Iterable<string>
@@ -67,8 +70,14 @@ const KNOWN: ReadonlyArray<keyof CachePolicyOptions> = [
   'cacheFor', 'tags', 'maxAge', 'sMaxage', 'private', 'noCache', 'noStore', 'mustRevalidate',
   'immutable', 'staleWhileRevalidate', 'staleIfError', 'vary', 'allowStaleAfterPurge',
 ]
+const FLAGS = [
+  'private', 'noCache', 'noStore', 'mustRevalidate', 'immutable', 'allowStaleAfterPurge',
+] as const
+/** RFC 9111 §1.2.2: the directives take delta-seconds, a whole number. */
+const DIRECTIVE_SECONDS = ['maxAge', 'sMaxage', 'staleWhileRevalidate', 'staleIfError'] as const
+type Seconds = 'cacheFor' | (typeof DIRECTIVE_SECONDS)[number]
 
-/** Names other caching libraries use, and what they are called here. */
+/** Names other caching libraries use (folded: lower case, no `_` or `-`), and ours. */
 const SYNONYMS: Readonly<Record<string, string>> = {
   ttl: 'cacheFor',
   timeout: 'cacheFor',
@@ -85,12 +94,17 @@ const SYNONYMS: Readonly<Record<string, string>> = {
  * and `res.tags`, or headers it sets afterwards, win. Throws a TypeError naming the problem when
  * the options are malformed or contradict each other.
  */
-export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(options: CachePolicyOptions<Req>): CachePolicy<Req> {
+export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(
+  options: CachePolicyOptions<Req>,
+): CachePolicy<Req> {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new TypeError(`cachePolicy: expected an options object, got ${describe(options)}`)
   }
   for (const name of Object.keys(options)) {
-    if (!(KNOWN as readonly string[]).includes(name)) throw new TypeError(`cachePolicy: unknown option ${JSON.stringify(name)}; ${suggestion(name)}`)
+    if (!(KNOWN as readonly string[]).includes(name)) {
+      const what = JSON.stringify(name)
+      throw new TypeError(`cachePolicy: unknown option ${what}; ${suggestion(name)}`)
+    }
   }
   const o = checked(options as CachePolicyOptions)
   refuseContradictions(o)
@@ -100,19 +114,30 @@ export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(optio
 
   function apply(req: IncomingMessage, res: ServerResponse): void {
     if (res.headersSent) {
-      throw new Error(`cachePolicy: the headers of ${req.method} ${req.url} were already sent; apply the policy before the handler writes its response`)
+      throw new Error(`cachePolicy: the headers of ${req.method} ${req.url} were already sent; ` +
+        'apply the policy before the handler writes its response')
     }
     res.setHeader('cache-control', cacheControl)
     if (vary.length > 0) res.setHeader('vary', withVary(res.getHeader('vary'), vary))
     const locals = ((res as ServerResponse & { locals?: Record<string, unknown> }).locals ??= {})
     locals.cacheFor = cacheFor
     // A copy per response, so that a handler adding tags never changes the policy's.
-    if (tags !== undefined) locals.tags = typeof tags === 'function' ? tagsFrom(tags(req)) : [...tags]
+    if (tags !== undefined) {
+      locals.tags = typeof tags === 'function' ? tagsFrom(tags(req)) : [...tags]
+    }
   }
 
-  function policy(first: IncomingMessage | ServerResponse, second?: ServerResponse, next?: (err?: unknown) => void): void {
-    const [req, res] = second === undefined && isResponse(first) ? [first.req, first] : [first as IncomingMessage, second]
-    if (!isResponse(res)) throw new TypeError(`cachePolicy: expected to be called with (req, res[, next]) or (res), got ${describe(res)} for res`)
+  function policy(
+    first: IncomingMessage | ServerResponse,
+    second?: ServerResponse,
+    next?: (err?: unknown) => void,
+  ): void {
+    const resOnly = second === undefined && isResponse(first)
+    const [req, res] = resOnly ? [first.req, first] : [first as IncomingMessage, second]
+    if (!isResponse(res)) {
+      throw new TypeError('cachePolicy: expected to be called with (req, res[, next]) or (res), ' +
+        `got ${describe(res)} for res`)
+    }
     if (typeof next !== 'function') return apply(req, res)
     try {
       apply(req, res)
@@ -125,14 +150,21 @@ export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(optio
 }
 
 /** `Cache-Control: no-cache`: every cache may keep it, and revalidates it before each use. */
-export function noCache<Req extends IncomingMessage = IncomingMessage>(options: Omit<CachePolicyOptions<Req>, 'noCache'> = {}): CachePolicy<Req> {
-  if (options === null || typeof options !== 'object') throw new TypeError(`noCache: expected an options object, got ${describe(options)}`)
+export function noCache<Req extends IncomingMessage = IncomingMessage>(
+  options: Omit<CachePolicyOptions<Req>, 'noCache'> = {},
+): CachePolicy<Req> {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`noCache: expected an options object, got ${describe(options)}`)
+  }
   return cachePolicy<Req>({ ...options, noCache: true })
 }
 
 /** `Cache-Control: no-store`: no cache anywhere keeps a copy (this one included). */
 export function noStore(...rest: unknown[]): CachePolicy {
-  if (rest.length > 0) throw new TypeError(`noStore: expected no options (nothing else applies to a response no cache keeps), got ${describe(rest[0])}`)
+  if (rest.length > 0) {
+    throw new TypeError('noStore: expected no options (nothing else applies to a response no ' +
+      `cache keeps), got ${describe(rest[0])}`)
+  }
   return cachePolicy({ noStore: true })
 }
 
@@ -143,40 +175,55 @@ interface Checked extends Omit<CachePolicyOptions, 'tags' | 'vary'> {
 }
 
 function checked(options: CachePolicyOptions): Checked {
-  for (const name of ['private', 'noCache', 'noStore', 'mustRevalidate', 'immutable', 'allowStaleAfterPurge'] as const) {
-    if (options[name] !== undefined && typeof options[name] !== 'boolean') throw new TypeError(`cachePolicy: expected options.${name} to be a boolean, got ${describe(options[name])}`)
+  for (const name of FLAGS) {
+    if (options[name] !== undefined && typeof options[name] !== 'boolean') {
+      const got = describe(options[name])
+      throw new TypeError(`cachePolicy: expected options.${name} to be a boolean, got ${got}`)
+    }
   }
-  const cacheFor = options.cacheFor
-  if (cacheFor !== undefined && (typeof cacheFor !== 'number' || !Number.isFinite(cacheFor) || cacheFor < 0)) {
-    throw new TypeError(`cachePolicy: expected options.cacheFor to be a number of seconds >= 0, got ${describe(cacheFor)}`)
+  const { cacheFor, tags } = options
+  const finite = typeof cacheFor === 'number' && cacheFor >= 0 && cacheFor < Infinity
+  if (cacheFor !== undefined && !finite) {
+    throw new TypeError('cachePolicy: expected options.cacheFor to be a number of seconds >= 0, ' +
+      `got ${describe(cacheFor)}`)
   }
-  // RFC 9111 §1.2.2: directives take delta-seconds, a whole number.
-  for (const name of ['maxAge', 'sMaxage', 'staleWhileRevalidate', 'staleIfError'] as const) {
+  for (const name of DIRECTIVE_SECONDS) {
     const value = options[name]
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new TypeError(`cachePolicy: expected options.${name} to be a whole number of seconds >= 0, got ${describe(value)}`)
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+      throw new TypeError(`cachePolicy: expected options.${name} to be a whole number of ` +
+        `seconds >= 0, got ${describe(value)}`)
+    }
   }
-  const tags = options.tags
-  return { ...options, tags: typeof tags === 'function' || tags === undefined ? tags : tagsFrom(tags, 'options.tags'), vary: varyList(options.vary) }
+  const fixed = typeof tags === 'function' || tags === undefined
+  const list = fixed ? tags : tagsFrom(tags, 'options.tags')
+  return { ...options, tags: list, vary: varyList(options.vary) }
 }
 
 /** Tags as a list of well-formed strings, or a TypeError naming `what`. */
 function tagsFrom(value: unknown, what = 'options.tags(req)'): string[] {
-  if (typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function') {
-    throw new TypeError(`cachePolicy: expected ${what} to return tags, got a Promise; compute tags that need I/O in the handler and set res.tags`)
+  if (typeof (value as PromiseLike<unknown> | undefined)?.then === 'function') {
+    throw new TypeError(`cachePolicy: expected ${what} to return tags, got a Promise; ` +
+      'compute tags that need I/O in the handler and set res.tags')
   }
-  const list = typeof value === 'string' ? [value] : typeof value === 'object' && value !== null && Symbol.iterator in value ? [...(value as Iterable<unknown>)] : undefined
+  const list = typeof value === 'string' ? [value] : iterable(value) ? [...value] : undefined
   if (list?.every(isTag)) return list as string[]
-  throw new TypeError(`cachePolicy: expected ${what} to be a string or an iterable of well-formed strings, got ${describe(value)}`)
+  throw new TypeError(`cachePolicy: expected ${what} to be a string or an iterable of ` +
+    `well-formed strings, got ${describe(value)}`)
 }
 
 /** RFC 9110 §12.5.5: `Vary` is `*` or a list of field names (tokens). */
 function varyList(value: CachePolicyOptions['vary']): string[] {
   if (value === undefined) return []
-  const list = typeof value === 'string' ? value.split(',').map((name) => name.trim()) : typeof value === 'object' && value !== null && Symbol.iterator in value ? [...value] : undefined
-  if (list === undefined || !list.every((name) => typeof name === 'string' && /^(?:\*|[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/.test(name))) {
-    throw new TypeError(`cachePolicy: expected options.vary to be header names (a string or a list), got ${describe(value)}`)
-  }
-  return list
+  const list = typeof value === 'string' ? value.split(',').map((name) => name.trim())
+    : iterable(value) ? [...value] : undefined
+  const token = /^(?:\*|[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/
+  if (list?.every((name) => typeof name === 'string' && token.test(name))) return list
+  throw new TypeError('cachePolicy: expected options.vary to be header names (a string or a ' +
+    `list), got ${describe(value)}`)
+}
+
+function iterable(value: unknown): value is Iterable<unknown> {
+  return typeof value === 'object' && value !== null && Symbol.iterator in value
 }
 
 /**
@@ -185,37 +232,65 @@ function varyList(value: CachePolicyOptions['vary']): string[] {
  */
 function refuseContradictions(o: Checked): void {
   const cacheFor = o.cacheFor ?? 0
-  const given = (name: 'cacheFor' | 'maxAge' | 'sMaxage' | 'staleWhileRevalidate' | 'staleIfError') => (o[name] ?? 0) > 0
+  const given = (name: Seconds) => (o[name] ?? 0) > 0
+  const them = (names: readonly string[]) => (names.length > 1 ? 'them' : 'it')
   const refuse = (why: string) => {
     throw new TypeError(`cachePolicy: ${why}`)
   }
   if (o.noStore) {
-    const pointless: string[] = (['cacheFor', 'maxAge', 'sMaxage', 'staleWhileRevalidate', 'staleIfError'] as const).filter(given)
-    pointless.push(...(['noCache', 'mustRevalidate', 'immutable'] as const).filter((name) => o[name]))
+    const pointless: string[] = (['cacheFor', ...DIRECTIVE_SECONDS] as const).filter(given)
+    pointless.push(...(['noCache', 'mustRevalidate', 'immutable'] as const).filter((f) => o[f]))
     if (o.tags !== undefined) pointless.push('tags')
     if (pointless.length > 0) {
-      refuse(`noStore keeps every cache (this one included) from storing the response, so ${pointless.join(', ')} would never apply; drop ${pointless.length > 1 ? 'them' : 'it'}, or noStore`)
+      refuse('noStore keeps every cache (this one included) from storing the response, so ' +
+        `${pointless.join(', ')} would never apply; drop ${them(pointless)}, or noStore`)
     }
   }
-  // RFC 9111 §5.2.2.7: a shared cache (this one is: one entry serves every client) must not store it.
-  if (o.private && cacheFor > 0) refuse('cacheFor with private: this cache is shared by every client and never stores a private response (RFC 9111 §5.2.2.7), so it would silently not be cached; drop cacheFor for a per-user page, or private if the page is the same for everyone')
-  if (o.private && o.sMaxage !== undefined) refuse('sMaxage with private: private forbids the shared caches sMaxage is for from storing the response (RFC 9111 §5.2.2.7); drop one of them')
-  if (o.tags !== undefined && cacheFor === 0) refuse('tags without cacheFor: nothing is stored here without cacheFor, so a purge of these tags would have nothing to drop; add cacheFor (seconds), or drop tags')
+  // RFC 9111 §5.2.2.7: a shared cache (one entry serves every client: this one) must not store it.
+  if (o.private && cacheFor > 0) {
+    refuse('cacheFor with private: this cache is shared by every client and never stores a ' +
+      'private response (RFC 9111 §5.2.2.7), so it would silently not be cached; drop cacheFor ' +
+      'for a per-user page, or private if the page is the same for everyone')
+  }
+  if (o.private && o.sMaxage !== undefined) {
+    refuse('sMaxage with private: private forbids the shared caches sMaxage is for from storing ' +
+      'the response (RFC 9111 §5.2.2.7); drop one of them')
+  }
+  if (o.tags !== undefined && cacheFor === 0) {
+    refuse('tags without cacheFor: nothing is stored here without cacheFor, so a purge of these ' +
+      'tags would have nothing to drop; add cacheFor (seconds), or drop tags')
+  }
   if (o.noCache) {
-    const loose: string[] = (['maxAge', 'sMaxage', 'staleWhileRevalidate', 'staleIfError'] as const).filter(given)
+    const loose: string[] = DIRECTIVE_SECONDS.filter(given)
     if (o.immutable) loose.push('immutable')
-    if (loose.length > 0) refuse(`noCache makes every cache revalidate before each use (RFC 9111 §5.2.2.4), which ${loose.join(', ')} would contradict; use maxAge: 0 with ${loose.join(', ')} for "browsers revalidate, other caches may reuse", or drop ${loose.length > 1 ? 'them' : 'it'}`)
+    if (loose.length > 0) {
+      const names = loose.join(', ')
+      refuse('noCache makes every cache revalidate before each use (RFC 9111 §5.2.2.4), which ' +
+        `${names} would contradict; use maxAge: 0 with ${names} for "browsers revalidate, other ` +
+        `caches may reuse", or drop ${them(loose)}`)
+    }
   }
-  if (o.immutable && !given('maxAge')) refuse('immutable without maxAge: immutable only spares revalidations while the response is fresh (RFC 8246), and without maxAge it never is; add maxAge (seconds)')
+  if (o.immutable && !given('maxAge')) {
+    refuse('immutable without maxAge: immutable only spares revalidations while the response is ' +
+      'fresh (RFC 8246), and without maxAge it never is; add maxAge (seconds)')
+  }
   if (o.mustRevalidate && (given('staleWhileRevalidate') || given('staleIfError'))) {
-    refuse('mustRevalidate forbids using a stale response without revalidating it (RFC 9111 §5.2.2.2), while staleWhileRevalidate / staleIfError ask for it; drop one of them')
+    refuse('mustRevalidate forbids using a stale response without revalidating it (RFC 9111 ' +
+      '§5.2.2.2), while staleWhileRevalidate / staleIfError ask for it; drop one of them')
   }
-  if (o.vary.includes('*') && cacheFor > 0) refuse('vary "*" with cacheFor: a response with Vary: * is never stored (RFC 9110 §12.5.5); name the request headers it varies on instead')
-  if (o.tags !== undefined && !o.allowStaleAfterPurge) {
-    for (const [name, seconds] of [['maxAge', o.maxAge ?? 0], ['sMaxage', o.sMaxage ?? 0]] as const) {
-      if (seconds > cacheFor) {
-        refuse(`${name} (${seconds} s) is longer than cacheFor (${cacheFor} s) on a tagged response: a tag purge cannot reach ${name === 'maxAge' ? 'browsers' : 'caches in front of this one'}, which would keep the old response for up to ${seconds} s after it; lower ${name} to at most ${cacheFor}, or pass allowStaleAfterPurge: true if that is acceptable`)
-      }
+  if (o.vary.includes('*') && cacheFor > 0) {
+    refuse('vary "*" with cacheFor: a response with Vary: * is never stored (RFC 9110 §12.5.5); ' +
+      'name the request headers it varies on instead')
+  }
+  if (o.tags === undefined || o.allowStaleAfterPurge) return
+  const outOfReach = [['maxAge', 'browsers'], ['sMaxage', 'caches in front of this one']] as const
+  for (const [name, who] of outOfReach) {
+    const seconds = o[name] ?? 0
+    if (seconds > cacheFor) {
+      refuse(`${name} (${seconds} s) is longer than cacheFor (${cacheFor} s) on a tagged ` +
+        `response: a tag purge cannot reach ${who}, which would keep the old response for up ` +
+        `to ${seconds} s after it; lower ${name} to at most ${cacheFor}, or pass ` +
+        'allowStaleAfterPurge: true if that is acceptable')
     }
   }
 }
@@ -238,10 +313,10 @@ function directives(o: Checked): string {
 }
 
 /** The response's Vary with `names` added once each (compression middleware adds its own too). */
-function withVary(current: string | number | string[] | undefined, names: readonly string[]): string {
+function withVary(current: number | string | string[] | undefined, names: readonly string[]) {
   const existing = current === undefined ? [] : Array.isArray(current) ? current : [String(current)]
-  if (varyNames(existing).includes('*')) return '*'
   const have = new Set(varyNames(existing))
+  if (have.has('*')) return '*'
   const added: string[] = []
   for (const name of names) {
     if (have.has(name.toLowerCase())) continue
@@ -252,7 +327,7 @@ function withVary(current: string | number | string[] | undefined, names: readon
 }
 
 function isResponse(value: unknown): value is ServerResponse {
-  return typeof value === 'object' && value !== null && typeof (value as ServerResponse).setHeader === 'function'
+  return typeof (value as ServerResponse | undefined)?.setHeader === 'function'
 }
 
 /** What an unknown option name was probably meant to be. */
@@ -266,7 +341,8 @@ function suggestion(name: string): string {
     const distance = editDistance(folded, fold(known))
     if (distance < bestDistance) [best, bestDistance] = [known, distance]
   }
-  return bestDistance <= Math.max(2, folded.length / 3) ? `did you mean ${best}?` : `the options are ${KNOWN.join(', ')}`
+  if (bestDistance <= Math.max(2, folded.length / 3)) return `did you mean ${best}?`
+  return `the options are ${KNOWN.join(', ')}`
 }
 
 /** Case and `_`/`-` folded: `max_age`, `MaxAge` and `max-age` all read as `maxage`. */
@@ -279,7 +355,10 @@ function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
     const next = [i]
-    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, substitution)
+    }
     row = next
   }
   return row[b.length]!

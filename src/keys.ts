@@ -39,14 +39,18 @@ export function sortedQuery(base: KeyFunction = defaultKey): KeyFunction {
  * (`'utm_*'`); {@link trackingParams} is the usual list.
  */
 export function ignoreParams(names: Iterable<string>, base: KeyFunction = defaultKey): KeyFunction {
-  const list = typeof names === 'object' && names !== null && Symbol.iterator in names ? [...names] : undefined
-  if (list === undefined || !list.every((name) => typeof name === 'string' && /^[^*]+\*?$|^\*$/.test(name))) {
-    throw new TypeError(`keys.ignoreParams: expected names to be a list of parameter names or prefixes ending in * ('utm_*'), got ${describe(names)}`)
+  const iterable = typeof names === 'object' && names !== null && Symbol.iterator in names
+  const list: unknown[] | undefined = iterable ? [...names] : undefined
+  // A name, or a prefix: a `*` only at the end.
+  if (!list?.every((name) => typeof name === 'string' && /^[^*]+\*?$|^\*$/.test(name))) {
+    throw new TypeError('keys.ignoreParams: expected names to be a list of parameter names or ' +
+      `prefixes ending in * ('utm_*'), got ${describe(names)}`)
   }
   checkBase('ignoreParams', base)
-  const exact = new Set(list.filter((name) => !name.endsWith('*')))
-  const prefixes = list.filter((name) => name.endsWith('*')).map((name) => name.slice(0, -1))
-  const ignored = (name: string) => exact.has(name) || prefixes.some((prefix) => name.startsWith(prefix))
+  const patterns = list as string[]
+  const exact = new Set(patterns.filter((name) => !name.endsWith('*')))
+  const prefixes = patterns.filter((name) => name.endsWith('*')).map((name) => name.slice(0, -1))
+  const ignored = (name: string) => exact.has(name) || prefixes.some((p) => name.startsWith(p))
   return (req) => {
     const { path, pairs } = split(req.url)
     const kept = pairs.filter((pair) => !ignored(paramName(pair)))
@@ -62,17 +66,27 @@ export function ignoreParams(names: Iterable<string>, base: KeyFunction = defaul
  * so that no Host an attacker picks ever gets an entry. Names are compared as `defaultKey` does:
  * case-insensitive, without a trailing dot or a default port.
  */
-export function hostAliases(aliases: Readonly<Record<string, string>>, base: KeyFunction = defaultKey): KeyFunction {
-  if (aliases === null || typeof aliases !== 'object' || Array.isArray(aliases) || Object.keys(aliases).length === 0) {
-    throw new TypeError(`keys.hostAliases: expected an object mapping aliases to canonical hosts ({ 'www.example.com': 'example.com' }), got ${describe(aliases)}`)
+export function hostAliases(
+  aliases: Readonly<Record<string, string>>,
+  base: KeyFunction = defaultKey,
+): KeyFunction {
+  const object = typeof aliases === 'object' && aliases !== null && !Array.isArray(aliases)
+  if (!object || Object.keys(aliases).length === 0) {
+    throw new TypeError('keys.hostAliases: expected an object mapping aliases to canonical hosts ' +
+      `({ 'www.example.com': 'example.com' }), got ${describe(aliases)}`)
   }
   checkBase('hostAliases', base)
   const canonicalOf = new Map<string, string>()
-  for (const [alias, canonical] of Object.entries(aliases)) canonicalOf.set(host(alias, 'alias'), host(canonical, `canonical host of ${JSON.stringify(alias)}`))
+  for (const [alias, canonical] of Object.entries(aliases)) {
+    const what = `canonical host of ${JSON.stringify(alias)}`
+    canonicalOf.set(host(alias, 'alias'), host(canonical, what))
+  }
   for (const [alias, canonical] of canonicalOf) {
     const next = canonicalOf.get(canonical)
     if (next !== undefined && next !== canonical) {
-      throw new TypeError(`keys.hostAliases: ${JSON.stringify(alias)} maps to ${JSON.stringify(canonical)}, itself an alias of ${JSON.stringify(next)}; map every alias to its canonical host directly`)
+      const [a, c, n] = [alias, canonical, next].map((name) => JSON.stringify(name))
+      throw new TypeError(`keys.hostAliases: ${a} maps to ${c}, itself an alias of ${n}; map ` +
+        'every alias to its canonical host directly')
     }
     canonicalOf.set(canonical, canonical)
   }
@@ -84,23 +98,29 @@ export function hostAliases(aliases: Readonly<Record<string, string>>, base: Key
 }
 
 function checkBase(helper: string, base: unknown): void {
-  if (typeof base !== 'function') throw new TypeError(`keys.${helper}: expected base to be a key function (req) => string | undefined, got ${describe(base)}`)
+  if (typeof base === 'function') return
+  throw new TypeError(`keys.${helper}: expected base to be a key function ` +
+    `(req) => string | undefined, got ${describe(base)}`)
 }
 
 /** A host of the allow-list, normalised; a TypeError when it is not a `host[:port]`. */
 function host(value: unknown, what: string): string {
   const normalized = typeof value === 'string' ? normalizeHost(value) : ''
-  if (normalized === '' || defaultKey({ url: '/', headers: { host: normalized } } as KeyRequest) === undefined) {
-    throw new TypeError(`keys.hostAliases: expected the ${what} to be a host name (with a port if not the default), got ${describe(value)}`)
+  // defaultKey's own rule for a Host it keys.
+  const keyed = defaultKey({ url: '/', headers: { host: normalized } } as KeyRequest) !== undefined
+  if (normalized === '' || !keyed) {
+    throw new TypeError(`keys.hostAliases: expected the ${what} to be a host name (with a port ` +
+      `if not the default), got ${describe(value)}`)
   }
   return normalized
 }
 
-/** The request-target's path (or everything, without a query) and its query's `&`-separated pairs. */
+/** A request-target's path (all of it, without a query) and its query's `&`-separated pairs. */
 function split(url: string | undefined): { path: string; pairs: string[] } {
   const target = url ?? '/'
   const at = target.indexOf('?')
-  return at === -1 ? { path: target, pairs: [] } : { path: target.slice(0, at), pairs: target.slice(at + 1).split('&') }
+  if (at === -1) return { path: target, pairs: [] }
+  return { path: target.slice(0, at), pairs: target.slice(at + 1).split('&') }
 }
 
 /**
@@ -117,7 +137,12 @@ function paramName(pair: string): string {
   return new URLSearchParams(raw).keys().next().value!.replace(/\+/g, ' ')
 }
 
-/** A live request: one a handler will get (an IncomingMessage, Express's, HTTP/2's), not a plain object. */
+/** The fields of a KeyRequest, copied from a plain object. */
+function pick({ method, url, headers }: KeyRequest): KeyRequest {
+  return { method, url, headers }
+}
+
+/** A request a handler will get (an IncomingMessage, Express's, HTTP/2's), not a plain object. */
 function isLive(req: KeyRequest): req is IncomingMessage {
   return req instanceof Readable
 }
@@ -127,13 +152,15 @@ function isLive(req: KeyRequest): req is IncomingMessage {
  * `originalUrl`, which holds the same query), and set back when the request bypasses the cache.
  */
 function withUrl(req: KeyRequest, url: string, base: KeyFunction): string | undefined {
-  if (!isLive(req)) return base({ method: req.method, url, headers: req.headers })
+  if (!isLive(req)) return base({ ...pick(req), url })
   const live = req as IncomingMessage & { originalUrl?: string }
   const before = { url: live.url, originalUrl: live.originalUrl }
   live.url = url
   // Express mounts strip a path prefix from req.url, never the query: equal queries, same request.
-  const sameQuery = typeof before.originalUrl === 'string' && split(before.originalUrl).pairs.join('&') === split(before.url).pairs.join('&')
-  if (sameQuery) live.originalUrl = split(before.originalUrl).path + url.slice(split(url).path.length)
+  const query = (target: string | undefined) => split(target).pairs.join('&')
+  const original = before.originalUrl
+  const sameQuery = typeof original === 'string' && query(original) === query(before.url)
+  if (sameQuery) live.originalUrl = split(original).path + url.slice(split(url).path.length)
   return keyed(() => base(live), () => {
     live.url = before.url!
     if (sameQuery) live.originalUrl = before.originalUrl!
@@ -142,17 +169,18 @@ function withUrl(req: KeyRequest, url: string, base: KeyFunction): string | unde
 
 /** `base` on the request with `host` as its Host (both views of the headers on a live request). */
 function withHost(req: KeyRequest, host: string, base: KeyFunction): string | undefined {
-  if (!isLive(req)) return base({ method: req.method, url: req.url, headers: { ...req.headers, host } })
+  if (!isLive(req)) return base({ ...pick(req), headers: { ...req.headers, host } })
   const before = { host: req.headers.host, rawHeaders: req.rawHeaders }
   req.headers.host = host
-  req.rawHeaders = req.rawHeaders.map((value, i, all) => (i % 2 === 1 && all[i - 1]!.toLowerCase() === 'host' ? host : value))
+  const isHost = (i: number, all: string[]) => i % 2 === 1 && all[i - 1]!.toLowerCase() === 'host'
+  req.rawHeaders = req.rawHeaders.map((value, i, all) => (isHost(i, all) ? host : value))
   return keyed(() => base(req), () => {
     req.headers.host = before.host
     req.rawHeaders = before.rawHeaders
   })
 }
 
-/** Runs `key`; undoes the rewrite when the request bypasses the cache (or the key function threw). */
+/** Runs `key`; undoes the rewrite when the request bypasses the cache (or a key function threw). */
 function keyed(key: () => string | undefined, undo: () => void): string | undefined {
   let result: string | undefined
   try {

@@ -18,7 +18,7 @@ export type EtagValue = string | undefined | null
 /** RFC 9110 §8.8.3: `[W/]"etagc*"`, etagc = %x21 / %x23-7E / obs-text. */
 const ENTITY_TAG = /^(?:W\/)?"[\x21\x23-\x7e\x80-\xff]*"$/
 const BARE_VALUE = /^[\x21\x23-\x7e\x80-\xff]+$/
-/** One member of an If-Match list, at the sticky position: `*` or an entity-tag, then `,` or the end. */
+/** An If-Match member at the sticky position: `*` or an entity-tag, then `,` or the end. */
 const IF_MATCH_MEMBER = /[ \t]*(\*|(?:W\/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|$)/y
 
 /**
@@ -28,12 +28,20 @@ const IF_MATCH_MEMBER = /[ \t]*(\*|(?:W\/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:
  * as it would without the wrapper. Throws a TypeError (to the caller, like the handler's own
  * errors) when `etagFn` returns something that is not an entity-tag.
  */
-export function withEtag<Req extends IncomingMessage, Res extends ServerResponse, Rest extends unknown[], R>(
+export function withEtag<
+  Req extends IncomingMessage,
+  Res extends ServerResponse,
+  Rest extends unknown[],
+  R,
+>(
   etagFn: (req: Req) => EtagValue | PromiseLike<EtagValue>,
   handler: (req: Req, res: Res, ...rest: Rest) => R,
 ): (req: Req, res: Res, ...rest: Rest) => R | undefined | Promise<Awaited<R> | undefined> {
-  if (typeof etagFn !== 'function') throw new TypeError(`withEtag: expected etagFn to be a function, got ${describe(etagFn)}`)
-  if (typeof handler !== 'function') throw new TypeError(`withEtag: expected handler to be a function, got ${describe(handler)}`)
+  for (const [name, fn] of [['etagFn', etagFn], ['handler', handler]] as const) {
+    if (typeof fn !== 'function') {
+      throw new TypeError(`withEtag: expected ${name} to be a function, got ${describe(fn)}`)
+    }
+  }
   return (req, res, ...rest) => {
     const decide = (value: EtagValue): R | undefined => {
       const etag = entityTag(value)
@@ -47,7 +55,8 @@ export function withEtag<Req extends IncomingMessage, Res extends ServerResponse
     }
     const value = etagFn(req)
     // A sync etagFn keeps the handler sync: the wrapper changes nothing else about how it runs.
-    return isThenable(value) ? (Promise.resolve(value).then(decide) as Promise<Awaited<R> | undefined>) : decide(value)
+    if (!isThenable(value)) return decide(value)
+    return Promise.resolve(value).then(decide) as Promise<Awaited<R> | undefined>
   }
 }
 
@@ -56,19 +65,25 @@ function entityTag(value: EtagValue): string | undefined {
   if (value === undefined || value === null) return undefined
   if (typeof value === 'string' && ENTITY_TAG.test(value)) return value
   if (typeof value === 'string' && BARE_VALUE.test(value)) return `"${value}"`
-  throw new TypeError(`withEtag: expected etagFn to return an entity-tag ("v1", W/"v1"), a bare value of visible ASCII, or undefined, got ${describe(value)}`)
+  throw new TypeError('withEtag: expected etagFn to return an entity-tag ("v1", W/"v1"), a bare ' +
+    `value of visible ASCII, or undefined, got ${describe(value)}`)
 }
 
 /**
  * RFC 9110 §13.2.2, the steps an ETag can decide (the date steps need Last-Modified, which is the
  * handler's): the status that answers the request instead of the handler, or undefined.
  */
-export function failedPrecondition(headers: IncomingHttpHeaders, etag: string, safe: boolean): 304 | 412 | undefined {
+export function failedPrecondition(
+  headers: IncomingHttpHeaders,
+  etag: string,
+  safe: boolean,
+): 304 | 412 | undefined {
+  const { 'if-match': match, 'if-none-match': noneMatch } = headers
   // Step 1, §13.1.1: If-Match, strong comparison.
-  if (headers['if-match'] !== undefined && !ifMatch(headers['if-match'], etag)) return 412
-  // Step 3, §13.1.2: If-None-Match, weak comparison; true means the condition failed.
-  if (headers['if-none-match'] !== undefined && isNotModified({ 'if-none-match': headers['if-none-match'] }, { etag })) return safe ? 304 : 412
-  return undefined
+  if (match !== undefined && !ifMatch(match, etag)) return 412
+  // Step 3, §13.1.2: If-None-Match, weak comparison; a match means the condition is false.
+  const current = noneMatch !== undefined && isNotModified({ 'if-none-match': noneMatch }, { etag })
+  return current ? (safe ? 304 : 412) : undefined
 }
 
 /**
@@ -102,9 +117,10 @@ function answer(res: ServerResponse, status: 304 | 412, etag: string): void {
   res.setHeader('etag', etag)
   if (status === 304) return void res.writeHead(304).end()
   const body = 'Precondition Failed\n'
-  res.writeHead(412, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length) }).end(body)
+  res.writeHead(412, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length })
+  res.end(body)
 }
 
 function isThenable(value: unknown): value is PromiseLike<EtagValue> {
-  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
 }
