@@ -8,16 +8,21 @@ import type { AccelerateOptions, CachePolicy, CachePolicyOptions } from '../../s
 import type { Handler } from '../../src/index.js'
 import { counted, eventually, listen, manualClock, request } from '../fixtures/http.js'
 
-/** An accelerated server whose handler applies `policy`, then answers `body`. */
+/** `handler` accelerated on a socket, closed at teardown. */
+async function start(t: Test, handler: Handler, options: AccelerateOptions = {}) {
+  const app = accelerate(handler, options)
+  t.teardown(() => app.close())
+  return { url: await listen(t, app), app }
+}
+
+/** An accelerated server whose handler applies `policy`, then answers. */
 async function serve(t: Test, policy: CachePolicy, options: AccelerateOptions = {}) {
   const origin = counted((req, res) => {
     policy(req, res)
     return 'the page'
   })
   const clock = manualClock()
-  const app = accelerate(origin, { now: clock.now, ...options })
-  t.teardown(() => app.close())
-  return { url: await listen(t, app), app, origin, clock }
+  return { ...(await start(t, origin, { now: clock.now, ...options })), origin, clock }
 }
 
 const idOf = (req: IncomingMessage) => new URL(req.url!, 'http://x').searchParams.get('id')
@@ -145,9 +150,7 @@ t.test('in a raw handler: policy(req, res) or policy(res)', async (t) => {
     else policy(req, res)
     return 'ok'
   })
-  const app = accelerate(origin)
-  t.teardown(() => app.close())
-  const url = await listen(t, app)
+  const { url, app } = await start(t, origin)
   for (const path of ['/res-only', '/both']) {
     t.equal((await request(url + path)).headers['cache-control'], 'max-age=10')
     t.match((await request(url + path)).headers['cache-status'], /hit/)
@@ -165,9 +168,7 @@ t.test('the handler has the last word: its res.cacheFor, res.tags and headers wi
     if (req.url === '/more-tags') (res.locals.tags as string[]).push('more')
     return 'ok'
   })
-  const app = accelerate(origin)
-  t.teardown(() => app.close())
-  const url = await listen(t, app)
+  const { url, app } = await start(t, origin)
   for (const path of ['/not-this-one', '/own-tags', '/more-tags', '/plain']) {
     await request(url + path)
     await request(url + path)
@@ -185,9 +186,7 @@ t.test('a policy without cacheFor stores nothing here, whatever its headers say'
     res.setHeader('cache-control', 'max-age=0, s-maxage=60')
     return 'cdn'
   })
-  const handApp = accelerate(byHand)
-  t.teardown(() => handApp.close())
-  const handUrl = await listen(t, handApp)
+  const { url: handUrl } = await start(t, byHand)
   await request(handUrl)
   await request(handUrl)
   t.equal(byHand.calls, 1, 'by hand, s-maxage made this cache store it')
@@ -208,9 +207,7 @@ t.test('vary is added to the Vary already set, once per name', async (t) => {
     policy(req, res)
     return 'ok'
   })
-  const app = accelerate(origin)
-  t.teardown(() => app.close())
-  const url = await listen(t, app)
+  const { url } = await start(t, origin)
   const vary = async (path: string) => (await request(url + path)).headers.vary
   t.equal(await vary('/'), 'Accept-Encoding, Accept-Language')
   t.equal(await vary('/star'), '*', 'Vary: * stays *')
@@ -348,9 +345,7 @@ t.test('written by hand, the refused combinations silently do something else', a
     byHand[req.url!]!()
     return `v${origin.calls}`
   })
-  const app = accelerate(origin as Handler, { now: clock.now })
-  t.teardown(() => app.close())
-  const url = await listen(t, app)
+  const { url, app } = await start(t, origin as Handler, { now: clock.now })
   for (const path of ['/private', '/no-store', '/vary-star', '/tags-only']) {
     await request(url + path)
     await request(url + path)
