@@ -6,7 +6,11 @@ export type { AccelerateOptions } from './options.js'
 export type { Body } from './body.js'
 export type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize } from './store.js'
 export type { ErrorContext, ErrorHandler } from './report.js'
-export type { KeyRequest } from './key.js'
+export type { KeyRequest, KeyFunction } from './key.js'
+// Cache policies per route, conditional handlers, and key helpers (README: "Cache policies").
+export { cachePolicy, noCache, noStore, type CachePolicy, type CachePolicyOptions, type PolicyTags } from './cache-policy.js'
+export { withEtag, type EtagValue } from './with-etag.js'
+export * as keys from './keys.js'
 export { MemoryStore, type MemoryStoreOptions } from '../stores/memory.js'
 export { NullStore } from '../stores/null.js'
 // A caching reverse proxy is accelerate(forward(upstream), { sharedCache: true, surrogateKeys: true }).
