@@ -118,9 +118,11 @@ for (const [name, makeStore] of STORES) {
 
     t.test('paths are the targets as sent: no re-encoding, no dot-segment resolution', async (t) => {
       const { app, get } = await site(t, await makeStore(t))
-      const targets = ["/search?q=o'reilly", '/search?q=o%27reilly', '/items/{1}', '/items/%7B1%7D', '/a/./b', '/a/b']
+      // Each as written, beside the spelling a WHATWG URL would turn it into.
+      const pairs: Array<[string, string]> = [["/search?q=o'reilly", '/search?q=o%27reilly'], ['/items/{1}', '/items/%7B1%7D'], ['/a/./b', '/a/b']]
+      const targets = pairs.flat()
       for (const target of targets) await get(target, 'example.com')
-      for (const [written, sibling] of [[targets[0]!, targets[1]!], [targets[2]!, targets[3]!], [targets[4]!, targets[5]!]]) {
+      for (const [written, sibling] of pairs) {
         t.equal(await app.invalidate(written), 1, `${written}: exactly its entry`)
         t.match((await get(written, 'example.com')).headers['cache-status'], MISS, `${written} dropped`)
         t.match((await get(sibling, 'example.com')).headers['cache-status'], HIT, `${sibling} is another key: kept`)
