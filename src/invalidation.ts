@@ -25,10 +25,11 @@ export interface KeyOptions {
 export type FrameworkRequest = KeyRequest & { originalUrl?: unknown }
 
 /**
- * The request-target the cache first saw for each request (the whole URL, before any handler or
- * router rewrote `req.url`): what its entry's path tag is made of.
+ * Set on a request to the request-target the cache first saw (the whole URL, before any handler
+ * or router rewrote `req.url`): what its entry's path tag is made of. A property, not a WeakMap:
+ * an ephemeron per request cost the garbage collector about 2 µs a request.
  */
-const targets = new WeakMap<object, string>()
+const TARGET = Symbol('node-accelerator.target')
 
 /**
  * The request as the key function sees it: the whole URL, `req.originalUrl` when a framework set
@@ -37,7 +38,7 @@ const targets = new WeakMap<object, string>()
  */
 export function keyRequest<R extends FrameworkRequest>(req: R): R {
   const whole = typeof req.originalUrl === 'string' ? req.originalUrl : req.url
-  if (whole !== undefined) targets.set(req, whole)
+  ;(req as { [TARGET]?: string | undefined })[TARGET] = whole
   if (whole === req.url) return req
   // A view, not a copy: a key function may read anything else the framework put on the request.
   return Object.create(req, { url: { value: whole, enumerable: true, writable: true, configurable: true } }) as R
@@ -69,7 +70,7 @@ export function pathKeyOf({ key, namespace }: KeyOptions, target: string): strin
  */
 export function ownTags(opts: KeyOptions, req: object, base: string, key: string, tags: readonly string[]): readonly string[] {
   const own = key === base ? [] : [variantsTag(base)]
-  const target = targets.get(req) ?? (req as FrameworkRequest).url
+  const target = (req as { [TARGET]?: string })[TARGET] ?? (req as FrameworkRequest).url
   const pathKey = target === undefined ? undefined : pathKeyOf(opts, target)
   if (pathKey !== undefined) own.push(pathTag(pathKey))
   const missing = own.filter((tag) => !tags.includes(tag))

@@ -62,11 +62,12 @@ export function stringBytes(text: string): number {
  */
 export function entryBytes(key: string, entry: CacheEntry): number {
   let bytes = ENTRY_OVERHEAD + stringBytes(key) + entry.body.byteLength
+  // Header names and values are latin1 (Node refuses anything else in a header): a byte each.
   for (const name in entry.headers) {
     const value = entry.headers[name]!
-    bytes += HEADER_OVERHEAD + stringBytes(name)
-    if (typeof value === 'string') bytes += stringBytes(value)
-    else for (const v of value) bytes += 8 + stringBytes(v)
+    bytes += HEADER_OVERHEAD + STRING_OVERHEAD + name.length
+    if (typeof value === 'string') bytes += STRING_OVERHEAD + value.length
+    else for (const v of value) bytes += 8 + STRING_OVERHEAD + v.length
   }
   for (const tag of entry.tags) bytes += TAG_OVERHEAD + stringBytes(tag)
   for (const name of entry.variesOn ?? []) bytes += 8 + stringBytes(name)

@@ -140,6 +140,8 @@ t.test('sameOriginPath: RFC 3986 §5.2 resolution without dot-segment removal', 
     ['https://example.com:443/c', '/x', tls, '/c'],
     ['//example.com/c', '/x', req, '/c'],
     ['//other.example/c', '/x', req, undefined],
+    ['//example.com/c', '/x', tls, '/c'],
+    ['//example.com:443/c', '/x', tls, '/c'],
     ['http://other.example/c', '/x', req, undefined],
     ['http://[bad/', '/x', req, undefined],
     ['mailto:a@example.com', '/x', req, undefined],
@@ -167,6 +169,7 @@ t.test('changedKeys: the target, Location and Content-Location, as written and a
   t.same(changedKeys(opts, req('/x', ''), {}), ['/x'], 'an empty Host')
   t.same(changedKeys(opts, req('/x', 'a b'), { location: '/y' }), [], 'a Host the key refuses: nothing to drop')
   t.same(changedKeys(opts, req('*'), {}), ['example.com*'])
+  t.same(changedKeys(opts, { headers: { host: 'example.com' } }, { location: 'x' }), ['example.com/', 'example.com/x'], 'a request without a url: "/"')
   const throwing = { key: (r: KeyRequest) => { if (r.url === '/boom') throw new Error('boom'); return r.url }, namespace: 'ns' }
   t.same(changedKeys(throwing, req('/boom'), { location: '/fine' }), ['ns\u0000/fine'], 'a key function that throws for one URL')
 })

@@ -211,6 +211,17 @@ for (const [name, makeStore] of STORES) {
       t.equal(await strict.app.invalidate('/p', { host: 'example.com' }), 1)
     })
 
+    t.test('a handler that rewrites req.url: its entry is purged by the path the client sent', async (t) => {
+      const { app, get } = await site(t, await makeStore(t), {}, (req, res) => {
+        res.cacheFor = 60
+        req.url = '/index.html' // a router's rewrite
+        return 'the index'
+      })
+      await get('/', 'example.com')
+      t.equal(await app.invalidate('/index.html'), 0, 'not the rewritten path')
+      t.equal(await app.invalidate('/'), 1, 'the path as sent')
+    })
+
     t.test('through the proxy: a POST drops its target, Location and Content-Location as written', async (t) => {
       let renders = 0
       const originUrl = await listen(t, (req, res) => {

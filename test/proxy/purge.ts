@@ -90,6 +90,9 @@ t.test('purgeApi directly: a token is required; a failing store is a 500; URLs a
   t.same(JSON.parse(broken.text), { error: 'store down' })
   const urls = await request(url + '/.accelerator/purge', { method: 'POST', headers: bearer('t'), body: '{"urls":["/a","/b"]}' })
   t.same(JSON.parse(urls.text), { tags: 0, urls: 2 })
+  const failing = await request(url + '/.accelerator/purge', { method: 'POST', headers: bearer('t'), body: '{"urls":["/a","/broken"]}' })
+  t.equal(failing.status, 500, 'a store failure in a URL of the body: 500, not a 400')
+  t.same(JSON.parse(failing.text), { error: 'store down' })
   t.equal((await request(url + '/.accelerator/purge?x', { method: 'GET' })).text, 'not a purge')
 })
 

@@ -61,20 +61,19 @@ t.test('item 3: an absolute-form target naming :443 or https:// over plain HTTP 
 t.test('item 4: a Router mounted at /admin behind an auth check keys /admin/report, not /report', async (t) => {
   let renders = 0
   const acc = accelerate(() => undefined)
-  const admin = express.Router()
-  admin.use(acc.middleware)
-  admin.get('/report', (_req, res) => {
-    renders++
-    res.set('cache-control', 'public, max-age=60')
-    res.send('admin report: salaries')
-  })
-  const site = express.Router()
-  site.use(acc.middleware)
-  site.get('/report', (_req, res) => {
-    renders++
-    res.set('cache-control', 'public, max-age=60')
-    res.send('public report')
-  })
+  /** A router with the cache in front of a public `/report` page saying `text`. */
+  const reportRouter = (text: string) => {
+    const router = express.Router()
+    router.use(acc.middleware)
+    router.get('/report', (_req, res) => {
+      renders++
+      res.set('cache-control', 'public, max-age=60')
+      res.send(text)
+    })
+    return router
+  }
+  const admin = reportRouter('admin report: salaries')
+  const site = reportRouter('public report')
   const app = express()
   app.use('/admin', (req, res, next) => (req.headers.authorization === 'Bearer admin' ? next() : void res.status(401).send('log in')))
   app.use('/admin', admin)
