@@ -63,6 +63,7 @@ export function defaultKey(req: KeyRequest): string | undefined {
   const host = req.headers.host ?? ''
   if (!VALID_HOST.test(host)) return undefined
   const secure = isEncrypted(req)
+  if (target.startsWith('/')) return normalizeHost(host, secure) + target
   const absolute = splitAbsolute(target)
   if (absolute === undefined) return normalizeHost(host, secure) + target
   const authority = normalizeHost(absolute.authority, secure)
