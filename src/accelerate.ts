@@ -8,7 +8,8 @@ import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
 import type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
 import { MemoryStore } from '../stores/memory.js'
 import { resolveOptions, describe, type AccelerateOptions } from './options.js'
-import { defaultKey, isTag, keyRequestFor, namespacePrefix } from './key.js'
+import { isTag, namespacePrefix } from './key.js'
+import { changedKeys, keyRequest, urlPurge, type InvalidateUrlOptions } from './invalidation.js'
 import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
 import { answersNotModified } from './conditional.js'
@@ -86,7 +87,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     if (closed || (req.method !== 'GET' && req.method !== 'HEAD')) return undefined
     try {
       if (opts.unless?.(req)) return undefined
-      const key = opts.key(req)
+      // The whole URL (req.originalUrl under a mount path), as sent.
+      const key = opts.key(keyRequest(req))
       if (typeof key === 'string') return prefix + key
       if (key !== undefined) report(new TypeError(`expected options.key to return a string or undefined, got ${describe(key)}`), { op: 'key' })
     } catch (err) {
@@ -138,20 +140,17 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
 
   /**
    * RFC 9111 §4.4: a non-error response to an unsafe method drops the target URL, and the
-   * same-origin URLs of its Location and Content-Location. The drop starts once the status is
-   * known and the response's end waits for it: a client that reads after its write completed
-   * never gets the old page.
+   * same-origin URLs of its Location and Content-Location, keyed as the store keyed them (see
+   * changedKeys: nothing from the request or the response can make it throw). The drop starts
+   * once the status is known and the response's end waits for it: a client that reads after its
+   * write completed never gets the old page.
    */
   function dropChanged(req: IncomingMessage, res: ServerResponse, run: Run): void {
     let dropping: Promise<unknown> | undefined
     const start = (status: number, headers: Record<string, unknown>) => {
       if (dropping !== undefined || status >= 400) return
-      // http.Server always sets req.url; an HTTP/1.0 request may come without a Host.
-      const target = new URL(req.url!, `http://${req.headers.host ?? 'localhost'}`)
-      const urls = [target.href, headers.location, headers['content-location']].filter((url): url is string => typeof url === 'string')
-      const paths = new Set(urls.map((url) => new URL(url, target)).filter((url) => url.host === target.host).map((url) => url.pathname + url.search))
-      const keys = [...paths].map((url) => opts.key({ method: 'GET', url, headers: req.headers })).filter((key): key is string => typeof key === 'string')
-      dropping = Promise.all(keys.map((key) => dropResource(prefix + key).catch((err: Error) => report(err, { op: 'invalidate', key }))))
+      const keys = changedKeys(opts, keyRequest(req), headers)
+      dropping = Promise.all(keys.map((key) => dropResource(key).catch((err: Error) => report(err, { op: 'invalidate', key }))))
     }
     teeResponse(res, (head) => (start(head.status, head.headers), { capture: false }), 1)
     const end = res.end
@@ -239,14 +238,13 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     },
     invalidateTags(tags: readonly string[], options?: InvalidateOptions) {
       if (!Array.isArray(tags) || !tags.every(isTag)) {
-        return Promise.reject(new TypeError(`expected tags to be an array of well-formed strings, got ${describe(tags)}`))
+        return Promise.reject(new TypeError(`expected tags to be an array of well-formed strings (none of the reserved form "\\u0000name\\u0000..."), got ${describe(tags)}`))
       }
       return tags.length === 0 ? Promise.resolve(0) : store.invalidateTags(tags, options)
     },
-    async invalidate(url: string, { method = 'GET', host }: { method?: string; host?: string } = {}) {
-      const key = opts.key(keyRequestFor(url, method, host, opts.key === defaultKey))
-      if (typeof key !== 'string') throw new TypeError(`expected a URL the key function keys, got ${describe(url)} (its key: ${describe(key)})`)
-      return dropResource(prefix + key)
+    async invalidate(url: string, options?: InvalidateUrlOptions) {
+      const purge = urlPurge(opts, url, options)
+      return 'tag' in purge ? store.invalidateTags([purge.tag]) : dropResource(purge.base)
     },
     clear: () => store.clear(prefix),
     memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>) =>

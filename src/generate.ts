@@ -19,8 +19,9 @@ import { completion, teeResponse, type Head, type HeadPlan, type TeeResult } fro
 import { toEntry } from './entry.js'
 import { merged } from './merged.js'
 import { entryResponse, type StatusHeaders } from './respond.js'
-import { coversVariant, variantKey, variantsTag, varyNames, varyRecord } from './vary.js'
+import { coversVariant, variantKey, varyNames, varyRecord } from './vary.js'
 import { isTag } from './key.js'
+import { ownTags, userTags } from './invalidation.js'
 import { refreshedHeaders, sendValidators } from './revalidate.js'
 import type { Flight, Outcome } from './flights.js'
 import { SURROGATE_HEADERS, surrogateInstructions, type SurrogateInstructions } from './surrogate.js'
@@ -110,7 +111,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
         counts.revalidations++
         const headers = { ...refreshedHeaders(stale.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
         const fresh = mayStore ? freshness(client.headers, { status: stale.status, headers, cacheFor: cacheForOf(res, surrogate, gen.key) }, opts, now) : undefined
-        const tags = fresh && variantTagged(gen, withSurrogateTags(tagsOf(res, gen.key, stale.tags), surrogate))
+        const tags = fresh && variantTagged(res, gen, withSurrogateTags(tagsOf(res, gen.key, userTags(stale.tags)), surrogate))
         const entry = tags ? toEntry(stale.status, headers, stale.body, tags, fresh!, now, opts) : { ...stale, headers }
         if (tags) storing = put(gen.key, entry, since!).then((stored) => settle(stored ? { entry, key: gen.key } : undefined))
         else settle()
@@ -171,7 +172,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     if (!body || !tags) return gen.lease?.flight.settle(undefined)
     const names = varyNames(head.headers.vary)
     const key = names.length > 0 ? variantKey(gen.base, names, headers) : gen.base
-    const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged({ ...gen, key }, tags)!, fresh, storedAt, opts)
+    const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged(res, { ...gen, key }, tags)!, fresh, storedAt, opts)
     if (!(await put(key, entry, since))) return gen.lease?.flight.settle(undefined)
     gen.lease?.flight.settle({ entry, key })
     if (names.length > 0 && !coversVariant(gen.record, names, entry.expiresAt)) await put(gen.base, varyRecord(names, storedAt, entry.expiresAt), since, false)
@@ -196,10 +197,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
     }
   }
 
-  /** A variant's tags always include its resource's, so that invalidate(url) reaches it. */
-  function variantTagged({ base, key }: Pick<Generation, 'base' | 'key'>, tags: readonly string[] | undefined): readonly string[] | undefined {
-    const resourceTag = variantsTag(base)
-    return tags === undefined || key === base || tags.includes(resourceTag) ? tags : [...tags, resourceTag]
+  /** The response's tags and the accelerator's own, so that invalidate(url) reaches the entry. */
+  function variantTagged(res: AcceleratedResponse, { base, key }: Pick<Generation, 'base' | 'key'>, tags: readonly string[] | undefined): readonly string[] | undefined {
+    return tags && ownTags(opts, res.req, base, key, tags)
   }
 
   /** The cache's TTL for a response: Surrogate-Control's (no-store: 0), else res.cacheFor. */

@@ -1,12 +1,17 @@
 /**
- * The purge API of the proxy: `PURGE /any/path` drops that URL, and `POST /.accelerator/purge`
- * with `{"tags": [...], "urls": [...], "soft": bool}` drops by tag and by URL. Only requests with
- * `Authorization: Bearer <token>` are served; any other gets a plain 401, never a hint of which
- * part was wrong.
+ * The purge API of the proxy: `PURGE /any/path` drops that URL on the request's Host (`PURGE
+ * http://host/path` on that host), and `POST /.accelerator/purge` with `{"tags": [...], "urls":
+ * [...], "soft": bool}` drops by tag and by URL (a path on the request's Host, an absolute URL on
+ * its own). Only requests with `Authorization: Bearer <token>` are served; any other gets a plain
+ * 401, never a hint of which part was wrong. Input the accelerator refuses (a tag that is not
+ * well-formed Unicode, a URL that does not parse, a Host the key refuses) is a 400 saying why;
+ * only a failing store is a 500.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Accelerator } from './types.js'
+import { isTag, isWellFormed, splitAbsolute } from './key.js'
+import { describe } from './options.js'
 
 /** Where the JSON purge endpoint lives. */
 export const PURGE_PATH = '/.accelerator/purge'
@@ -21,8 +26,8 @@ export function purgeApi(app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>
   if (typeof token !== 'string' || token === '') throw new TypeError(`expected a purge token, got ${JSON.stringify(token)}`)
   const expected = digest(token)
   return (req, res) => {
-    // http.Server always sets req.url.
-    const path = req.url!.split('?')[0]
+    // http.Server always sets req.url; an absolute-form target counts by its path.
+    const path = (splitAbsolute(req.url!)?.path ?? req.url!).split('?')[0]
     const isPurge = req.method === 'PURGE' || (req.method === 'POST' && path === PURGE_PATH)
     if (!isPurge) return false
     if (!authorized(req.headers.authorization, expected)) {
@@ -33,7 +38,8 @@ export function purgeApi(app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>
     const work = req.method === 'PURGE' ? purgeUrl(app, req.url!, host) : purgeBody(app, req, host)
     work.then(
       (counts) => reply(res, 200, counts),
-      (err: Error & { status?: number }) => reply(res, err.status ?? 500, { error: err.message }),
+      // The accelerator refuses input it cannot key with a TypeError: the client's mistake.
+      (err: Error & { status?: number }) => reply(res, err.status ?? (err instanceof TypeError ? 400 : 500), { error: err.message }),
     )
     return true
   }
@@ -58,9 +64,16 @@ async function purgeBody(app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>
   if (!isStrings(tags) || !isStrings(urls) || typeof soft !== 'boolean') {
     throw badRequest('expected {"tags": [strings], "urls": [strings], "soft": boolean}')
   }
+  // Checked before anything is dropped; URLs are checked by invalidate(), one by one.
+  const bad = tags.findIndex((tag) => !isTag(tag))
+  if (bad !== -1) throw badRequest(`tags[${bad}] is ${describe(tags[bad])}: ${isWellFormed(tags[bad]!) ? 'tags of the form "\\u0000name\\u0000..." are reserved' : 'not well-formed Unicode (a lone surrogate)'}`)
   const tagged = tags.length > 0 ? await app.invalidateTags(tags, { soft }) : 0
   let dropped = 0
-  for (const url of urls) dropped += await app.invalidate(url, { host })
+  for (const [i, url] of urls.entries()) {
+    dropped += await app.invalidate(url, { host }).catch((err: Error) => {
+      throw err instanceof TypeError ? badRequest(`urls[${i}]: ${err.message}`) : err
+    })
+  }
   return { tags: tagged, urls: dropped }
 }
 

@@ -54,7 +54,11 @@ export interface Accelerator {
   middleware: (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void
   /** Drops (or with `soft`, marks stale) every entry carrying any of `tags`; resolves how many. */
   invalidateTags(tags: readonly string[], options?: InvalidateOptions): Promise<number>
-  /** Drops one resource (an absolute URL, or a path with `host`); resolves how many entries. */
+  /**
+   * Drops what a URL names, every variant included; resolves how many entries. An absolute URL:
+   * that URL (its host wins over `host`). A path with `host`: that URL. A path alone: that path
+   * and query under every host it is stored under. Keyed as written, never resolved.
+   */
   invalidate(url: string, options?: { method?: string; host?: string }): Promise<number>
   /** Drops every entry of this accelerator's namespace. */
   clear(): Promise<void>

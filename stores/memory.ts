@@ -7,12 +7,39 @@ import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
 const LRUMapWithDelete = createRequire(import.meta.url)('mnemonist/lru-map-with-delete.js') as typeof LRUMapWithDeleteClass
 import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize } from '../src/store.js'
 
-/** Bytes counted per entry on top of its key, body, headers and tags: the objects holding it. */
-export const ENTRY_OVERHEAD = 256
+/**
+ * Bytes counted per entry on top of its strings and body: the objects holding it (the entry, its
+ * headers object, tags array and Buffer, the LRU's slot, this store's record of it) and the two
+ * header arrays the hit path prepares for it. Measured on Node 20 (test/stores/memory.ts).
+ */
+export const ENTRY_OVERHEAD = 800
+/** Bytes counted per string on top of its characters: V8's string header, rounded up. */
+export const STRING_OVERHEAD = 16
+/** Bytes counted per header on top of its strings: its slot in the headers object and hit arrays. */
+export const HEADER_OVERHEAD = 40
+/**
+ * Bytes counted per tag on top of its string: its slot in the entry's tags and in the tag index
+ * (a Map entry, or a Set member when entries share the tag, with the room those tables keep free).
+ */
+export const TAG_OVERHEAD = 96
+/** Bytes counted per recorded invalidation (a key's or a tag's) on top of its string: a Map entry. */
+const RECORD_OVERHEAD = 40
+/** The most bytes recorded invalidations may count, as a fraction of maxBytes, before pruning. */
+const RECORDS_SHARE = 1 / 8
+/**
+ * V8 keeps a substring of 13 characters or more as a slice of its parent (SlicedString), holding
+ * the whole parent alive: a tag split out of a 16 KiB Surrogate-Key would cost 16 KiB, not its
+ * length. The store keeps its own copy of such tags.
+ */
+const SLICE_MIN_LENGTH = 13
 
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
-  /** The most bytes the store holds, in bytes as {@link entryBytes} counts them. @default 64 MiB */
+  /**
+   * The most bytes the store holds, in bytes as {@link entryBytes} counts them: what its entries
+   * cost in the heap, so that the store's part of the heap stays within about `maxBytes` (see
+   * the README for the factor measured under floods of tags, variants and URLs). @default 64 MiB
+   */
   maxBytes?: number
   /**
    * The most entries the store holds, a count; the LRU allocates its pointer arrays for this many
@@ -23,18 +50,27 @@ export interface MemoryStoreOptions {
   now?: () => number
 }
 
+/** A string's heap size as counted: one byte a character, two when it needs more than latin1. */
+export function stringBytes(text: string): number {
+  return STRING_OVERHEAD + (/[^\u0000-\u00ff]/.test(text) ? 2 : 1) * text.length
+}
+
 /**
- * The bytes an entry counts for: {@link ENTRY_OVERHEAD} plus the lengths of its key, body, header
- * names and values, and tags (string lengths in UTF-16 code units, body in bytes).
+ * The bytes an entry counts for, as close to what it costs in the heap as a sum can say:
+ * {@link ENTRY_OVERHEAD}, its body's bytes, its key, and each header, header value, tag and
+ * Vary name with its overhead ({@link HEADER_OVERHEAD}, {@link TAG_OVERHEAD}, {@link stringBytes}).
  */
 export function entryBytes(key: string, entry: CacheEntry): number {
-  let bytes = ENTRY_OVERHEAD + key.length + entry.body.byteLength
-  for (const [name, value] of Object.entries(entry.headers)) {
-    bytes += name.length
-    for (const v of typeof value === 'string' ? [value] : value) bytes += v.length
+  let bytes = ENTRY_OVERHEAD + stringBytes(key) + entry.body.byteLength
+  // Header names and values are latin1 (Node refuses anything else in a header): a byte each.
+  for (const name in entry.headers) {
+    const value = entry.headers[name]!
+    bytes += HEADER_OVERHEAD + STRING_OVERHEAD + name.length
+    if (typeof value === 'string') bytes += STRING_OVERHEAD + value.length
+    else for (const v of value) bytes += 8 + STRING_OVERHEAD + v.length
   }
-  for (const tag of entry.tags) bytes += tag.length
-  for (const name of entry.variesOn ?? []) bytes += name.length
+  for (const tag of entry.tags) bytes += TAG_OVERHEAD + stringBytes(tag)
+  for (const name of entry.variesOn ?? []) bytes += 8 + stringBytes(name)
   return bytes
 }
 
@@ -44,6 +80,12 @@ interface Held {
   readonly key: string
   entry: CacheEntry
   readonly bytes: number
+}
+
+/** A string with characters of its own (not a slice of a larger one), equal to `text`. */
+function ownCopy(text: string): string {
+  // Concatenating then slicing makes V8 flatten the pair into a new string: the slice's parent.
+  return text.length < SLICE_MIN_LENGTH ? text : (' ' + text).slice(1)
 }
 
 function positiveInteger(name: string, value: unknown, fallback: number): number {
@@ -59,8 +101,9 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
  * tag index and no timers (expired entries are dropped when met).
  *
  * `get` resolves the stored entry object itself: treat it as read-only. `set` keeps the entry
- * object it is given (copying the body only when it is a view into a larger buffer), so do not
- * mutate it afterwards. `size()` counts every entry held, including expired ones not yet met.
+ * object it is given (in a copy only when its body is a view into a larger buffer, or a tag may be
+ * a slice of a larger string: memory the count could not see), so do not mutate it afterwards.
+ * `size()` counts every entry held, including expired ones not yet met.
  * After `close()` the store holds nothing and declines every `set`; other calls still resolve.
  */
 export class MemoryStore implements CacheStore {
@@ -83,6 +126,8 @@ export class MemoryStore implements CacheStore {
   #floor = 0
   readonly #keySeq = new Map<string, number>()
   readonly #tagSeq = new Map<string, number>()
+  // What the two maps above count (stringBytes + RECORD_OVERHEAD each): bounded by RECORDS_SHARE.
+  #recordedBytes = 0
 
   constructor(options: MemoryStoreOptions = {}) {
     if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -131,6 +176,8 @@ export class MemoryStore implements CacheStore {
       body.copy(own)
       entry = { ...entry, body: own }
     }
+
+    if (entry.tags.some((tag) => tag.length >= SLICE_MIN_LENGTH)) entry = { ...entry, tags: entry.tags.map(ownCopy) }
 
     const held: Held = { key, entry, bytes }
     const evicted = this.#lru.setpop(key, held) // evicts by itself when maxEntries is reached
@@ -196,6 +243,7 @@ export class MemoryStore implements CacheStore {
     this.#floor = ++this.#seq
     this.#keySeq.clear()
     this.#tagSeq.clear()
+    this.#recordedBytes = 0
     if (keyPrefix === '') {
       this.#lru.clear()
       this.#tagIndex.clear()
@@ -257,16 +305,26 @@ export class MemoryStore implements CacheStore {
 
   #record(map: Map<string, number>, names: readonly string[], seq: number): void {
     for (const name of names) {
-      map.delete(name)
+      if (map.delete(name)) this.#recordedBytes -= RECORD_OVERHEAD + stringBytes(name)
       map.set(name, seq)
+      this.#recordedBytes += RECORD_OVERHEAD + stringBytes(name)
     }
-    if (map.size <= MemoryStore.#PRUNE_ABOVE) return
-    // Drop the oldest half and raise the floor to the newest seq dropped: every checkpoint a
-    // dropped record refused is below the floor, so nothing refused before is accepted now.
-    let drop = map.size >> 1
+    if (map.size > MemoryStore.#PRUNE_ABOVE) this.#prune(map)
+    // Invalidations of long keys or tags (16 KiB URLs) are held in bytes, not only in count.
+    if (this.#recordedBytes > this.#maxBytes * RECORDS_SHARE) {
+      this.#prune(this.#keySeq)
+      this.#prune(this.#tagSeq)
+    }
+  }
+
+  // Drops the oldest half of `map` and raises the floor to the newest seq dropped: every
+  // checkpoint a dropped record refused is below the floor, so nothing refused before is accepted.
+  #prune(map: Map<string, number>): void {
+    let drop = Math.max(1, map.size >> 1)
     for (const [name, dropped] of map) {
       if (drop-- === 0) break
       map.delete(name)
+      this.#recordedBytes -= RECORD_OVERHEAD + stringBytes(name)
       this.#floor = Math.max(this.#floor, dropped)
     }
   }

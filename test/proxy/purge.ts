@@ -90,6 +90,9 @@ t.test('purgeApi directly: a token is required; a failing store is a 500; URLs a
   t.same(JSON.parse(broken.text), { error: 'store down' })
   const urls = await request(url + '/.accelerator/purge', { method: 'POST', headers: bearer('t'), body: '{"urls":["/a","/b"]}' })
   t.same(JSON.parse(urls.text), { tags: 0, urls: 2 })
+  const failing = await request(url + '/.accelerator/purge', { method: 'POST', headers: bearer('t'), body: '{"urls":["/a","/broken"]}' })
+  t.equal(failing.status, 500, 'a store failure in a URL of the body: 500, not a 400')
+  t.same(JSON.parse(failing.text), { error: 'store down' })
   t.equal((await request(url + '/.accelerator/purge?x', { method: 'GET' })).text, 'not a purge')
 })
 
@@ -121,4 +124,47 @@ t.test('the proxy on Redis, and on a Redis that does not answer (it serves anywa
   t.teardown(() => down.close())
   t.match(lines[0], /^Redis at redis:\/\/127\.0\.0\.1:\d+ is not answering \(Redis was not ready within 2000 ms\); proxying uncached until it is$/)
   t.equal((await request(down.url + '/')).text, 'uncached')
+})
+
+// Issue 22, item 9: what a purge names is what it drops, and input the accelerator refuses is a
+// 400 saying why (it answered 500 before), on raw sockets so that Hosts and targets are exact.
+t.test('PURGE http://site2.test/a.txt sent with Host site1.test drops site2\'s entry', async (t) => {
+  const { rawRequest } = await import('../fixtures/hostile-http.js')
+  const { url, seen } = await setup(t, { purgeToken: 's3cret' })
+  const get = (host: string) => rawRequest(url, { target: '/a.txt', host })
+  for (const host of ['site1.test', 'site2.test']) await get(host)
+  const purged = await rawRequest(url, { method: 'PURGE', target: 'http://site2.test/a.txt', host: 'site1.test', lines: [['Authorization', 'Bearer s3cret']] })
+  t.same(JSON.parse(purged.text), { purged: 1 })
+  t.match((await get('site1.test')).headers['cache-status'], /hit/, 'site1 kept')
+  t.match((await get('site2.test')).headers['cache-status'], /fwd=miss/, 'site2 dropped')
+  const body = JSON.stringify({ urls: ['http://site1.test/a.txt', '/a.txt'] })
+  const json = await rawRequest(url, { method: 'POST', target: '/.accelerator/purge', host: 'site2.test', lines: [['Authorization', 'Bearer s3cret'], ['Content-Length', String(body.length)]], body })
+  t.same(JSON.parse(json.text), { tags: 0, urls: 2 }, 'site1\'s by its URL, and /a.txt on the request\'s Host (site2)')
+  t.match((await get('site1.test')).headers['cache-status'], /fwd=miss/)
+  t.match((await get('site2.test')).headers['cache-status'], /fwd=miss/)
+  t.same(seen, Array(5).fill('GET /a.txt'), 'two renders, three after the purges; no purge reached the origin')
+})
+
+t.test('malformed purges are a 400 with the reason, and drop nothing', async (t) => {
+  const { rawRequest } = await import('../fixtures/hostile-http.js')
+  const { url } = await setup(t, { purgeToken: 's3cret' })
+  await request(url + '/kept')
+  const auth: [string, string] = ['Authorization', 'Bearer s3cret']
+  const post = (body: string, host?: string) => rawRequest(url, { method: 'POST', target: '/.accelerator/purge', ...(host === undefined ? {} : { host }), lines: [auth, ['Content-Length', String(Buffer.byteLength(body))]], body })
+  const cases: Array<[string, Promise<{ status: number; text: string }>, string]> = [
+    ['a lone-surrogate tag', post('{"tags":["page:/kept","\\ud800"]}'), 'tags[1] is "\\ud800": not well-formed Unicode (a lone surrogate)'],
+    ['a reserved tag', post('{"tags":["\\u0000path\\u0000/kept"]}'), 'tags[0] is "\\u0000path\\u0000/kept": tags of the form "\\u0000name\\u0000..." are reserved'],
+    ['a URL that does not parse', post('{"urls":["/fine","http://[bad/"]}'), 'urls[1]: expected a URL the key function keys, got "http://[bad/" on Host "[bad" (its key: undefined)'],
+    ['a URL of another scheme', post('{"urls":["ftp://x/"]}'), 'urls[0]: expected an http: or https: URL or a path, got "ftp://x/"'],
+    ['a lone surrogate in a URL', post('{"urls":["/\\udc00"]}'), 'urls[0]: expected url to be a well-formed string, got "/\\udc00"'],
+    ['a Host the key refuses', post('{"urls":["/kept"]}', 'a b'), 'urls[0]: expected a URL the key function keys, got "/kept" on Host "a b" (its key: undefined)'],
+    ['PURGE with a Host the key refuses', rawRequest(url, { method: 'PURGE', target: '/kept', host: 'a b', lines: [auth] }), 'expected a URL the key function keys, got "/kept" on Host "a b" (its key: undefined)'],
+    ['PURGE http://[bad/', rawRequest(url, { method: 'PURGE', target: 'http://[bad/', lines: [auth] }), 'expected a URL the key function keys, got "http://[bad/" on Host "[bad" (its key: undefined)'],
+  ]
+  for (const [name, reply, error] of cases) {
+    const { status, text } = await reply
+    t.equal(status, 400, `${name}: 400`)
+    t.same(JSON.parse(text), { error }, `${name}: says why`)
+  }
+  t.match((await request(url + '/kept')).headers['cache-status'], /hit/, 'nothing was dropped by the refused purges')
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { CacheEntry } from '../../src/store.js'
-import { ENTRY_OVERHEAD, MemoryStore, entryBytes } from '../../stores/memory.js'
+import { ENTRY_OVERHEAD, HEADER_OVERHEAD, STRING_OVERHEAD, TAG_OVERHEAD, MemoryStore, entryBytes, stringBytes } from '../../stores/memory.js'
 import { makeEntry, storeConformance } from '../fixtures/store-conformance.js'
 import { heapUsed } from '../fixtures/hostile-http.js'
 
@@ -14,6 +14,8 @@ const clocked = (at: number, fields: Partial<CacheEntry> = {}): CacheEntry =>
 const unit = (fields: Partial<CacheEntry> = {}): CacheEntry =>
   makeEntry({ body: Buffer.alloc(100), headers: { etag: '"1"' }, ...fields })
 const UNIT = entryBytes('k0', unit())
+/** What a tag adds to an entry's count. */
+const tagBytes = (tag: string) => TAG_OVERHEAD + stringBytes(tag)
 
 const held = async (store: MemoryStore, keys: string[]): Promise<string[]> => {
   const found: string[] = []
@@ -51,15 +53,20 @@ t.test('entryBytes counts overhead, key, body, header names and values, and tags
     headers: { etag: '"x"', 'x-a': ['ab', 'c'] },
     tags: ['t1', 'tag2'],
   })
-  t.equal(ENTRY_OVERHEAD, 256)
-  t.equal(entryBytes('key', entry), 256 + 3 + 10 + (4 + 3) + (3 + 2 + 1) + (2 + 4))
+  t.same([ENTRY_OVERHEAD, STRING_OVERHEAD, HEADER_OVERHEAD, TAG_OVERHEAD], [800, 16, 40, 96])
+  const s = (n: number) => STRING_OVERHEAD + n
+  t.equal(entryBytes('key', entry), 800 + s(3) + 10 + (40 + s(4) + s(3)) + (40 + s(3) + 8 + s(2) + 8 + s(1)) + (96 + s(2)) + (96 + s(4)))
+  t.equal(stringBytes('abc'), 16 + 3, 'latin1: a byte a character')
+  t.equal(stringBytes('é\u00ff'), 16 + 2)
+  t.equal(stringBytes('a\u0100'), 16 + 4, 'beyond latin1: two bytes a character')
+  t.equal(entryBytes('k', makeEntry({ variesOn: ['accept', 'cookie'], headers: {}, body: Buffer.alloc(0) })), 800 + s(1) + (8 + s(6)) + (8 + s(6)))
   const store = new MemoryStore()
   await store.set('key', entry, 0)
   t.strictSame(store.size(), { entries: 1, bytes: entryBytes('key', entry) })
 })
 
 t.test('the byte budget holds, evicting least recently used entries', async (t) => {
-  const size = UNIT + 'all'.length + 2
+  const size = UNIT + tagBytes('all') + tagBytes('k1')
   const store = new MemoryStore({ maxBytes: 3 * size })
   for (const key of ['k1', 'k2', 'k3']) t.equal(await store.set(key, unit({ tags: ['all', key] }), 0), true)
   t.strictSame(store.size(), { entries: 3, bytes: 3 * size })
@@ -109,7 +116,7 @@ t.test('maxEntries evicts the least recently used and keeps bytes and tags exact
   for (const key of ['k1', 'k2', 'k3']) await store.set(key, unit({ tags: ['all', key] }), 0)
   await store.get('k1')
   t.equal(await store.set('k4', unit({ tags: ['all', 'k4'] }), 0), true)
-  t.strictSame(store.size(), { entries: 3, bytes: 3 * UNIT + 3 * ('all'.length + 2) })
+  t.strictSame(store.size(), { entries: 3, bytes: 3 * UNIT + 3 * (tagBytes('all') + tagBytes('k1')) })
   t.strictSame(await held(store, ['k1', 'k2', 'k3', 'k4']), ['k1', 'k3', 'k4'])
   t.equal(await store.invalidateTags(['k2']), 0, 'the evicted key left its own tag')
   t.equal(await store.invalidateTags(['all']), 3, 'and the shared one')
@@ -281,4 +288,97 @@ t.test('close empties the store, declines later sets, and is idempotent', async 
   t.equal(await store.delete('k'), 0)
   await store.close()
   t.strictSame(store.size(), { entries: 0, bytes: 0 })
+})
+
+// Issue 22, item 5: maxBytes bounds the heap. Each flood stores three budgets' worth of entries
+// of one hostile shape in a 4 MiB store; the heap the store holds once it is full must stay
+// within HEAP_FACTOR × maxBytes (the README states it), and the store's own count within
+// maxBytes. Before, tags counted their length only (2,400 Surrogate-Keys cost 8 times what they
+// counted), as did headers and keys, and an entry's objects a flat 256 bytes.
+const FLOOD_BUDGET = 4 * 1024 * 1024
+const HEAP_FACTOR = 1.5
+
+let serial = 0
+/** An entry as the accelerator stores one: fresh strings for its headers, a small body. */
+function pageEntry(fields: Partial<CacheEntry> = {}): CacheEntry {
+  const at = Date.now() + serial++
+  const body = Buffer.from(`page ${serial}`)
+  const headers = { etag: `"${serial.toString(36)}-x"`, date: new Date(at).toUTCString(), 'content-length': String(body.length), 'content-type': `text/html; v=${serial % 7}`, 'cache-control': `max-age=${serial % 600}` }
+  return { status: 200, headers, body, tags: [], storedAt: at, initialAge: 0, staleAt: at + 600_000, expiresAt: at + 600_000, ...fields }
+}
+
+const SHARED_KEYS = Array.from({ length: 2400 }, (_, i) => `key-${i}`).join(' ')
+const FLOODS: Array<[string, (store: MemoryStore, i: number) => Promise<unknown>]> = [
+  ['many URLs, one path tag each', async (s, i) => s.set(`example.com/page/${i}?q=${i}`, pageEntry({ tags: [`\u0000path\u0000/page/${i}?q=${i}`] }), await s.checkpoint())],
+  ['2,400 tags shared by every entry (Surrogate-Key, only the query varied)', async (s, i) => s.set(`example.com/s?q=${i}`, pageEntry({ tags: SHARED_KEYS.split(' ') }), await s.checkpoint())],
+  ['200 tags of its own on every entry', async (s, i) => s.set(`example.com/u${i}`, pageEntry({ tags: Array.from({ length: 200 }, (_, j) => `item:${i}:${j}`) }), await s.checkpoint())],
+  ['tags split out of a 16 KiB header (V8 slices keep the whole header alive)', async (s, i) => {
+    const header = `tag-number-${i} ${' '.repeat(16 * 1024)} other-tag-${i}`
+    return s.set(`example.com/sl${i}`, pageEntry({ tags: header.split(/\s+/) }), await s.checkpoint())
+  }],
+  ['Vary: a new variant of one resource each time', async (s, i) => {
+    const entry = pageEntry({ tags: ['\u0000variants\u0000example.com/v', '\u0000path\u0000/v'] })
+    return s.set(`example.com/v\u0000vary\u0000["${i}"]`, { ...entry, headers: { ...entry.headers, vary: 'x-v' } }, await s.checkpoint())
+  }],
+  ['60 headers on every entry', async (s, i) => {
+    const entry = pageEntry()
+    for (let j = 0; j < 60; j++) entry.headers[`x-h${j}`] = `value ${i} ${j}`
+    return s.set(`example.com/h${i}`, entry, await s.checkpoint())
+  }],
+  ['a header of 60 lines on every entry', async (s, i) => {
+    const entry = pageEntry()
+    entry.headers.link = Array.from({ length: 60 }, (_, j) => `</a${i}-${j}.css>; rel=preload`)
+    return s.set(`example.com/l${i}`, entry, await s.checkpoint())
+  }],
+]
+
+t.test('maxBytes bounds the heap under floods of tags, variants, URLs and headers', async (t) => {
+  for (const [name, flood] of FLOODS) {
+    t.test(name, async (t) => {
+      const store = new MemoryStore({ maxBytes: FLOOD_BUDGET, maxEntries: 1_000_000 })
+      for (let i = 0; i < 50; i++) await flood(store, -1 - i) // warm: compiled code
+      await store.clear()
+      const before = heapUsed()
+      let i = 0
+      while (store.size().bytes < 0.9 * FLOOD_BUDGET) await flood(store, i++)
+      const full = i
+      while (i < 3 * full) await flood(store, i++)
+      const grown = heapUsed() - before
+      t.ok(store.size().bytes <= FLOOD_BUDGET, 'the count stays within maxBytes')
+      t.ok(store.size().entries < i / 2, `evicting: ${store.size().entries} entries held after ${i} stored`)
+      t.ok(grown <= HEAP_FACTOR * FLOOD_BUDGET, `heap grew ${(grown / 2 ** 20).toFixed(2)} MiB for a ${FLOOD_BUDGET / 2 ** 20} MiB store (${(grown / FLOOD_BUDGET).toFixed(2)} × maxBytes)`)
+    })
+  }
+})
+
+t.test('invalidations of 16 KiB keys and tags are held within a share of maxBytes', async (t) => {
+  const store = new MemoryStore({ maxBytes: FLOOD_BUDGET })
+  const long = 'a'.repeat(16 * 1024)
+  for (let i = 0; i < 20; i++) await store.delete(`warm${i}${long}`)
+  const before = heapUsed()
+  for (let i = 0; i < 2000; i++) {
+    await store.delete(`example.com/${i}-${long}`)
+    await store.invalidateTags([`\u0000variants\u0000example.com/${i}-${long}`])
+  }
+  const grown = heapUsed() - before
+  t.ok(grown <= FLOOD_BUDGET / 4, `heap grew ${(grown / 2 ** 20).toFixed(2)} MiB for 4,000 recorded invalidations of 16 KiB names`)
+  // What was pruned raised the floor: a generation older than the records kept is refused.
+  t.equal(await store.set('example.com/0-x', unit(), 0), false)
+  t.equal(await store.set('example.com/0-x', unit(), await store.checkpoint()), true)
+})
+
+t.test('a tag that is a slice of a larger string is held as a copy of its own characters', async (t) => {
+  const store = new MemoryStore()
+  const header = `shared-tag-number-one ${' '.repeat(1000)}`
+  const tag = header.split(' ')[0]!
+  const entry = unit({ tags: [tag, 'short'] })
+  await store.set('k', entry, 0)
+  const held = (await store.get('k'))!
+  t.not(held, entry, 'a new entry object')
+  t.strictSame(held.tags, [tag, 'short'], 'equal tags')
+  t.equal(entry.tags[0], tag, "the caller's entry is untouched")
+  t.equal(await store.invalidateTags([tag]), 1, 'indexed under the same tag')
+  const plain = unit({ tags: ['short'] })
+  await store.set('p', plain, 0)
+  t.equal(await store.get('p'), plain, 'short tags: the same object, no copy')
 })
