@@ -429,6 +429,11 @@ t.test('the origin gets the Host the cache keyed on: canonical, or the target\'s
   t.equal(victim.text, 'rendered for example.com example.com at /p')
   const other = 'rendered for example.com:8080 example.com:8080 at /p'
   t.equal((await get('/p', 'example.com:8080')).text, other, 'another port: another site')
+  // Over plain HTTP, :443 is not the default port: another origin, keyed and forwarded as one.
+  const tls = await get('/p', 'example.com:443')
+  t.equal(tls.text, 'rendered for example.com:443 example.com:443 at /p', ':443 over HTTP: its own page')
+  t.match(tls.headers['cache-status'], /fwd=miss/, 'not example.com\'s entry')
+  t.match((await get('/p', 'example.com')).headers['cache-status'], HIT, 'which is still there')
   t.equal((await get('/v6', '[::1]:80')).text, 'rendered for [::1] [::1] at /v6', 'an IPv6 literal')
   // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host.
   const absolute = await get('http://Other.example:80/q?x', 'example.com')
