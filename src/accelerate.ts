@@ -9,7 +9,7 @@ import type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.j
 import { MemoryStore } from '../stores/memory.js'
 import { resolveOptions, describe, type AccelerateOptions } from './options.js'
 import { isTag, namespacePrefix } from './key.js'
-import { changedKeys, keyRequest, urlPurge, type InvalidateUrlOptions } from './invalidation.js'
+import { changedKeys, keyRequest, liveKey, urlPurge, type InvalidateUrlOptions } from './invalidation.js'
 import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
 import { answersNotModified } from './conditional.js'
@@ -88,7 +88,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     try {
       if (opts.unless?.(req)) return undefined
       // The whole URL (req.originalUrl under a mount path), as sent.
-      const key = opts.key(keyRequest(req))
+      const key = liveKey(opts.key, req)
       if (typeof key === 'string') return prefix + key
       if (key !== undefined) report(new TypeError(`expected options.key to return a string or undefined, got ${describe(key)}`), { op: 'key' })
     } catch (err) {

@@ -134,9 +134,10 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
   const purge = config.purgeToken === undefined ? undefined : purgeApi(app, config.purgeToken)
   const server = http.createServer((req, res) => {
     if (config.log) logWhenDone(req, res, out)
-    // The cache, the purge API and the origin all read the request as it will be forwarded.
-    if (!upstream.prepare(req, res)) return
+    // The purge API is the proxy's own and parses what it is sent itself (its 400s are JSON);
+    // the cache and the origin both read the request as it will be forwarded.
     if (purge?.(req, res)) return
+    if (!upstream.prepare(req, res)) return
     app(req, res)
   })
   await new Promise<void>((resolve, reject) => {

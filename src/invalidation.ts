@@ -34,14 +34,41 @@ const TARGET = Symbol('node-accelerator.target')
 /**
  * The request as the key function sees it: the whole URL, `req.originalUrl` when a framework set
  * it (under a mount path Express's `req.url` is relative to the mount point, so `/admin/report`
- * would otherwise share the key of `/report`). Remembers that URL for {@link ownTags}.
+ * would otherwise share the key of `/report`). Remembers that URL for {@link ownTags}. A view
+ * for reading; {@link keyOf} runs the key function on the request itself.
  */
 export function keyRequest<R extends FrameworkRequest>(req: R): R {
-  const whole = typeof req.originalUrl === 'string' ? req.originalUrl : req.url
-  ;(req as { [TARGET]?: string | undefined })[TARGET] = whole
+  const whole = wholeUrl(req)
   if (whole === req.url) return req
   // A view, not a copy: a key function may read anything else the framework put on the request.
   return Object.create(req, { url: { value: whole, enumerable: true, writable: true, configurable: true } }) as R
+}
+
+/**
+ * `key` of the request with its whole URL in `req.url` (see {@link keyRequest}), on the request
+ * itself: key helpers (keys.ts) rewrite the query of the request the handler gets the way they
+ * rewrote its key, and that query is carried back to the framework's mount-relative `req.url`
+ * (whose path a mount, or a router before the cache, made differ from the whole URL's).
+ */
+export function liveKey<R extends FrameworkRequest>(key: KeyFunction, req: R): string | undefined {
+  // http.Server and the frameworks on it always set req.url.
+  const relative = req.url as string
+  const whole = wholeUrl(req) as string
+  if (whole === relative) return key(req)
+  req.url = whole
+  try {
+    return key(req)
+  } finally {
+    const query = (url: string) => (url.includes('?') ? url.slice(url.indexOf('?')) : '')
+    req.url = relative.slice(0, relative.length - query(relative).length) + query(req.url as string)
+  }
+}
+
+/** The whole request-target, remembered on the request as the one the cache first saw. */
+function wholeUrl(req: FrameworkRequest): string | undefined {
+  const whole = typeof req.originalUrl === 'string' ? req.originalUrl : req.url
+  ;(req as { [TARGET]?: string | undefined })[TARGET] = whole
+  return whole
 }
 
 /** The reserved tag every entry stored for a path carries (`pathKey` from {@link pathKeyOf}). */

@@ -122,6 +122,31 @@ t.test('in Express middleware mode, req.query and req.originalUrl are rewritten 
   }])
 })
 
+t.test('in Express middleware mode, a router that rewrote req.url keeps its path; the query is the key\'s', async (t) => {
+  // A rewrite before the cache: req.url's path no longer ends req.originalUrl's. The key reads
+  // the whole URL; the handler gets the rewritten path with the query the key left.
+  const key = keys.ignoreParams(keys.trackingParams, keys.sortedQuery())
+  const acc = accelerate(() => undefined, { key })
+  t.teardown(() => acc.close())
+  const seen: unknown[] = []
+  const app = express()
+  app.use((req, _res, next) => {
+    req.url = req.url.replace(/^\/old\//, '/new/')
+    next()
+  })
+  app.use(acc.middleware)
+  app.get('/new/:page', (req, res) => {
+    seen.push([req.url, req.query])
+    res.locals.cacheFor = 60
+    res.send(`page ${String(req.query.utm_source)}`)
+  })
+  const url = await listen(t, app)
+  const first = await request(url + '/old/p?z=1&utm_source=evil&a=2')
+  t.equal(first.text, 'page undefined', 'the ignored parameter never reaches the handler')
+  t.match((await request(url + '/old/p?a=2&z=1')).headers['cache-status'], /hit/)
+  t.same(seen, [['/new/p?a=2&z=1', { a: '2', z: '1' }]])
+})
+
 t.test('in Express middleware mode, a request the cache bypasses keeps its URL', async (t) => {
   const key = keys.ignoreParams(keys.trackingParams, () => undefined)
   const acc = accelerate(() => undefined, { key })
