@@ -67,7 +67,7 @@ t.test('Redis paused (SIGSTOP): misses within the timeout, then caching resumes'
   server.pause()
   const replies = await allAnswered(t, url + '/', 15, 'paused')
   t.ok(replies.every((reply) => /fwd=miss/.test(String(reply.headers['cache-status']))), 'as misses')
-  t.match(errors.join('\n'), /get: Command timed out/, 'the timeout was reported')
+  t.match(errors.join('\n'), new RegExp(`get: RedisStore ${server.url}: command timed out after ${TIMEOUT_MS} ms`), 'the timeout was reported, naming the server')
   server.resume()
   await cachingResumes(t, url + '/')
 })
