@@ -41,7 +41,7 @@ export interface RedisStoreOptions {
   url?: string
   /** An ioredis `Redis` or `Cluster` to use instead; it is not closed by `close()`. */
   client?: Redis | Cluster
-  /** Prefix of every key, keeping apps on one Redis apart; no `{` or `}`. @default 'acc:' */
+  /** Prefix of every key, keeping apps on one Redis apart; not empty, no `{` or `}`. @default 'acc:' */
   prefix?: string
   /** Milliseconds after which a command is given up on (the request goes on as a miss). @default 100 */
   timeoutMs?: number
@@ -117,7 +117,8 @@ export class RedisStore implements CacheStore {
     if (url !== undefined && client !== undefined) throw new TypeError('expected options.url or options.client, got both')
     if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url))) throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
     if (client !== undefined && !(client instanceof Redis || client instanceof Cluster)) throw new TypeError(`expected options.client to be an ioredis Redis or Cluster, got ${inspect(client, { depth: 0 })}`)
-    if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new TypeError(`expected options.prefix to be a string without { or }, got ${inspect(prefix)}`)
+    // Not empty: clear() would then match whatever else lives in the database under `{`.
+    if (typeof prefix !== 'string' || prefix === '' || /[{}]/.test(prefix)) throw new TypeError(`expected options.prefix to be a non-empty string without { or } (such as 'acc:'), got ${inspect(prefix)}`)
     for (const [name, value] of [['timeoutMs', timeoutMs], ['maxEntryBytes', maxEntryBytes]] as const) {
       if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${inspect(value)}`)
     }
@@ -270,16 +271,20 @@ export class RedisStore implements CacheStore {
     return members
   }
 
-  /** Deletes this prefix's entries whose key starts with `keyPrefix` (all its keys when empty), by SCAN. */
+  /**
+   * Deletes this prefix's entries whose key starts with `keyPrefix` (all of them when empty), by
+   * SCAN. The pattern is `<prefix>{...`: as no prefix holds a `{`, it matches this prefix's keys
+   * and no sibling's (`p:{*` cannot match `p:blog:{k:...}`), and the sequence and floor
+   * (`<prefix>#...`) are left alone.
+   */
   async clear(keyPrefix = ''): Promise<void> {
     const n = await this.#bump()
     await this.#call(() => this.#client.accRaise(this.#floor, n, RECORD_TTL))
-    const match = keyPrefix === '' ? `${glob(this.#prefix)}*` : `${glob(this.#prefix)}{k:${glob(keyPrefix)}*`
-    const keep = new Set([this.#seq, this.#floor])
+    const match = `${glob(this.#prefix)}{${keyPrefix === '' ? '' : `k:${glob(keyPrefix)}`}*`
     const nodes = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client]
     for (const node of nodes) {
       for await (const batch of node.scanStream({ match, count: SCAN_COUNT }) as AsyncIterable<string[]>) {
-        await Promise.all(batch.filter((key) => !keep.has(key)).map((key) => this.#call(() => this.#client.unlink(key))))
+        await Promise.all(batch.map((key) => this.#call(() => this.#client.unlink(key))))
       }
     }
   }

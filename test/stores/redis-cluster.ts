@@ -46,3 +46,18 @@ t.test('clear() scans every master', async (t) => {
   const left = await Promise.all(cluster.nodes('master').map((node) => node.keys('wipe:{*')))
   t.same(left.flat(), [])
 })
+
+t.test('sibling prefixes on a cluster: clear() of c: leaves every key of c:blog: on every master', async (t) => {
+  const [outer, inner] = ['c:', 'c:blog:'].map((prefix) => new RedisStore({ timeoutMs: PATIENT_MS, client: cluster, prefix }))
+  const keysOf = async (prefix: string) => (await Promise.all(cluster.nodes('master').map((node) => node.keys(`${prefix}*`)))).flat().filter((key) => !key.startsWith('c:blog:') || prefix === 'c:blog:').sort()
+  for (const store of [outer!, inner!]) {
+    const since = await store.checkpoint()
+    for (let i = 0; i < 30; i++) await store.set(`k${i}`, makeEntry({ tags: ['t', `k${i}`] }), since)
+    await store.invalidateTags(['gone'])
+  }
+  const before = await keysOf('c:blog:')
+  await outer!.clear()
+  t.same(await keysOf('c:'), ['c:#floor', 'c:#seq'], 'c: keeps only its sequence and floor')
+  t.same(await keysOf('c:blog:'), before, `c:blog: keeps its ${before.length} keys`)
+  t.ok(await inner!.get('k7'), 'and its hits')
+})
