@@ -61,7 +61,7 @@ export function describeTarget(client: Redis | Cluster, url: string | undefined)
     return `cluster ${nodes.map((node) => (typeof node === 'object' ? `${node.host ?? '127.0.0.1'}:${node.port ?? 6379}` : String(node))).join(',')}`
   }
   const { host, port, path, tls, sentinels, name } = client.options
-  if (sentinels) return `sentinel ${name ?? 'mymaster'} via ${sentinels.map((s) => `${s.host ?? '127.0.0.1'}:${s.port ?? 26379}`).join(',')}`
+  if (sentinels) return `sentinel ${String(name)} via ${sentinels.map((s) => `${s.host ?? '127.0.0.1'}:${s.port ?? 26379}`).join(',')}`
   if (path) return `unix:${path}`
   return `${tls ? 'rediss' : 'redis'}://${host ?? '127.0.0.1'}:${port ?? 6379}`
 }
@@ -72,6 +72,7 @@ export class Connection<C extends Redis | Cluster> {
   readonly where: string
   readonly #owned: boolean
   readonly #timeoutMs: number
+  readonly #now: () => number
   /** Whether the client has ever been ready: until then commands wait for it. */
   #everReady: boolean
   /** The last connection error since the client was last ready. */
@@ -81,11 +82,12 @@ export class Connection<C extends Redis | Cluster> {
   #unavailableUntil = 0
   #closed = false
 
-  constructor(client: C, options: { owned: boolean; timeoutMs: number; url?: string | undefined }) {
+  constructor(client: C, options: { owned: boolean; timeoutMs: number; now: () => number; url?: string | undefined }) {
     this.client = client
     this.where = describeTarget(client, options.url)
     this.#owned = options.owned
     this.#timeoutMs = options.timeoutMs
+    this.#now = options.now
     this.#everReady = client.status === 'ready'
     // Connection errors repeat on every reconnect attempt: they are kept, for the message of
     // the next failing command, never logged from here (that command's caller reports it).
@@ -132,8 +134,9 @@ export class Connection<C extends Redis | Cluster> {
    */
   async #mayRun(): Promise<number> {
     if (this.#closed) throw new RedisStoreError(this.where, 'closed (close() was called)', { outage: false })
-    const breakLeft = Math.ceil(this.#unavailableUntil - performance.now())
-    if (breakLeft > 0) throw new RedisStoreError(this.where, `not asking for ${breakLeft} ms after a timeout`, { outage: true })
+    const breakLeft = Math.ceil(this.#unavailableUntil - this.#now())
+    // (More than the break left: the clock was set back; the break is over.)
+    if (breakLeft > 0 && breakLeft <= BREAK_MS) throw new RedisStoreError(this.where, `not asking for ${breakLeft} ms after a timeout`, { outage: true })
     this.#unavailableUntil = 0
     if (this.client.status === 'ready') return 0
     if (this.#everReady || this.#lastError !== undefined) throw this.#notConnected()
@@ -162,7 +165,7 @@ export class Connection<C extends Redis | Cluster> {
   /** A command's failure, in words; a timeout also opens the one-second break. */
   #failure(err: Error): RedisStoreError {
     if (err.message === 'Command timed out') {
-      this.#unavailableUntil = performance.now() + BREAK_MS
+      this.#unavailableUntil = this.#now() + BREAK_MS
       return new RedisStoreError(this.where, `command timed out after ${this.#timeoutMs} ms; not asking again for ${BREAK_MS} ms`, { outage: true, cause: err })
     }
     // The connection dropped between the status check and the write.

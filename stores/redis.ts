@@ -143,7 +143,7 @@ export class RedisStore implements CacheStore {
       if (typeof (target as unknown as Record<string, unknown>)[name] !== 'function') target.defineCommand(name, { numberOfKeys, lua })
     }
     this.#client = target as Client
-    this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, url: url ?? (client === undefined ? 'redis://127.0.0.1:6379' : undefined) })
+    this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, now, url: url ?? (client === undefined ? 'redis://127.0.0.1:6379' : undefined) })
   }
 
   /**
