@@ -198,7 +198,10 @@ export class Connection<C extends Redis | Cluster> {
   /** Stops sending commands; quits the client when it was created by the store. */
   async close(): Promise<void> {
     this.#closed = true
-    if (this.#owned) await this.client.quit().catch(() => this.client.disconnect())
+    if (!this.#owned) return
+    await this.client.quit().catch(() => {})
+    // Also what QUIT leaves open: a Sentinel client's failover detector's sentinel connections.
+    this.client.disconnect()
   }
 }
 

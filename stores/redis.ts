@@ -27,7 +27,7 @@
  * Whichever way the two interleave, either the writer sees the record or the invalidator sees
  * the entry. Ordering comes from Redis (one counter), never from local clocks.
  */
-import { Cluster, Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { inspect } from 'node:util'
 import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions } from '../src/store.js'
 import { Connection } from './redis-connection.js'
@@ -41,6 +41,12 @@ export interface RedisStoreOptions {
   url?: string
   /** An ioredis `Redis` or `Cluster` to use instead; it is not closed by `close()`. */
   client?: Redis | Cluster
+  /**
+   * ioredis options for the client the store creates, over its fail-fast defaults (with `url`,
+   * or alone): `{ sentinels, name }` for Redis Sentinel, `tls` for a CA of your own, `username`
+   * and `password` for an ACL user. Not with `client`.
+   */
+  clientOptions?: RedisOptions
   /** Prefix of every key, keeping apps on one Redis apart; not empty, no `{` or `}`. @default 'acc:' */
   prefix?: string
   /** Milliseconds after which a command is given up on (the request goes on as a miss). @default 100 */
@@ -113,9 +119,11 @@ export class RedisStore implements CacheStore {
 
   constructor(options: RedisStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
-    const { url, client, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave } = options
+    const { url, client, clientOptions, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave } = options
     if (url !== undefined && client !== undefined) throw new TypeError('expected options.url or options.client, got both')
     if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url))) throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
+    if (clientOptions !== undefined && (typeof clientOptions !== 'object' || clientOptions === null)) throw new TypeError(`expected options.clientOptions to be ioredis options (an object), got ${inspect(clientOptions)}`)
+    if (clientOptions !== undefined && client !== undefined) throw new TypeError('expected options.clientOptions or options.client, got both (options are for the client the store creates)')
     if (client !== undefined && !(client instanceof Redis || client instanceof Cluster)) throw new TypeError(`expected options.client to be an ioredis Redis or Cluster, got ${inspect(client, { depth: 0 })}`)
     // Not empty: clear() would then match whatever else lives in the database under `{`.
     if (typeof prefix !== 'string' || prefix === '' || /[{}]/.test(prefix)) throw new TypeError(`expected options.prefix to be a non-empty string without { or } (such as 'acc:'), got ${inspect(prefix)}`)
@@ -128,22 +136,13 @@ export class RedisStore implements CacheStore {
     this.#maxEntryBytes = maxEntryBytes
     this.#now = now
     this.#interleave = interleave
-    const target = client ?? new Redis(url ?? 'redis://127.0.0.1:6379', {
-      // Fail open, fast: no queue while disconnected, no retries of a command, a deadline on
-      // each, and reconnecting forever in the background so caching resumes by itself.
-      // (Commands wait for the first connection in Connection, within the timeout.)
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: timeoutMs,
-      connectTimeout: Math.max(1000, timeoutMs * 10),
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
-    })
+    const target = client ?? createClient(url, clientOptions, timeoutMs)
     // Scripts run by EVALSHA (EVAL once per connection when Redis does not know them yet).
     for (const [name, [numberOfKeys, lua]] of Object.entries(SCRIPTS)) {
       if (typeof (target as unknown as Record<string, unknown>)[name] !== 'function') target.defineCommand(name, { numberOfKeys, lua })
     }
     this.#client = target as Client
-    this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, now, url: url ?? (client === undefined ? 'redis://127.0.0.1:6379' : undefined) })
+    this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, now, url: url ?? (client === undefined && clientOptions === undefined ? DEFAULT_URL : undefined) })
   }
 
   /**
@@ -323,6 +322,28 @@ export class RedisStore implements CacheStore {
   #tagRecord(tag: string): string {
     return `${this.#prefix}{t:${tag}}i`
   }
+}
+
+const DEFAULT_URL = 'redis://127.0.0.1:6379'
+
+/** The client a store creates: `clientOptions` over defaults that fail open, fast. */
+function createClient(url: string | undefined, clientOptions: RedisOptions | undefined, timeoutMs: number): Redis {
+  const options: RedisOptions = {
+    // No queue while disconnected, no retries of a command, a deadline on each, and reconnecting
+    // forever in the background so caching resumes by itself. (Commands wait for the first
+    // connection in Connection, within the timeout.)
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeoutMs,
+    connectTimeout: Math.max(1000, timeoutMs * 10),
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // Sentinel: reconnect to the new master as soon as a sentinel announces it (+switch-master),
+    // and on a write refused by a demoted master (READONLY) that the announcement has not reached.
+    failoverDetector: true,
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    ...clientOptions,
+  }
+  return url === undefined && clientOptions !== undefined ? new Redis(options) : new Redis(url ?? DEFAULT_URL, options)
 }
 
 /** Runs `run` over `items`, `size` at a time; resolves every result, in order. */
