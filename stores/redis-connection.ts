@@ -43,6 +43,13 @@ const SOCKET_ERRORS: Record<string, string> = {
   ENETUNREACH: 'network unreachable',
   EPIPE: 'connection closed while writing',
   ENOENT: 'no such socket file',
+  // TLS: what to do is to give the CA (clientOptions.tls.ca) or fix the certificate.
+  DEPTH_ZERO_SELF_SIGNED_CERT: "TLS: the server's certificate is self-signed",
+  SELF_SIGNED_CERT_IN_CHAIN: "TLS: the server's certificate chain ends in an untrusted self-signed CA",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "TLS: the server's certificate is signed by an unknown CA",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "TLS: the server's certificate is signed by an unknown CA",
+  ERR_TLS_CERT_ALTNAME_INVALID: "TLS: the server's certificate is for another host",
+  CERT_HAS_EXPIRED: "TLS: the server's certificate has expired",
 }
 
 /** What went wrong, in words, for an error ioredis gave. */
