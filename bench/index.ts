@@ -49,7 +49,7 @@ const QUICK: Mode = {
   rounds: 3,
   duration: 1,
   warmRequests: 2000,
-  plan: { hitSizes: [KiB, 16 * KiB], redisSizes: [KiB], missSizes: [16 * KiB, 1024 * KiB], storingSizes: [], missDistinct: false, peerSizes: [KiB], expressMiddleware: false, underLoadStores: ['memory'], cold: 10_000 },
+  plan: { hitSizes: [KiB, 16 * KiB], redisSizes: [KiB, 16 * KiB], missSizes: [16 * KiB, 1024 * KiB], storingSizes: [], missDistinct: false, peerSizes: [KiB], expressMiddleware: false, underLoadStores: ['memory'], cold: 10_000 },
   invalidation: [
     { store: 'memory', entries: 100_000, repeats: 3 },
     { store: 'redis', entries: 10_000, repeats: 1 },
