@@ -1,6 +1,8 @@
 /**
  * RedisStore's Lua scripts, by command name. Each touches keys of one slot only (they share a
- * hash tag), so every script runs on Redis Cluster too. See redis.ts for the key layout.
+ * hash tag), so every script runs on Redis Cluster too. See redis.ts for the key layout, and
+ * redis-frame.ts for an entry's bytes (1-based in Lua: the checkpoint is bytes 20..35 of the
+ * head, staleAt 3..18, the soft flag 19, the meta's and tags' lengths 36..45 and 46..55).
  */
 /**
  * `drop(key, n, soft, now, first)`: drops (soft: marks stale at `now`) the entry at `key` when it
@@ -22,18 +24,21 @@ export const DROP_LUA = `
     end
   end
   local function drop(key, n, soft, now, first)
-    local fields = redis.call('HMGET', key, 'c', 'g')
-    if not fields[1] or tonumber(fields[1]) >= n then return 0 end
+    local head = redis.call('GETRANGE', key, 0, 54)
+    if #head < 55 or tonumber(string.sub(head, 20, 35)) >= n then return 0 end
     if first <= #ARGV then
+      local metaLength, tagsLength = tonumber(string.sub(head, 36, 45)), tonumber(string.sub(head, 46, 55))
+      local tags = redis.call('GETRANGE', key, 55 + metaLength, 54 + metaLength + tagsLength)
       local found = false
       for i = first, #ARGV do
-        if carries(fields[2] or '[]', ARGV[i]) then found = true break end
+        if carries(tags, ARGV[i]) then found = true break end
       end
       if not found then return 0 end
     end
     if soft == '1' then
-      if tonumber(redis.call('HGET', key, 'f')) > tonumber(now) then redis.call('HSET', key, 'f', now) end
-      redis.call('HSET', key, 'p', '1')
+      -- now: right-aligned in 16 bytes by the caller, as staleAt is.
+      if tonumber(string.sub(head, 3, 18)) > tonumber(now) then redis.call('SETRANGE', key, 2, now) end
+      redis.call('SETRANGE', key, 18, '1')
     else
       redis.call('UNLINK', key)
     end
@@ -45,18 +50,15 @@ export const DROP_LUA = `
  * as its first argument), and the script.
  */
 export const SCRIPTS = {
-  // KEYS: entry, key record. ARGV: since, provisional ttl, meta, body, staleAt, soft, tags.
-  // (expiresAt is in the meta: only a hit reads it.)
+  // KEYS: entry, key record. ARGV: since, provisional ttl, the entry's frame.
   accSet: [2, `
     local deleted = redis.call('GET', KEYS[2])
     if deleted and tonumber(deleted) > tonumber(ARGV[1]) then return 0 end
-    redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[1], 'm', ARGV[3], 'b', ARGV[4], 'f', ARGV[5], 'c', ARGV[1], 'p', ARGV[6], 'g', ARGV[7])
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
     return 1`],
   // KEYS: entry. ARGV: its checkpoint, ttl. Gives the entry written by this set its full TTL.
   accCommit: [1, `
-    if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+    if tonumber(redis.call('GETRANGE', KEYS[1], 19, 34)) == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
     return 1`],
   // KEYS: tag index, tag record. ARGV: key, expiresAt, trim below, ttl. Returns the tag's record.
   accIndex: [2, `
@@ -99,8 +101,8 @@ export const SCRIPTS = {
   // KEYS: entry, key record. ARGV: n, ttl. Records the delete, drops an entry generated before it.
   accDelete: [2, `
     if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
-    local generated = redis.call('HGET', KEYS[1], 'c')
-    if not generated or tonumber(generated) >= tonumber(ARGV[1]) then return 0 end
+    local generated = tonumber(redis.call('GETRANGE', KEYS[1], 19, 34))
+    if not generated or generated >= tonumber(ARGV[1]) then return 0 end
     redis.call('UNLINK', KEYS[1])
     return 1`],
 } as const satisfies Record<string, readonly [keys: number | undefined, lua: string]>

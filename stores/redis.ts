@@ -31,6 +31,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { inspect } from 'node:util'
 import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions } from '../src/store.js'
 import { Connection } from './redis-connection.js'
+import { encodeFrame, fixed16, frameParts, HEAD_BYTES } from './redis-frame.js'
 import { SCRIPTS, type Scripted } from './redis-scripts.js'
 
 export { RedisStoreError } from './redis-connection.js'
@@ -154,13 +155,15 @@ export class RedisStore implements CacheStore {
     return this.#connection.ready(waitMs)
   }
 
+  /** One GET of the entry's frame (see redis-frame.ts); the body is a view of the reply, not a copy. */
   async get(key: string): Promise<CacheEntry | undefined> {
-    const [m, b, f, p] = await this.#call(() => this.#client.hmgetBuffer(this.#entry(key), 'm', 'b', 'f', 'p'))
-    if (!m || !b || !f) return undefined
-    const meta = this.#decodedMeta(key, m)
+    const frame = await this.#call(() => this.#client.getBuffer(this.#entry(key)))
+    const parts = frame === null ? undefined : frameParts(frame)
+    if (parts === undefined) return undefined
+    const meta = this.#decodedMeta(key, frame!.subarray(HEAD_BYTES, parts.metaEnd))
     if (meta === undefined || this.#now() >= meta.x) return undefined
-    const entry: CacheEntry = { status: meta.s, headers: meta.h, body: b, tags: meta.g, storedAt: meta.t, initialAge: meta.a, staleAt: Number(f.toString()), expiresAt: meta.x }
-    if (p?.length === 1 && p[0] === 0x31 /* '1' */) entry.softInvalidated = true
+    const entry: CacheEntry = { status: meta.s, headers: meta.h, body: frame!.subarray(parts.bodyStart), tags: meta.g, storedAt: meta.t, initialAge: meta.a, staleAt: parts.staleAt, expiresAt: meta.x }
+    if (parts.soft) entry.softInvalidated = true
     if (meta.v) entry.variesOn = meta.v
     return entry
   }
@@ -182,7 +185,8 @@ export class RedisStore implements CacheStore {
     // An entry written in an older layout (without tags and expiry in its meta) is a miss.
     if (!Array.isArray(meta.g) || typeof meta.x !== 'number') return undefined
     if (known === undefined && this.#metas.size >= DECODED_METAS) this.#metas.delete(this.#metas.keys().next().value!)
-    this.#metas.set(key, { bytes, meta })
+    // A copy: the bytes are a view of the whole frame, body included, which must not be kept.
+    this.#metas.set(key, { bytes: Buffer.from(bytes), meta })
     return meta
   }
 
@@ -201,7 +205,7 @@ export class RedisStore implements CacheStore {
     const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge, g: tags, x: entry.expiresAt }
     if (entry.variesOn) meta.v = [...entry.variesOn]
     const written = await this.#call(() =>
-      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), JSON.stringify(meta), entry.body, entry.staleAt, entry.softInvalidated ? '1' : '0', JSON.stringify(tags)),
+      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), encodeFrame(entry.staleAt, entry.softInvalidated === true, since, JSON.stringify(meta), JSON.stringify(tags), entry.body)),
     )
     if (!written) return false
     await this.#interleave?.('written')
@@ -240,7 +244,7 @@ export class RedisStore implements CacheStore {
     const soft = options.soft === true ? '1' : '0'
     // Each tag as JSON.stringify wrote it into the entry's `g` array (see DROP_LUA).
     const wanted = [...new Set(tags)].map((tag) => JSON.stringify(tag))
-    const now = this.#now()
+    const now = fixed16(this.#now())
     let dropped: unknown[]
     if (this.#client instanceof Cluster) {
       dropped = await inBatches(keys, (key) => this.#call(() => this.#client.accDrop(this.#entry(key), n, soft, now, ...wanted)), DROP_BATCH)
@@ -311,7 +315,7 @@ export class RedisStore implements CacheStore {
     return `${this.#prefix}#floor`
   }
   #entry(key: string): string {
-    return `${this.#prefix}{k:${key}}e`
+    return `${this.#prefix}{k:${key}}v`
   }
   #keyRecord(key: string): string {
     return `${this.#prefix}{k:${key}}k`

@@ -10,7 +10,7 @@ import { startRedis, startTlsRedis, PATIENT_MS } from '../fixtures/redis-server.
 import { counted, listen, request } from '../fixtures/http.js'
 
 /** The ACL rule of the README's "ACL" section, word for word. */
-export const STORE_ACL = '~acc:* resetchannels -@all +info +hmget +get +set +del +unlink +incr +time +hget +hset +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval'
+export const STORE_ACL = '~acc:* resetchannels -@all +info +get +set +del +unlink +incr +time +getrange +setrange +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval'
 
 /** A cached origin on `store`: the first request a stored miss, the second a hit. */
 async function missThenHit(t: Test, store: RedisStore): Promise<Error[]> {

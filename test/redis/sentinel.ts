@@ -49,7 +49,7 @@ t.test('a failover under load: every request a 2xx, then caching on the new mast
     const path = `/after/${page++}`
     const miss = await request(url + path)
     const hit = await request(url + path)
-    return /stored/.test(String(miss.headers['cache-status'])) && /; hit/.test(String(hit.headers['cache-status'])) && (await onNewMaster.exists(`${PREFIX}{k:${new URL(url).host}${path}}e`)) === 1
+    return /stored/.test(String(miss.headers['cache-status'])) && /; hit/.test(String(hit.headers['cache-status'])) && (await onNewMaster.exists(`${PREFIX}{k:${new URL(url).host}${path}}v`)) === 1
   }, 'a miss stored on the new master, then a hit')
   t.pass('caching resumed on the new master')
   loading = false
