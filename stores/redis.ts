@@ -194,7 +194,17 @@ export class RedisStore implements CacheStore {
     return Number(await this.#call(() => this.#client.get(this.#seq)))
   }
 
+  /** Declines (false) rather than rejects when the store is closed on the way: nothing failed. */
   async set(key: string, entry: CacheEntry, since: Checkpoint): Promise<boolean> {
+    try {
+      return await this.#write(key, entry, since)
+    } catch (err) {
+      if (this.#closed) return false
+      throw err
+    }
+  }
+
+  async #write(key: string, entry: CacheEntry, since: Checkpoint): Promise<boolean> {
     const ttl = Math.ceil(entry.expiresAt - this.#now())
     if (this.#closed || ttl <= 0 || entry.body.byteLength > this.#maxEntryBytes) return false
     const tags = [...new Set(entry.tags)]

@@ -5,6 +5,7 @@ import { Cluster, Redis } from 'ioredis'
 import { accelerate } from '../../src/index.js'
 import { RedisStore, RedisStoreError } from '../../stores/redis.js'
 import { describeFailure, describeTarget } from '../../stores/redis-connection.js'
+import { makeEntry } from '../fixtures/store-conformance.js'
 import { freePort, startRedis } from '../fixtures/redis-server.js'
 import { listen, manualClock, request } from '../fixtures/http.js'
 
@@ -85,4 +86,11 @@ t.test('what: socket codes in words, replies as Redis gave them', async (t) => {
   const reply = Object.assign(new Error('NOPERM this user has no permissions to run the \'hmget\' command'), { name: 'ReplyError' })
   t.equal(describeFailure(reply), 'Redis answered: NOPERM this user has no permissions to run the \'hmget\' command')
   t.equal(describeFailure(Object.assign(new Error('odd'), { code: 'EODD' })), 'odd')
+})
+
+t.test('a set cut short by close() declines instead of failing (an app shutting down logs nothing)', async (t) => {
+  const server = await startRedis(t)
+  let store!: RedisStore
+  store = new RedisStore({ url: server.url, timeoutMs: 10_000, interleave: () => store.close() })
+  t.equal(await store.set('k', makeEntry(), await store.checkpoint()), false)
 })
