@@ -4,8 +4,8 @@
  * Key layout under `prefix` (default `acc:`); the `{...}` part is the Redis Cluster hash tag, so
  * the keys one script touches always share a slot and different entries spread over the slots:
  *
- *   acc:{k:<key>}e   hash: m (meta JSON: status, headers, ...), b (body bytes), g (tags, JSON),
- *                    f (staleAt), x (expiresAt), c (its checkpoint), p (soft-invalidated)
+ *   acc:{k:<key>}v   string: the entry's frame (redis-frame.ts): a fixed ASCII head (staleAt, soft
+ *                    flag, checkpoint, lengths), the meta JSON, the tags JSON, the body bytes
  *   acc:{k:<key>}k   the invalidation number of the last delete(key)
  *   acc:{t:<tag>}z   sorted set: the keys carrying the tag, scored by their expiresAt
  *   acc:{t:<tag>}i   the invalidation number of the tag's last invalidation
