@@ -86,6 +86,7 @@ export class Connection<C extends Redis | Cluster> {
   #lastError: Error | undefined
   /** Settles when the client is first ready (or its first attempt fails). */
   readonly #firstReady: Promise<void>
+  #settleFirst: ((err?: Error) => void) | undefined
   #unavailableUntil = 0
   #closed = false
 
@@ -98,21 +99,30 @@ export class Connection<C extends Redis | Cluster> {
     this.#everReady = client.status === 'ready'
     // Connection errors repeat on every reconnect attempt: they are kept, for the message of
     // the next failing command, never logged from here (that command's caller reports it).
-    client.on('error', (err: Error) => {
-      this.#lastError = err
-    })
-    client.on('ready', () => {
-      this.#everReady = true
-      this.#lastError = undefined
-    })
-    this.#firstReady = new Promise<void>((resolve, reject) => {
-      if (this.#everReady) return resolve()
-      client.once('ready', resolve)
-      client.once('error', reject)
+    // One listener of each kind per store, removed by close(); a client shared by many stores is
+    // allowed as many (without the EventEmitter leak warning past ten).
+    if (client.getMaxListeners() !== 0) client.setMaxListeners(client.getMaxListeners() + 1)
+    client.on('error', this.#onError)
+    client.on('ready', this.#onReady)
+    this.#firstReady = this.#everReady ? Promise.resolve() : new Promise<void>((resolve, reject) => {
+      this.#settleFirst = (err) => (err === undefined ? resolve() : reject(err))
     })
     this.#firstReady.catch(() => {})
     // A lazyConnect client would wait for a first command that is itself waiting.
     if (client.status === 'wait') client.connect().catch(() => {})
+  }
+
+  readonly #onError = (err: Error): void => {
+    this.#lastError = err
+    this.#settleFirst?.(err)
+    this.#settleFirst = undefined
+  }
+
+  readonly #onReady = (): void => {
+    this.#everReady = true
+    this.#lastError = undefined
+    this.#settleFirst?.()
+    this.#settleFirst = undefined
   }
 
   /**
@@ -213,8 +223,16 @@ export class Connection<C extends Redis | Cluster> {
 
   /** Stops sending commands; quits the client when it was created by the store. */
   async close(): Promise<void> {
+    if (this.#closed) return
     this.#closed = true
-    if (!this.#owned) return
+    if (!this.#owned) {
+      // A client passed in lives on: take back what was added to it. (The store's own client
+      // keeps its error listener while it quits: ioredis would log an unheard error.)
+      this.client.off('error', this.#onError)
+      this.client.off('ready', this.#onReady)
+      if (this.client.getMaxListeners() > 1) this.client.setMaxListeners(this.client.getMaxListeners() - 1)
+      return
+    }
     await this.client.quit().catch(() => {})
     // Also what QUIT leaves open: a Sentinel client's failover detector's sentinel connections.
     this.client.disconnect()

@@ -94,3 +94,20 @@ t.test('a set cut short by close() declines instead of failing (an app shutting 
   store = new RedisStore({ url: server.url, timeoutMs: 10_000, interleave: () => store.close() })
   t.equal(await store.set('k', makeEntry(), await store.checkpoint()), false)
 })
+
+t.test('stores sharing one client: no leak warning, and close() takes back their listeners', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.disconnect())
+  const warnings: string[] = []
+  const onWarning = (warning: Error) => warnings.push(warning.name)
+  process.on('warning', onWarning)
+  t.teardown(() => void process.off('warning', onWarning))
+  const before = [client.listenerCount('error'), client.listenerCount('ready'), client.getMaxListeners()]
+  const stores = Array.from({ length: 12 }, (_, i) => new RedisStore({ client, prefix: `s${i}:` }))
+  t.same(await Promise.all(stores.map((store) => store.get('k'))), Array(12).fill(undefined), 'each works')
+  await Promise.all(stores.map((store) => store.close()))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(warnings, [], 'no MaxListenersExceededWarning')
+  t.same([client.listenerCount('error'), client.listenerCount('ready'), client.getMaxListeners()], before)
+})
