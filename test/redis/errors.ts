@@ -6,7 +6,7 @@ import { accelerate } from '../../src/index.js'
 import { RedisStore, RedisStoreError } from '../../stores/redis.js'
 import { describeFailure, describeTarget } from '../../stores/redis-connection.js'
 import { makeEntry } from '../fixtures/store-conformance.js'
-import { freePort, startRedis } from '../fixtures/redis-server.js'
+import { freePort, startRedis, PATIENT_MS } from '../fixtures/redis-server.js'
 import { listen, manualClock, request } from '../fixtures/http.js'
 
 t.test('a timeout, then the break after it, each named', async (t) => {
@@ -104,7 +104,7 @@ t.test('stores sharing one client: no leak warning, and close() takes back their
   process.on('warning', onWarning)
   t.teardown(() => void process.off('warning', onWarning))
   const before = [client.listenerCount('error'), client.listenerCount('ready'), client.getMaxListeners()]
-  const stores = Array.from({ length: 12 }, (_, i) => new RedisStore({ client, prefix: `s${i}:` }))
+  const stores = Array.from({ length: 12 }, (_, i) => new RedisStore({ client, prefix: `s${i}:`, timeoutMs: PATIENT_MS }))
   t.same(await Promise.all(stores.map((store) => store.get('k'))), Array(12).fill(undefined), 'each works')
   await Promise.all(stores.map((store) => store.close()))
   await new Promise((resolve) => setImmediate(resolve))
