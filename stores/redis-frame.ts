@@ -7,7 +7,9 @@
  * What scripts read or change sits at fixed offsets in an ASCII head, so that Lua reaches it
  * with GETRANGE and SETRANGE without copying the body:
  *
- *   0..1    `a1`, the layout
+ *   0..1    `a1`, the layout; `a0` while set() has not yet checked it against the
+ *           invalidations that ran meanwhile (a reader takes that for a miss: the design notes'
+ *           "never served after invalidateTags returned" holds between set()'s write and check)
  *   2..17   staleAt, epoch ms, a decimal right-aligned in 16 bytes (soft invalidation rewrites it)
  *   18      `1` when softly invalidated, else `0`
  *   19..34  the checkpoint the entry was generated at, likewise in 16 bytes
@@ -17,7 +19,8 @@
  *           tags as a JSON array (what scripts search), then the body bytes
  */
 export const HEAD_BYTES = 55
-const LAYOUT = 'a1'
+/** The layout of a pending frame; accCommit turns its second byte into the `1` of `a1`. */
+const PENDING = 'a0'
 
 /** A number right-aligned in 16 bytes (rounded to whole ms when its decimals would not fit). */
 export function fixed16(n: number): string {
@@ -25,11 +28,11 @@ export function fixed16(n: number): string {
   return (text.length <= 16 ? text : String(Math.round(n))).padStart(16, ' ')
 }
 
-/** The whole frame for an entry; the body is copied once, here. */
+/** The whole frame for an entry, pending until committed; the body is copied once, here. */
 export function encodeFrame(staleAt: number, soft: boolean, since: number, meta: string, tags: string, body: Buffer): Buffer {
   const metaBytes = Buffer.from(meta)
   const tagBytes = Buffer.from(tags)
-  const head = `${LAYOUT}${fixed16(staleAt)}${soft ? '1' : '0'}${fixed16(since)}${String(metaBytes.length).padStart(10, ' ')}${String(tagBytes.length).padStart(10, ' ')}`
+  const head = `${PENDING}${fixed16(staleAt)}${soft ? '1' : '0'}${fixed16(since)}${String(metaBytes.length).padStart(10, ' ')}${String(tagBytes.length).padStart(10, ' ')}`
   return Buffer.concat([Buffer.from(head, 'latin1'), metaBytes, tagBytes, body])
 }
 

@@ -56,9 +56,13 @@ export const SCRIPTS = {
     if deleted and tonumber(deleted) > tonumber(ARGV[1]) then return 0 end
     redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
     return 1`],
-  // KEYS: entry. ARGV: its checkpoint, ttl. Gives the entry written by this set its full TTL.
+  // KEYS: entry. ARGV: its checkpoint, ttl. Makes the entry written by this set readable (`a0`
+  // -> `a1`) and gives it its full TTL.
   accCommit: [1, `
-    if tonumber(redis.call('GETRANGE', KEYS[1], 19, 34)) == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+    if tonumber(redis.call('GETRANGE', KEYS[1], 19, 34)) == tonumber(ARGV[1]) then
+      redis.call('SETRANGE', KEYS[1], 1, '1')
+      redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    end
     return 1`],
   // KEYS: tag index, tag record. ARGV: key, expiresAt, trim below, ttl. Returns the tag's record.
   accIndex: [2, `

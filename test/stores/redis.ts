@@ -52,11 +52,13 @@ t.test('no stale resurrection at each point of set(): an invalidation between it
       const store = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix, interleave: (at) => (at === step ? purge() : undefined) })
       await Promise.all([store.ready(), other.ready()])
       const since = await store.checkpoint()
-      // Another process invalidates while this one is between the two steps.
+      // Another process invalidates while this one is between the two steps; once that call has
+      // returned, nobody may read the entry, though set() has not yet seen the invalidation.
       purge = async () => {
         if (invalidation === 'tag') await other.invalidateTags(['t'])
         else if (invalidation === 'delete') await other.delete('k')
         else await other.clear()
+        t.equal(await other.get('k'), undefined, `${invalidation} after ${step}: not served while set() is between its steps`)
       }
       t.equal(await store.set('k', makeEntry({ tags: ['t'] }), since), false, `${invalidation} after ${step}: refused`)
       t.equal(await store.get('k'), undefined, `${invalidation} after ${step}: nothing stored`)
