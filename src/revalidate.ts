@@ -19,7 +19,8 @@ export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeader
   const { etag, 'last-modified': lastModified } = entry.headers
   if (typeof etag === 'string') raw.push('If-None-Match', (headers['if-none-match'] = etag))
   if (typeof lastModified === 'string') raw.push('If-Modified-Since', (headers['if-modified-since'] = lastModified))
-  req.rawHeaders = raw
+  // An own property: HTTP/2's compatibility request only has a getter for rawHeaders.
+  Object.defineProperty(req, 'rawHeaders', { value: raw, writable: true, configurable: true, enumerable: true })
   return asSent
 }
 

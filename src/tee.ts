@@ -63,6 +63,18 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
   const { writeHead, write, end, flushHeaders } = res as unknown as Record<'writeHead' | 'write' | 'end' | 'flushHeaders', Original>
   let plan: HeadPlan | undefined
   let replaced = false
+  // True while our own call to Node's end() runs: HTTP/2's compatibility end(data) calls
+  // this.write(data), whose bytes the end() wrapper already counted (Node 20 lib/internal/http2/
+  // compat.js). Those writes go straight to Node, copied once, never dropped as a replacement's.
+  let ending = false
+  const endOnce = (args: ArrayLike<unknown>) => {
+    ending = true
+    try {
+      end.apply(res, args as never)
+    } finally {
+      ending = false
+    }
+  }
   let copy: BodyCopy | undefined
   // The chunk given to end() before any header went out: the whole body, encoded on demand.
   let last: { chunk: Chunk; encoding: BufferEncoding | undefined; bytes?: Buffer | undefined } | undefined
@@ -81,7 +93,7 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     replaced = true
     for (const name of res.getHeaderNames()) res.removeHeader(name)
     writeHead.call(res, replacement.status, replacement.headers)
-    end.call(res, replacement.body)
+    endOnce([replacement.body])
   }
   // Before handing over to Node with no header sent: decide, as Node is about to send them.
   const decideImplicitly = () => res.headersSent || plan !== undefined || decide(res.statusCode, undefined)
@@ -98,6 +110,7 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
   } as ServerResponse['writeHead']
 
   res.write = function (this: ServerResponse, chunk: Chunk, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
+    if (ending) return write.apply(res, arguments as never)
     if (!replaced) decideImplicitly()
     if (replaced) return dropped(typeof encoding === 'function' ? encoding : cb)
     // Bytes written after end() never go out (Node reports the error): they are not copied.
@@ -121,7 +134,7 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
       dropped(callback)
       return res
     }
-    end.apply(res, arguments as never)
+    endOnce(arguments)
     return res
   } as ServerResponse['end']
 

@@ -1,10 +1,11 @@
 // The tee: every form of writeHead/write/end Node accepts is stored exactly as sent, without
 // delaying the stream or changing its backpressure; unfinished responses are never stored.
 import t, { type Test } from 'tap'
+import http2 from 'node:http2'
 import net from 'node:net'
 import { Readable } from 'node:stream'
 import { accelerate, type Handler } from '../../src/index.js'
-import { abortAfterFirstChunk, counted, gate, listen, pattern, request, requestError, settle } from '../fixtures/http.js'
+import { abortAfterFirstChunk, counted, gate, listen, manualClock, pattern, request, requestError, settle } from '../fixtures/http.js'
 
 /** Serves `handler` through the accelerator; asserts the miss and the hit both carry `expected`. */
 async function missThenHit(t: Test, handler: Handler, check: (reply: Awaited<ReturnType<typeof request>>, label: string) => void) {
@@ -365,4 +366,91 @@ t.test('with nothing to add (no status header, not stored), writeHead\'s argumen
   const given = reply.rawHeaders.filter((_, i, all) => i % 2 === 1 && all[i - 1]!.toLowerCase() === 'x-given')
   t.same(given, ['as is', 'twice'], 'Node sends both spellings of an object given whole; so does the tee')
   t.equal(reply.headers['cache-status'], undefined)
+})
+
+/** One request over an HTTP/2 session; resolves with status, headers and body bytes. */
+function h2Request(session: http2.ClientHttp2Session, path: string, headers: http2.OutgoingHttpHeaders = {}) {
+  return new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+    const stream = session.request({ ':path': path, ...headers })
+    const chunks: Buffer[] = []
+    let head: http2.IncomingHttpHeaders = {}
+    stream.on('response', (received) => (head = received))
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk))
+    stream.on('error', reject)
+    stream.on('end', () => resolve({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks) }))
+  })
+}
+
+t.test('HTTP/2 (h2c): every handler style is stored and served byte-exact, misses, hits, HEAD and 304s', async (t) => {
+  const body = Buffer.from(pattern(30 * 1024).toString('base64'))
+  const styles: Record<string, Handler> = {
+    'end(body)': (_req, res) => void res.end(body),
+    'end(string, encoding)': (_req, res) => void res.end(body.toString('base64'), 'base64'),
+    'write + end(body)': (_req, res) => {
+      res.write(body.subarray(0, 1000))
+      res.end(body.subarray(1000))
+    },
+    'returned string': () => body.toString('latin1'),
+    'returned bytes': () => body,
+    'returned iterable': () => [body.subarray(0, 7), body.subarray(7)],
+    'returned async iterable': () => (async function* () {
+      yield body.subarray(0, 9)
+      yield body.subarray(9)
+    })(),
+    'pipe': (_req, res) => void Readable.from([body.subarray(0, 5), body.subarray(5)]).pipe(res),
+  }
+  const origin = counted((req, res) => {
+    res.cacheFor = 60
+    res.setHeader('content-type', 'application/octet-stream')
+    return styles[decodeURIComponent(req.url!.slice(1))]!(req, res)
+  })
+  const app = accelerate(origin)
+  const server = http2.createServer(app as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
+  t.teardown(() => {
+    session.close()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  for (const style of Object.keys(styles)) {
+    const path = '/' + encodeURIComponent(style)
+    const miss = await h2Request(session, path)
+    t.ok(miss.body.equals(body), `${style}: the miss is byte-exact`)
+    const hit = await h2Request(session, path)
+    t.match(hit.headers['cache-status'], /; hit;/, `${style}: stored`)
+    t.ok(hit.body.equals(body), `${style}: the hit is byte-exact`)
+    t.equal(hit.headers['content-length'], String(body.length), `${style}: the stored length`)
+    const head = await h2Request(session, path, { ':method': 'HEAD' })
+    t.equal(head.body.length, 0, `${style}: HEAD has no body`)
+    const notModified = await h2Request(session, path, { 'if-none-match': String(hit.headers.etag) })
+    t.equal(notModified.status, 304, `${style}: a matching validator gets 304`)
+  }
+  t.equal(origin.calls, Object.keys(styles).length, 'one handler run per style')
+})
+
+t.test('HTTP/2 (h2c): a body the cache sends instead of the handler\'s (a revalidated entry) goes out once', async (t) => {
+  const clock = manualClock()
+  const origin = counted((req, res) => {
+    res.cacheFor = 10
+    res.setHeader('etag', '"v1"')
+    if (req.headers['if-none-match'] === '"v1"') {
+      res.statusCode = 304
+      return void res.end()
+    }
+    res.end('the body of v1')
+  })
+  const app = accelerate(origin, { now: clock.now })
+  const server = http2.createServer(app as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
+  t.teardown(() => {
+    session.close()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  t.equal(String((await h2Request(session, '/r')).body), 'the body of v1')
+  clock.advance(11_000)
+  const revalidated = await h2Request(session, '/r')
+  t.equal(revalidated.headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=304; stored; ttl=10')
+  t.equal(String(revalidated.body), 'the body of v1', 'the stored body, once')
+  t.equal(origin.calls, 2)
 })
