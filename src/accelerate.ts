@@ -14,15 +14,16 @@ import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
 import { answersNotModified } from './conditional.js'
 import { clientDemand, hasOriginOnlyPrecondition, isUnsafe } from './request.js'
-import { isBody, writeBody } from './body.js'
+import { isBody, writeBody, type Demand } from './body.js'
 import { hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
 import { variantKey, variantsTag, varyNames } from './vary.js'
-import { Flights, type Outcome } from './flights.js'
+import { Flights } from './flights.js'
+import type { Generation, Settled } from './generation.js'
 import { backgroundExchange, type Exchange } from './background.js'
 import { teeResponse } from './tee.js'
 import { memoize, type MemoizeOptions } from './memoize.js'
-import { generator, type Counts, type Generation, type Run } from './generate.js'
+import { generator, type Counts, type Miss, type Run } from './generate.js'
 
 /** Background refreshes queued per concurrent slot; beyond, they are dropped (a later request asks again). */
 const QUEUED_REFRESHES_PER_SLOT = 100
@@ -41,7 +42,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const background = pLimit(opts.backgroundConcurrency)
   const exchanges = new Set<Exchange>()
   const writes = new Set<Promise<boolean>>()
-  const generate = generator({ opts, store, counts, report, statusHeaders, writes })
+  const generate = generator({ opts, store, counts, report, statusHeaders, writes, flights })
   let closed = false
 
   /** Runs the request through the cache; `run` generates the response (handler or `next`). */
@@ -74,12 +75,28 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     }
     // RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored → 504.
     if (cc.has('only-if-cached')) return sendStatus(res, 504)
-    if (flight) {
-      counts.coalesced++
-      const outcome = await flight.wait()
-      if (outcome && serveOutcome(req, res, base, outcome)) return
+    await coalesce(req, res, run, { base, key, record, stale: entry, ifErrorUntil, cc, storeDown })
+  }
+
+  /**
+   * Waits on the generation under way for the key, or leads the next one. A request sent on from
+   * one that cannot serve it (another variant, no body, too slow, gone) loops here: the first to
+   * find no joinable generation starts one, registered at once, and the others wait on it.
+   */
+  async function coalesce(req: IncomingMessage, res: AcceleratedResponse, run: Run, miss: Miss): Promise<void> {
+    let { key } = miss
+    let last: Generation | undefined
+    for (;;) {
+      const flight = flights.joinable(key)
+      if (!flight || flight === last) return generate(req, res, run, { ...miss, key, flight: flights.start(key) })
+      if (!last) counts.coalesced++
+      last = flight
+      const settled: Settled = await flight.wait(req, res)
+      if (settled.kind === 'served') return
+      if (settled.kind === 'alone') return generate(req, res, run, { ...miss, key })
+      if (settled.kind === 'entry' && serveOutcome(req, res, miss.base, settled)) return
+      key = settled.kind === 'next' ? settled.key : key
     }
-    await generate(req, res, run, { base, key, record, stale: entry, ifErrorUntil, cc, storeDown, lease: flight ? undefined : flights.start(key) })
   }
 
   /** The base store key, or undefined when the request bypasses the cache. */
@@ -130,7 +147,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
    * Serves a waiter what the generation it waited on produced, unless it is another variant's, or
    * already stale (only a stale-if-error outcome is served stale: that is what it is for).
    */
-  function serveOutcome(req: IncomingMessage, res: ServerResponse, base: string, { entry, key, detail }: Outcome): boolean {
+  function serveOutcome(req: IncomingMessage, res: ServerResponse, base: string, { entry, key, detail }: { entry: CacheEntry; key: string; detail?: string | undefined }): boolean {
     const names = varyNames(entry.headers.vary)
     const now = opts.now()
     if ((names.length > 0 ? variantKey(base, names, req.headers) : base) !== key || (detail === undefined && now >= entry.staleAt)) return false
@@ -170,10 +187,10 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   }
 
   /** One background regeneration of a stale entry; its failures go to onError only. */
-  function refresh(from: IncomingMessage, gen: Generation): void {
+  function refresh(from: IncomingMessage, gen: Miss): void {
     if (background.pendingCount >= opts.backgroundConcurrency * QUEUED_REFRESHES_PER_SLOT) return
     counts.refreshes++
-    const lease = flights.start(gen.key)
+    const flight = flights.start(gen.key)
     // The cache's own request: the client's headers (for Vary) without its cache directives.
     const { 'cache-control': _cc, pragma: _pragma, ...headers } = from.headers
     void background(async () => {
@@ -184,7 +201,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       try {
         // No client to answer: a handler that throws just ends the exchange (reported once).
         const aborting = () => (exchange.abort(), true)
-        await generate(exchange.req, res, () => runHandler(exchange.req, res, aborting, 'refresh'), { ...gen, lease, background: true })
+        await generate(exchange.req, res, (_fallback, demand) => runHandler(exchange.req, res, aborting, 'refresh', demand), { ...gen, flight, background: true })
       } finally {
         exchanges.delete(exchange)
       }
@@ -192,12 +209,12 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   }
 
   /** Calls the handler and writes what it returns; false when it failed. */
-  async function runHandler(req: IncomingMessage, res: AcceleratedResponse, fallback?: () => boolean, op = 'handler'): Promise<boolean> {
+  async function runHandler(req: IncomingMessage, res: AcceleratedResponse, fallback?: () => boolean, op = 'handler', demand?: Demand): Promise<boolean> {
     try {
       const result = await handler(req, res)
       if (result === undefined || result === null || result === res || res.writableEnded) return true
       if (!isBody(result)) throw new TypeError(`expected the handler to return a string, Uint8Array, Iterable or AsyncIterable, got ${describe(result)}`)
-      await writeBody(res, result, () => answersNotModified(req.headers, res.statusCode, res.getHeaders()))
+      await writeBody(res, result, demand ?? { notModified: () => answersNotModified(req.headers, res.statusCode, res.getHeaders()), shared: () => false })
       return true
     } catch (err) {
       report(err as Error, { op })
@@ -228,7 +245,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     })
   }
 
-  const listener = (req: IncomingMessage, res: ServerResponse) => guard(req, res, (fallback) => runHandler(req, res as AcceleratedResponse, fallback), true)
+  const listener = (req: IncomingMessage, res: ServerResponse) => guard(req, res, (fallback, demand) => runHandler(req, res as AcceleratedResponse, fallback, 'handler', demand), true)
   return Object.assign(listener, {
     middleware(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
       guard(req, res, async () => {
@@ -240,13 +257,19 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       if (!Array.isArray(tags) || !tags.every(isTag)) {
         return Promise.reject(new TypeError(`expected tags to be an array of well-formed strings (none of the reserved form "\\u0000name\\u0000..."), got ${describe(tags)}`))
       }
-      return tags.length === 0 ? Promise.resolve(0) : store.invalidateTags(tags, options)
+      if (tags.length === 0) return Promise.resolve(0)
+      flights.seal()
+      return store.invalidateTags(tags, options)
     },
     async invalidate(url: string, options?: InvalidateUrlOptions) {
       const purge = urlPurge(opts, url, options)
+      flights.seal()
       return 'tag' in purge ? store.invalidateTags([purge.tag]) : dropResource(purge.base)
     },
-    clear: () => store.clear(prefix),
+    clear: () => {
+      flights.seal()
+      return store.clear(prefix)
+    },
     memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>) =>
       memoize(fn, { now: opts.now, onError: report, ...options, store, keyPrefix: prefix }),
     stats: (): Stats => ({ ...counts, ...store.size?.() }),

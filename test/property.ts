@@ -177,8 +177,9 @@ async function runSequence(makeStore: (now: () => number) => Promise<CacheStore>
   const check = (cmd: RequestCommand, requestId: number, startSeq: number, reply: Exchanged, sent: Record<string, string>) => {
     const where = `request ${requestId} (${cmd.method} ${cmd.path} lang=${cmd.lang} user=${cmd.user})`
     if (reply.kind === 'cut' || reply.kind === 'aborted') {
-      // A cut is the client's own failing generation's (a handler failure mid-stream) or its abort.
-      const own = [...generations.values()].some((g) => g.requestId === requestId && !g.background && g.behaviour.fail === 'mid')
+      // A cut is a failing generation's (a handler failure mid-stream: its own, or one it read as
+      // the body streamed, coalescing) or its abort.
+      const own = [...generations.values()].some((g) => g.path === cmd.path && g.behaviour.fail === 'mid')
       if (reply.kind === 'cut' && !own) violations.push(`${where}: connection cut without a failing generation of its own`)
       return
     }
