@@ -8,7 +8,8 @@
 import t, { type Test } from 'tap'
 import http, { type IncomingMessage } from 'node:http'
 import express from 'express'
-import { accelerate, MemoryStore, type Accelerator, type AcceleratedResponse, type CacheStore, type Handler } from '../../src/index.js'
+import { accelerate, MemoryStore } from '../../src/index.js'
+import type { Accelerator, AcceleratedResponse, CacheStore, Handler } from '../../src/index.js'
 import { RedisStore } from '../../stores/redis.js'
 import { eventually, gate, listen, manualClock, pattern, request, steady, type Reply } from '../fixtures/http.js'
 import { HeldStore } from '../fixtures/held-store.js'
@@ -72,12 +73,15 @@ async function start(t: Test, handler: Handler, options = {}): Promise<{ app: Ac
  * `from`) or lead one of their own (`leading()`: handler runs beyond those already counted): a
  * request arriving into a generation that cannot serve it may start the next one at once.
  */
-const waiting = (app: Accelerator, n: number, from = 0, leading = () => 0) =>
-  until(() => app.stats().coalesced - from + leading() >= n, `${n} requests waiting on a generation (coalesced: ${app.stats().coalesced - from}, leading: ${leading()})`)
+function waiting(app: Accelerator, n: number, from = 0, leading = () => 0): Promise<void> {
+  const count = () => app.stats().coalesced - from + leading()
+  return until(() => count() >= n, `${n} requests waiting on a generation or leading one`)
+}
 
 function wholeBodies(t: Test, replies: Reply[], what: string, size?: number) {
-  const bad = replies.filter((r) => r.status !== 200 || !Number.isInteger(genOf(r)) || !r.body.equals(bodyOf(genOf(r), size)))
-  t.equal(bad.length, 0, `${what}: every one got a whole generation (bad: ${bad.map((r) => `${r.status}/${r.body.length}`).join(', ')})`)
+  const whole = (r: Reply) => r.status === 200 && Number.isInteger(genOf(r)) && r.body.equals(bodyOf(genOf(r), size))
+  const bad = replies.filter((r) => !whole(r)).map((r) => `${r.status}/${r.body.length}`)
+  t.equal(bad.length, 0, `${what}: every one got a whole generation (not: ${bad.join(', ')})`)
 }
 
 function atMost(t: Test, runs: number, bound: number, what: string) {
@@ -103,7 +107,8 @@ t.test('50 concurrent requests for a hot key while its tag is invalidated mid-ge
   const replies = await Promise.all([leader, ...crowd, ...late])
   wholeBodies(t, replies, 'all 60')
   const lateGens = (await Promise.all(late)).map(genOf)
-  t.ok(lateGens.every((g) => g >= 3), `requests that arrived after the invalidation returned got a later generation (${[...new Set(lateGens)]})`)
+  const gens = [...new Set(lateGens)].join(', ')
+  t.ok(lateGens.every((g) => g >= 3), `requests arriving after the invalidation: a later generation (${gens})`)
   atMost(t, o.runs - 1, 2, 'the refused generation and the one after it')
   const after = await request(url + '/k')
   t.match(after.headers['cache-status'], /; hit/, 'the next generation was stored')
@@ -229,7 +234,8 @@ t.test('20 cold requests split over 2 Vary variants: one run per variant', TIMEO
   const lang = (i: number) => (i % 2 === 0 ? 'fr' : 'de')
   const leader = request(url + '/k', { headers: { 'accept-language': 'fr' } })
   await until(() => o.runs === 1, 'the fr leader generating')
-  const others = Array.from({ length: 19 }, (_, i) => request(url + '/k', { headers: { 'accept-language': lang(i + 1) } }))
+  const ask = (l: string) => request(url + '/k', { headers: { 'accept-language': l } })
+  const others = Array.from({ length: 19 }, (_, i) => ask(lang(i + 1)))
   await waiting(app, 19)
   first.open()
   const replies = await Promise.all([leader, ...others])
@@ -238,7 +244,7 @@ t.test('20 cold requests split over 2 Vary variants: one run per variant', TIMEO
   })
   t.equal(new Set(replies.map((r) => r.text.slice(0, 24))).size <= 2, true, 'two bodies in all')
   atMost(t, o.runs, 2, '2 variants')
-  for (const l of ['fr', 'de']) t.match((await request(url + '/k', { headers: { 'accept-language': l } })).headers['cache-status'], /; hit/, `${l} stored`)
+  for (const l of ['fr', 'de']) t.match((await ask(l)).headers['cache-status'], /; hit/, `${l} stored`)
 })
 
 t.test('10 requests arriving after coalesceTimeoutMs into a slow generation: one more run, and they take it', TIMEOUT, async (t) => {
@@ -310,7 +316,8 @@ t.test('the leader\'s client reads a 10 MB body slowly: waiters stream it meanwh
   first.open()
   const replies = await Promise.all(waiters)
   t.equal(leaderRead, 0, 'the leader\'s client had read nothing when every waiter had the whole body')
-  t.ok(replies.every((r) => r.status === 200 && r.body.equals(whole)), `every waiter got the 10 MB exactly (${replies.map((r) => r.body.length)})`)
+  const sizes = replies.map((r) => r.body.length).join(', ')
+  t.ok(replies.every((r) => r.status === 200 && r.body.equals(whole)), `every waiter got the 10 MB exactly (${sizes})`)
   t.equal(produced, CHUNKS, 'the handler produced the whole body')
   const meanwhile = await request(url + '/k')
   t.match(meanwhile.headers['cache-status'], /; hit/, 'stored as soon as the body was complete, before the leader read it')
@@ -359,7 +366,8 @@ let prefixes = 0
 const STORES: Record<string, () => Promise<CacheStore>> = {
   MemoryStore: async () => new MemoryStore(),
   RedisStore: async () => {
-    const store = new RedisStore({ url: redis.url, prefix: `herd:${process.pid}:${prefixes++}:`, timeoutMs: PATIENT_MS })
+    const prefix = `herd:${process.pid}:${prefixes++}:`
+    const store = new RedisStore({ url: redis.url, prefix, timeoutMs: PATIENT_MS })
     await store.ready()
     return store
   },
