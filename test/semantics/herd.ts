@@ -247,36 +247,40 @@ t.test('20 cold requests split over 2 Vary variants: one run per variant', TIMEO
   for (const l of ['fr', 'de']) t.match((await ask(l)).headers['cache-status'], /; hit/, `${l} stored`)
 })
 
-t.test('10 requests arriving after coalesceTimeoutMs into a slow generation: one more run, and they take it', TIMEOUT, async (t) => {
+t.test('10 requests arriving after coalesceTimeoutMs into a slow generation: one more run, every waiter takes it', TIMEOUT, async (t) => {
   const clock = manualClock()
   const o = origin(cached)
   const first = o.hold(1)
-  for (let n = 2; n < 20; n++) o.hold(n)
+  for (let n = 2; n < 30; n++) o.hold(n)
   t.teardown(() => o.openAll())
   const { app, url } = await start(t, o.handler, { coalesceTimeoutMs: 50, now: clock.now })
   const startedAt = performance.now()
   const leader = request(url + '/k')
   await until(() => o.runs === 1, 'the slow generation running')
+  let done = 0
+  const ask = () => request(url + '/k').finally(() => done++)
+  const early = Array.from({ length: 5 }, ask)
+  await waiting(app, 5, 0, () => o.runs - 1)
   // The bound is passed on both clocks, whichever the accelerator measures it with.
   await until(() => performance.now() - startedAt > 100, 'coalesceTimeoutMs passed')
   clock.advance(100)
-  let done = 0
-  const late = Array.from({ length: 10 }, () => request(url + '/k').finally(() => done++))
-  // All ten are in before any generation after the first may complete.
-  await waiting(app, 10, 0, () => o.runs - 1)
+  const late = Array.from({ length: 10 }, ask)
+  // All are in before any generation after the first may complete.
+  await waiting(app, 15, 0, () => o.runs - 1)
   await steady(() => o.runs)
-  for (let n = 2; n < 20; n++) o.holds.get(n)!.open()
+  for (let n = 2; n < 30; n++) o.holds.get(n)!.open()
   try {
-    await until(() => done === 10, 'the late requests served while the slow generation still runs')
+    await until(() => done === 15, 'the waiters served while the slow generation still runs')
   } catch (err) {
-    t.fail(`${(err as Error).message}: ${done} of 10 served, ${o.runs} runs`)
+    t.fail(`${(err as Error).message}: ${done} of 15 served, ${o.runs} runs`)
   }
   first.open()
-  const lateReplies = await Promise.all(late)
-  wholeBodies(t, [await leader, ...lateReplies], 'all 11')
-  t.equal((await leader).text.startsWith('gen=1;'), true, 'the leader gets its own generation')
+  const waiters = await Promise.all([...early, ...late])
+  wholeBodies(t, [await leader, ...waiters], 'all 16')
+  t.ok((await leader).text.startsWith('gen=1;'), 'the leader gets its own generation')
   atMost(t, o.runs, 2, 'late into a slow generation')
-  t.same(new Set(lateReplies.map(genOf)).size, 1, 'the late ones all took the one that completed first')
+  const gens = new Set(waiters.map(genOf))
+  t.ok(gens.size === 1 && !gens.has(1), `every waiter took the one that completed first (${[...gens].join(', ')})`)
 })
 
 t.test('the leader\'s client reads a 10 MB body slowly: waiters stream it meanwhile, one run', TIMEOUT, async (t) => {
