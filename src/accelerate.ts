@@ -179,6 +179,14 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     void run()
   }
 
+  /**
+   * An invalidation: once it is done, no generation that began before it serves anyone more
+   * (those started while it ran included, which may have read the data before it changed).
+   */
+  function sealing<T>(invalidation: Promise<T>): Promise<T> {
+    return invalidation.finally(() => flights.seal())
+  }
+
   /** Drops a resource: the entry at its base key (a response, or its vary record) and every variant. */
   async function dropResource(base: string): Promise<number> {
     const removed = await store.delete(base)
@@ -257,19 +265,13 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       if (!Array.isArray(tags) || !tags.every(isTag)) {
         return Promise.reject(new TypeError(`expected tags to be an array of well-formed strings (none of the reserved form "\\u0000name\\u0000..."), got ${describe(tags)}`))
       }
-      if (tags.length === 0) return Promise.resolve(0)
-      flights.seal()
-      return store.invalidateTags(tags, options)
+      return tags.length === 0 ? Promise.resolve(0) : sealing(store.invalidateTags(tags, options))
     },
     async invalidate(url: string, options?: InvalidateUrlOptions) {
       const purge = urlPurge(opts, url, options)
-      flights.seal()
-      return 'tag' in purge ? store.invalidateTags([purge.tag]) : dropResource(purge.base)
+      return sealing('tag' in purge ? store.invalidateTags([purge.tag]) : dropResource(purge.base))
     },
-    clear: () => {
-      flights.seal()
-      return store.clear(prefix)
-    },
+    clear: () => sealing(store.clear(prefix)),
     memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>) =>
       memoize(fn, { now: opts.now, onError: report, ...options, store, keyPrefix: prefix }),
     stats: (): Stats => ({ ...counts, ...store.size?.() }),

@@ -32,7 +32,7 @@ export async function writeBody(res: ServerResponse, body: Body, demand: Demand)
   const iterator: Iterator<unknown> | AsyncIterator<unknown> =
     Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]()
   let exhausted = false
-  const wanted = () => !res.destroyed || demand.shared()
+  const wanted = () => !isGone(res) || demand.shared()
   try {
     // A lazy body: answer 304 from the headers the handler set, before generating anything.
     if (!res.headersSent && demand.notModified()) {
@@ -53,9 +53,17 @@ export async function writeBody(res: ServerResponse, body: Body, demand: Demand)
   if (wanted()) res.end()
 }
 
+/**
+ * Whether the response's connection is gone. HTTP/2's compatibility response has no `destroyed`:
+ * its stream has (Node 20 lib/internal/http2/compat.js).
+ */
+export function isGone(res: ServerResponse): boolean {
+  return res.destroyed ?? (res as { stream?: { destroyed: boolean } }).stream?.destroyed === true
+}
+
 /** Resolves on `'drain'`, or at once when the response is gone (no drain would ever come). */
 export function drained(res: ServerResponse): Promise<void> {
-  if (res.destroyed) return Promise.resolve()
+  if (isGone(res)) return Promise.resolve()
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done)

@@ -256,10 +256,16 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
         if (answersNotModified(req.headers, res.statusCode, headers)) return true
         return answersNotModified(client.headers, res.statusCode, headers) && flight?.wanted !== true
       },
-      shared: () => !isOver && flight?.wanted === true,
+      // The body is pulled on, its client gone or a HEAD, while the cache stores it or others read it.
+      shared: () => !isOver && ((toStore !== undefined && !overflowed) || flight?.wanted === true),
     }
 
-    const tee = teeResponse(res, plan, opts.maxEntryBytes, () => flight?.overflowed())
+    let overflowed = false
+    const overflow = () => {
+      overflowed = true
+      flight?.overflowed()
+    }
+    const tee = teeResponse(res, plan, opts.maxEntryBytes, overflow, req.method !== method)
     const finished = completion(res)
     // A client gone before the body was complete: the generation goes on while others read it
     // and the handler still runs (a returned body is pulled for them; an async handler writes on).

@@ -166,9 +166,14 @@ export class Generation {
     this.#readers.clear()
   }
 
-  /** No new waiter: an invalidation passed since it started (its waiters so far keep it). */
+  /**
+   * An invalidation passed since it started: what it produces must not be served from now on
+   * (DESIGN-NOTES, no stale resurrection). Waiters with nothing yet go on to the next generation;
+   * readers already streaming it keep it (they were served before the invalidation returned).
+   */
   seal(): void {
     this.#sealed = true
+    if (this.#head === undefined) this.#release({ kind: 'next', key: this.key })
   }
 
   /** Too large to keep: readers so far get the rest, nobody else reads it. */
@@ -191,7 +196,6 @@ export class Generation {
 
   #release(settled: Settled): void {
     clearTimeout(this.#timer)
-    if (settled.kind === 'next') this.#sealed = true
     for (const waiter of this.#waiting) waiter.offer(settled)
     this.#waiting.clear()
   }

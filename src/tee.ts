@@ -70,7 +70,7 @@ type Original = (...args: unknown[]) => ServerResponse & boolean
  * Starts watching `res`; call before the handler runs. `onOverflow` is called when a body being
  * copied outgrows `maxBytes` (the copy stops there; the response goes on).
  */
-export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number, onOverflow?: () => void): TeeResult {
+export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number, onOverflow?: () => void, bodyless = false): TeeResult {
   // The originals, called with the arguments exactly as the handler gave them.
   const { writeHead, write, end, flushHeaders } = res as unknown as Record<'writeHead' | 'write' | 'end' | 'flushHeaders', Original>
   let plan: HeadPlan | undefined
@@ -141,6 +141,12 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     }
     // Bytes written after end() never go out (Node reports the error): they are not copied.
     const sendable = !res.writableEnded
+    if (bodyless) {
+      // A HEAD client: the body is for the cache alone (HTTP/2 would fail writes after HEADERS).
+      if (sendable) feed(chunk, enc)
+      if (!res.headersSent) flushHeaders.call(res)
+      return dropped(typeof encoding === 'function' ? encoding : cb)
+    }
     const ok = write.apply(res, arguments as never)
     if (sendable) feed(chunk, enc)
     // While others read the body, their pace is the handler's, not this client's alone.
@@ -161,7 +167,7 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     const first = !ended
     ended = true
     if (replaced) dropped(callback)
-    else endOnce(arguments)
+    else endOnce(bodyless ? [callback] : arguments)
     if (first) plan?.sink?.ended()
     return res
   } as ServerResponse['end']
