@@ -16,7 +16,7 @@ import { isConditional } from './request.js'
 import { freshness, type Freshness } from './policy.js'
 import { strongEtag } from './etag.js'
 import { formatHttpDate } from './http-date.js'
-import { completion, teeResponse, type BodySink, type Head, type HeaderRecord, type HeadPlan, type TeeResult } from './tee.js'
+import { completion, holdClose, teeResponse, type BodySink, type Head, type HeaderRecord, type HeadPlan, type TeeResult } from './tee.js'
 import { sharedHeaders, toEntry } from './entry.js'
 import { merged } from './merged.js'
 import { entryResponse, type StatusHeaders } from './respond.js'
@@ -116,10 +116,12 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     const landed = new Promise<void>((resolve) => (over = resolve))
     let isOver = false
     let saving = false
+    let closing: ReturnType<typeof holdClose> | undefined
     /** The generation is over: the flight leaves the registry, waiters left go on. */
     const land = () => {
       if (isOver) return
       isOver = true
+      closing?.release()
       if (flight) flights.land(flight, aliases)
       over()
     }
@@ -147,16 +149,21 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       const length = method === 'HEAD' && head.headers['content-length'] === undefined ? head.wholeBody()?.length : undefined
       if (length !== undefined) added['content-length'] = String(length)
       const sent = merged(head.headers, added)
-      const notModified = answersNotModified(client.headers, head.status, sent)
+      const wanted = flight?.wanted === true
+      // A body the handler writes itself stops when its response ends (a pipe() unpipes): when
+      // others wait for it, this client gets it whole instead of its 304.
+      const notModified = answersNotModified(client.headers, head.status, sent) && (!wanted || head.wholeBody() !== undefined || demand.pulling === true)
       // A 304 to this client still stores the body when end() gave it whole, or when others
       // wait for it (a lazy body is then pulled for them): otherwise clients revalidating would
       // keep the cache from ever refilling.
-      const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined || flight?.wanted === true)
+      const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined || wanted)
       if (capture) {
         toStore = { fresh, storedAt: now, added, head, surrogateTags: surrogate?.tags ?? [] }
         // A response stale at once (ttl 0) is revalidated by each request: not shared.
-        if (flight && fresh.ttl > 0) share(flight, head, sent, fresh, now)
-        else flight?.unshareable()
+        if (flight && fresh.ttl > 0) {
+          share(flight, head, sent, fresh, now)
+          closing ??= holdClose(res, () => flight.wanted, opts.coalesceTimeoutMs)
+        } else flight?.unshareable()
       } else if (fresh === undefined) {
         // Not to be shared: each waiter runs the handler on its own, now.
         flight?.unshareable()
@@ -203,9 +210,13 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     /** Where the captured body goes: the waiters reading it, and the store once it is complete. */
     function bodySink(flight: Generation | undefined): BodySink {
       return {
-        appended: (bytes) => flight?.append(bytes),
+        appended: (bytes) => {
+          closing?.progress()
+          flight?.append(bytes)
+        },
         ended: () => {
           saving = true
+          closing?.release()
           flight?.complete()
           void save(res, tee, client.headers, miss, toStore!, since!).finally(land)
         },
@@ -265,7 +276,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       overflowed = true
       flight?.overflowed()
     }
-    const tee = teeResponse(res, plan, opts.maxEntryBytes, overflow, req.method !== method)
+    const bodyless = req.method !== method
+    const tee = teeResponse(res, plan, opts.maxEntryBytes, overflow, bodyless)
+    if (bodyless) closing = holdClose(res, () => true, opts.coalesceTimeoutMs)
     const finished = completion(res)
     // A client gone before the body was complete: the generation goes on while others read it
     // and the handler still runs (a returned body is pulled for them; an async handler writes on).

@@ -308,6 +308,34 @@ class BodyCopy {
   }
 }
 
+/**
+ * Keeps `'close'` from the handler while `holds()` says others still want the body it writes:
+ * the requests reading it as it streams, or the store behind a HEAD run as the cache's own GET,
+ * whose client hangs up once it has the headers. A pipe() stops on close; a vanished client must
+ * stop nobody else. Released by `release()` (the body is complete, or the generation over), or
+ * after `stallMs` without a byte (`progress()` counts one): a handler that waits for 'close'
+ * before it ends learns of it then.
+ */
+export function holdClose(res: ServerResponse, holds: () => boolean, stallMs: number): { release(): void; progress(): void } {
+  const emit = res.emit
+  let held: unknown[] | undefined
+  let holding = true
+  let stall: NodeJS.Timeout | undefined
+  const release = () => {
+    holding = false
+    clearTimeout(stall)
+    if (held) emit.call(res, 'close', ...held)
+    held = undefined
+  }
+  res.emit = function (this: ServerResponse, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'close' || !holding || !holds()) return emit.call(this, event, ...args)
+    held = args
+    stall = setTimeout(release, stallMs).unref()
+    return true
+  } as ServerResponse['emit']
+  return { release, progress: () => stall?.refresh() }
+}
+
 /** Resolves true when the response finished (every byte handed to the OS), false when it was cut. */
 export function completion(res: ServerResponse): Promise<boolean> {
   return new Promise((resolve) => {
