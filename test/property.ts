@@ -400,6 +400,11 @@ async function runBursts(transport: Transport, bursts: Burst[]): Promise<void> {
   let progress = 0
   const keyOf = (path: string, lang: string | undefined) => (path === '/v' ? `/v|${lang}` : path)
   const reaches = (inv: { paths: string[] }, path: string) => inv.paths.includes(path)
+  // Generations of a key completed that could serve a request arriving at `startSeq`: not those
+  // begun before an invalidation that ended before it arrived (no stale resurrection: it cannot
+  // take them, whatever path the invalidation named, so waiting while they finish is no herd).
+  const servable = (key: string, startSeq: number) =>
+    runs.filter((r) => r.key === key && r.done && !invalidations.some((inv) => r.startSeq < inv.startSeq && inv.endSeq < startSeq)).length
   const versionOf = (path: string) => invalidations.filter((inv) => reaches(inv, path)).length
 
   const app = accelerate(async (req: IncomingMessage, res: AcceleratedResponse) => {
@@ -466,7 +471,8 @@ async function runBursts(transport: Transport, bursts: Burst[]): Promise<void> {
     const headers: Record<string, string> = { 'x-request-id': String(id), 'accept-language': req.lang }
     const sentEtags = [`"${req.path.slice(1)}-v${versionOf(req.path)}"`, ...[...etags].filter(([, r]) => r.key === key).slice(-1).map(([etag]) => etag)]
     if (req.conditional) headers['if-none-match'] = sentEtags.join(', ')
-    const sent: Sent = { req, id, startSeq: ++seq, completedAtArrival: completions.get(key) ?? 0, invalidatedMeanwhile: 0, sentEtags, reply: undefined as never }
+    const startSeq = ++seq
+    const sent: Sent = { req, id, startSeq, completedAtArrival: servable(key, startSeq), invalidatedMeanwhile: 0, sentEtags, reply: undefined as never }
     sent.reply = server.request(req.path, {
       method: req.method,
       headers,
@@ -476,7 +482,7 @@ async function runBursts(transport: Transport, bursts: Burst[]): Promise<void> {
         : { onResponse: (stream: NodeJS.ReadableStream) => void stream.on('data', (c: Buffer) => (received += c.length)) }),
     }).then((reply) => {
       sent.answered = reply
-      sent.completedAtAnswer = completions.get(key) ?? 0
+      sent.completedAtAnswer = servable(key, sent.startSeq)
       progress++
       // Connections cut when a sequence ends (after a violation) prove nothing.
       if (!ended) check(sent, reply)
