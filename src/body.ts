@@ -16,8 +16,6 @@ export interface Demand {
   notModified(): boolean
   /** Others read the body (coalescing): keep pulling it when this client goes away. */
   shared(): boolean
-  /** Set while a returned body is written: the cache may then answer 304 and still pull it. */
-  pulling?: boolean
 }
 
 /**
@@ -35,7 +33,6 @@ export async function writeBody(res: ServerResponse, body: Body, demand: Demand)
     Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]()
   let exhausted = false
   const wanted = () => !isGone(res) || demand.shared()
-  demand.pulling = true
   try {
     // A lazy body: answer 304 from the headers the handler set, before generating anything.
     if (!res.headersSent && demand.notModified()) {

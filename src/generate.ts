@@ -150,9 +150,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       if (length !== undefined) added['content-length'] = String(length)
       const sent = merged(head.headers, added)
       const wanted = flight?.wanted === true
-      // A body the handler writes itself stops when its response ends (a pipe() unpipes): when
-      // others wait for it, this client gets it whole instead of its 304.
-      const notModified = answersNotModified(client.headers, head.status, sent) && (!wanted || head.wholeBody() !== undefined || demand.pulling === true)
+      const notModified = answersNotModified(client.headers, head.status, sent)
       // A 304 to this client still stores the body when end() gave it whole, or when others
       // wait for it (a lazy body is then pulled for them): otherwise clients revalidating would
       // keep the cache from ever refilling.
