@@ -77,6 +77,8 @@ export class Generation {
   #unshareable = false
   #complete = false
   #over = false
+  /** Its wait bound passed (as its timer saw it). */
+  #late = false
   #timer: NodeJS.Timeout | undefined
   /** The body so far, as views of the tee's copy (never copied again). */
   readonly #chunks: Buffer[] = []
@@ -97,13 +99,14 @@ export class Generation {
   /** Whether a request arriving now may wait on it. */
   get joinable(): boolean {
     if (this.#sealed || this.#over) return false
-    return this.#head !== undefined || this.#unshareable || performance.now() < this.#startedAt + this.waitMs
+    if (this.#head !== undefined || this.#unshareable) return true
+    return !this.#late && performance.now() < this.#startedAt + this.waitMs
   }
 
   /** Past its wait bound with no head: a request arriving now starts one generation hedging it. */
   get slow(): boolean {
     if (this.#sealed || this.#over || this.#head !== undefined || this.#unshareable) return false
-    return performance.now() >= this.#startedAt + this.waitMs
+    return this.#late || performance.now() >= this.#startedAt + this.waitMs
   }
 
   /** Whether a request is waiting on it or reading it: the body is wanted beyond the leader. */
@@ -130,7 +133,11 @@ export class Generation {
     if (this.#timer === undefined && Number.isFinite(this.waitMs)) {
       const left = this.#startedAt + this.waitMs - performance.now()
       // Past the bound with no head: the waiters go on to the next generation (one hedge).
-      this.#timer = setTimeout(() => this.#release({ kind: 'next', key: this.key }), left).unref()
+      this.#timer = setTimeout(() => {
+        // A timer may fire a little before performance.now() says the bound passed.
+        this.#late = true
+        this.#release({ kind: 'next', key: this.key })
+      }, left).unref()
     }
   }
 
