@@ -49,7 +49,7 @@ const QUICK: Mode = {
   rounds: 3,
   duration: 1,
   warmRequests: 2000,
-  plan: { hitSizes: [KiB, 16 * KiB], redisSizes: [KiB], missSizes: [16 * KiB, 1024 * KiB], storingSizes: [], missDistinct: false, peerSizes: [KiB], expressMiddleware: false, underLoadStores: ['memory'], cold: 10_000 },
+  plan: { hitSizes: [KiB, 16 * KiB], redisSizes: [KiB, 16 * KiB], missSizes: [16 * KiB, 1024 * KiB], storingSizes: [], missDistinct: false, peerSizes: [KiB], expressMiddleware: false, underLoadStores: ['memory'], cold: 10_000 },
   invalidation: [
     { store: 'memory', entries: 100_000, repeats: 3 },
     { store: 'redis', entries: 10_000, repeats: 1 },
@@ -442,6 +442,22 @@ async function main(): Promise<void> {
     if (keep) console.log(`\n.cpuprofile files kept in ${keep} (open them in Chrome DevTools or speedscope for flame graphs)`)
     say(profileTables(profiles))
     say('\n`node --cpu-prof --cpu-prof-interval=100` on each server under autocannon (50 connections, 5 s, after 20k warm-up requests, included); µs per request from the sampled self time. Profiling slows both servers.')
+    if (redis) {
+      // The same for a Redis hit beside the Redis ceiling (one getBuffer + end): issue 14.
+      say()
+      say('## Hit-path profile (1 KiB, RedisStore)')
+      say()
+      const prefix = (what: string) => `prof${process.pid}:${what}:`
+      const timeout = args['redis-timeout'] ? { timeoutMs: Number(args['redis-timeout']) } : {}
+      const redisAcc: ServerSpec = { app: 'acc-redis', size: KiB, redisUrl: redis.url, prefix: prefix('hit'), ...timeout }
+      const redisCeiling = await runner.resolve({ path: '/page/1024' } as Comparison, { label: 'Redis ceiling', spec: { app: 'redis-ceiling', size: KiB, redisUrl: redis.url, prefix: prefix('ceil') }, headersFrom: { spec: redisAcc, status: 200 }, expect: { status: 200 } })
+      await runner.pool.retain([])
+      const redisProfiles = [
+        await profileServer('Redis ceiling', redisCeiling, '/page/1024', driver, pinning, 5, undefined, keep),
+        await profileServer('Redis hit', redisAcc, '/page/1024', driver, pinning, 5, undefined, keep),
+      ]
+      say(profileTables(redisProfiles))
+    }
   }
 
   // Targets.

@@ -125,7 +125,7 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     // Loaded only when asked for: memory-only proxies never load ioredis.
     const { RedisStore } = await import('../stores/redis.js')
     const redis = new RedisStore({ url: config.redis })
-    await redis.ready(REDIS_WAIT_MS).catch((err: Error) => out(`Redis at ${config.redis} is not answering (${err.message}); proxying uncached until it is`))
+    await redis.ready(REDIS_WAIT_MS).catch((err: Error) => out(`${err.message}; proxying uncached until it is`))
     store = redis
   } else store = new MemoryStore({ maxBytes: config.maxBytes })
   const trustForwardedHeaders = config.trustForwardedHeaders ?? false

@@ -14,7 +14,8 @@ export type ErrorHandler = (err: Error, context: ErrorContext) => void
 /**
  * The default `onError`: logs the first error of a burst with `console.error`, then stays quiet
  * for `quietMs`, counting what it did not log, so that a store outage at 10k req/s writes one
- * line every `quietMs` rather than 10k lines a second.
+ * line every `quietMs` rather than 10k lines a second. An expected outage (an error a store marks
+ * `outage: true`, see `src/store.ts`) is one line, its message: its stack says nothing more.
  */
 export function logOncePerBurst(now: () => number, quietMs = 10_000, log: (line: string) => void = console.error): ErrorHandler {
   let loggedAt = -Infinity
@@ -26,7 +27,7 @@ export function logOncePerBurst(now: () => number, quietMs = 10_000, log: (line:
       return
     }
     const more = unlogged > 0 ? ` (${unlogged} more errors in the previous burst were not logged)` : ''
-    log(`node-accelerator: ${op} failed${key === undefined ? '' : ` for ${JSON.stringify(key)}`}: ${err.stack ?? err.message}${more}`)
+    log(`node-accelerator: ${op} failed${key === undefined ? '' : ` for ${JSON.stringify(key)}`}: ${(err as { outage?: unknown }).outage === true ? err.message : (err.stack ?? err.message)}${more}`)
     loggedAt = at
     unlogged = 0
   }

@@ -82,6 +82,9 @@ export interface StoreSize {
  *
  * **Failures.** A store rejects instead of hanging: every call settles within the store's own
  * timeout. The accelerator treats a rejected `get`/`checkpoint`/`set` as a miss (fail open).
+ * An error of an expected outage (the backend unreachable, slow, not connected yet) carries
+ * `outage: true` and a message naming the backend and what happened; the default `onError`
+ * logs it as that one line, without its stack.
  */
 export interface CacheStore {
   /** The entry stored at `key`, stale or fresh; `undefined` when absent or past `expiresAt`. */

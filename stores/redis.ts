@@ -4,8 +4,8 @@
  * Key layout under `prefix` (default `acc:`); the `{...}` part is the Redis Cluster hash tag, so
  * the keys one script touches always share a slot and different entries spread over the slots:
  *
- *   acc:{k:<key>}e   hash: m (meta JSON: status, headers, ...), b (body bytes), g (tags, JSON),
- *                    f (staleAt), x (expiresAt), c (its checkpoint), p (soft-invalidated)
+ *   acc:{k:<key>}v   string: the entry's frame (redis-frame.ts): a fixed ASCII head (staleAt, soft
+ *                    flag, checkpoint, lengths), the meta JSON, the tags JSON, the body bytes
  *   acc:{k:<key>}k   the invalidation number of the last delete(key)
  *   acc:{t:<tag>}z   sorted set: the keys carrying the tag, scored by their expiresAt
  *   acc:{t:<tag>}i   the invalidation number of the tag's last invalidation
@@ -27,9 +27,14 @@
  * Whichever way the two interleave, either the writer sees the record or the invalidator sees
  * the entry. Ordering comes from Redis (one counter), never from local clocks.
  */
-import { Cluster, Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { inspect } from 'node:util'
 import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions } from '../src/store.js'
+import { Connection } from './redis-connection.js'
+import { encodeFrame, fixed16, frameParts, HEAD_BYTES } from './redis-frame.js'
+import { SCRIPTS, type Scripted } from './redis-scripts.js'
+
+export { RedisStoreError } from './redis-connection.js'
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -37,7 +42,13 @@ export interface RedisStoreOptions {
   url?: string
   /** An ioredis `Redis` or `Cluster` to use instead; it is not closed by `close()`. */
   client?: Redis | Cluster
-  /** Prefix of every key, keeping apps on one Redis apart; no `{` or `}`. @default 'acc:' */
+  /**
+   * ioredis options for the client the store creates, over its fail-fast defaults (with `url`,
+   * or alone): `{ sentinels, name }` for Redis Sentinel, `tls` for a CA of your own, `username`
+   * and `password` for an ACL user. Not with `client`.
+   */
+  clientOptions?: RedisOptions
+  /** Prefix of every key, keeping apps on one Redis apart; not empty, no `{` or `}`. @default 'acc:' */
   prefix?: string
   /** Milliseconds after which a command is given up on (the request goes on as a miss). @default 100 */
   timeoutMs?: number
@@ -58,8 +69,6 @@ const RECORD_TTL = DAY
 const SEQ_TTL = 30 * DAY
 /** Index members are trimmed this long after their entry expired (clock skew between processes). */
 const INDEX_GRACE = 60_000
-/** After a command times out, commands fail at once for this long (a paused Redis costs one timeout a second). */
-const BREAK_MS = 1000
 const SCAN_COUNT = 1000
 const DROP_BATCH = 500
 /** Entries per accDropMany script (on a single Redis), and such scripts in flight at once. */
@@ -76,110 +85,6 @@ const TAG_BATCH = 100
  */
 const PROVISIONAL_TTL = 10_000
 
-/**
- * `drop(key, n, soft, now, first)`: drops (soft: marks stale at `now`) the entry at `key` when it
- * was generated before `n` and carries one of the tags in ARGV[first..] (each as JSON.stringify
- * encodes it; none: any). The tag test searches the stored JSON array for the encoded tag as a
- * plain substring opened by `[` or `,` and closed by `,` or `]`, not with cjson: inside a JSON
- * string every quote is escaped, so a quote after `[` or `,` always opens an element, and from
- * there the encoded tag matches exactly one whole element or none.
- */
-const DROP_LUA = `
-  local function carries(tags, encoded)
-    local from = 1
-    while true do
-      local s, e = string.find(tags, encoded, from, true)
-      if not s then return false end
-      local before, after = string.byte(tags, s - 1), string.byte(tags, e + 1)
-      if (before == 91 or before == 44) and (after == 93 or after == 44) then return true end
-      from = s + 1
-    end
-  end
-  local function drop(key, n, soft, now, first)
-    local fields = redis.call('HMGET', key, 'c', 'g')
-    if not fields[1] or tonumber(fields[1]) >= n then return 0 end
-    if first <= #ARGV then
-      local found = false
-      for i = first, #ARGV do
-        if carries(fields[2] or '[]', ARGV[i]) then found = true break end
-      end
-      if not found then return 0 end
-    end
-    if soft == '1' then
-      if tonumber(redis.call('HGET', key, 'f')) > tonumber(now) then redis.call('HSET', key, 'f', now) end
-      redis.call('HSET', key, 'p', '1')
-    else
-      redis.call('UNLINK', key)
-    end
-    return 1
-  end`
-
-/**
- * Lua scripts by command name: how many of their arguments are keys (undefined: the caller says,
- * as its first argument), and the script.
- */
-const SCRIPTS = {
-  // KEYS: entry, key record. ARGV: since, provisional ttl, meta, body, staleAt, soft, tags.
-  // (expiresAt is in the meta: only a hit reads it.)
-  accSet: [2, `
-    local deleted = redis.call('GET', KEYS[2])
-    if deleted and tonumber(deleted) > tonumber(ARGV[1]) then return 0 end
-    redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[1], 'm', ARGV[3], 'b', ARGV[4], 'f', ARGV[5], 'c', ARGV[1], 'p', ARGV[6], 'g', ARGV[7])
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return 1`],
-  // KEYS: entry. ARGV: its checkpoint, ttl. Gives the entry written by this set its full TTL.
-  accCommit: [1, `
-    if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-    return 1`],
-  // KEYS: tag index, tag record. ARGV: key, expiresAt, trim below, ttl. Returns the tag's record.
-  accIndex: [2, `
-    redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-    if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-    return tonumber(redis.call('GET', KEYS[2]) or '0')`],
-  // KEYS: sequence. ARGV: ttl. Monotonic even when Redis restarts empty: never below Redis TIME.
-  accBump: [1, `
-    local time = redis.call('TIME')
-    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-    local n = redis.call('INCR', KEYS[1])
-    if n < now then
-      n = now
-      redis.call('SET', KEYS[1], string.format('%.0f', n))
-    end
-    redis.call('PEXPIRE', KEYS[1], ARGV[1])
-    return n`],
-  // KEYS: a record. ARGV: n, ttl. Raises the record to n (never lowers it).
-  accRaise: [1, `
-    if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-    return 1`],
-  // KEYS: tag index, tag record. ARGV: n, ttl, trim below, most members returned. Records n;
-  // returns the tagged keys, or nil when there are more than that (the caller pages with ZSCAN).
-  accInvalidateTag: [2, `
-    if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-    if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[4]) then return false end
-    return redis.call('ZRANGE', KEYS[1], 0, -1)`],
-  // KEYS: entry. ARGV: n, soft, now, then the invalidated tags (none: any). Drops (or marks
-  // stale) the entry if it was generated before n and carries one of the tags.
-  accDrop: [1, DROP_LUA + `
-    return drop(KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3], 4)`],
-  // The same for many entries at once (KEYS: entries), on a single Redis only: in a Cluster the
-  // entries live in slots of their own, so each goes by accDrop. Returns how many it dropped.
-  accDropMany: [undefined, DROP_LUA + `
-    local dropped = 0
-    for i = 1, #KEYS do dropped = dropped + drop(KEYS[i], tonumber(ARGV[1]), ARGV[2], ARGV[3], 4) end
-    return dropped`],
-  // KEYS: entry, key record. ARGV: n, ttl. Records the delete, drops an entry generated before it.
-  accDelete: [2, `
-    if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
-    local generated = redis.call('HGET', KEYS[1], 'c')
-    if not generated or tonumber(generated) >= tonumber(ARGV[1]) then return 0 end
-    redis.call('UNLINK', KEYS[1])
-    return 1`],
-} as const satisfies Record<string, readonly [keys: number | undefined, lua: string]>
-
-type Scripted = Record<keyof typeof SCRIPTS, (...args: Array<string | number | Buffer>) => Promise<unknown>>
 type Client = (Redis | Cluster) & Scripted
 
 /**
@@ -204,78 +109,61 @@ const DECODED_METAS = 1024
 /** A Redis-backed {@link CacheStore}, shared by every process that uses the same Redis and prefix. */
 export class RedisStore implements CacheStore {
   readonly #client: Client
-  readonly #owned: boolean
+  readonly #connection: Connection<Client>
   readonly #prefix: string
   readonly #timeoutMs: number
   readonly #maxEntryBytes: number
   readonly #now: () => number
   readonly #interleave: RedisStoreOptions['interleave']
-  #unavailableUntil = 0
   #closed = false
   readonly #metas = new Map<string, { bytes: Buffer; meta: Meta }>()
 
   constructor(options: RedisStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
-    const { url, client, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave } = options
+    const { url, client, clientOptions, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave } = options
     if (url !== undefined && client !== undefined) throw new TypeError('expected options.url or options.client, got both')
     if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url))) throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
+    if (clientOptions !== undefined && (typeof clientOptions !== 'object' || clientOptions === null)) throw new TypeError(`expected options.clientOptions to be ioredis options (an object), got ${inspect(clientOptions)}`)
+    if (clientOptions !== undefined && client !== undefined) throw new TypeError('expected options.clientOptions or options.client, got both (options are for the client the store creates)')
     if (client !== undefined && !(client instanceof Redis || client instanceof Cluster)) throw new TypeError(`expected options.client to be an ioredis Redis or Cluster, got ${inspect(client, { depth: 0 })}`)
-    if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new TypeError(`expected options.prefix to be a string without { or }, got ${inspect(prefix)}`)
+    // Not empty: clear() would then match whatever else lives in the database under `{`.
+    if (typeof prefix !== 'string' || prefix === '' || /[{}]/.test(prefix)) throw new TypeError(`expected options.prefix to be a non-empty string without { or } (such as 'acc:'), got ${inspect(prefix)}`)
     for (const [name, value] of [['timeoutMs', timeoutMs], ['maxEntryBytes', maxEntryBytes]] as const) {
       if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${inspect(value)}`)
     }
     if (typeof now !== 'function') throw new TypeError(`expected options.now to be a function, got ${inspect(now)}`)
-    this.#owned = client === undefined
     this.#prefix = prefix
     this.#timeoutMs = timeoutMs
     this.#maxEntryBytes = maxEntryBytes
     this.#now = now
     this.#interleave = interleave
-    const target = client ?? new Redis(url ?? 'redis://127.0.0.1:6379', {
-      // Fail open, fast: no queue while disconnected, no retries of a command, a deadline on
-      // each, and reconnecting forever in the background so caching resumes by itself.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: timeoutMs,
-      connectTimeout: Math.max(1000, timeoutMs * 10),
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
-    })
-    // Every failed command is reported by its caller; the connection's own errors repeat on
-    // each reconnect attempt and would only be noise.
-    if (this.#owned) target.on('error', () => {})
+    const target = client ?? createClient(url, clientOptions, timeoutMs)
     // Scripts run by EVALSHA (EVAL once per connection when Redis does not know them yet).
     for (const [name, [numberOfKeys, lua]] of Object.entries(SCRIPTS)) {
       if (typeof (target as unknown as Record<string, unknown>)[name] !== 'function') target.defineCommand(name, { numberOfKeys, lua })
     }
     this.#client = target as Client
+    this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, now, url: url ?? (client === undefined && clientOptions === undefined ? DEFAULT_URL : undefined) })
   }
 
   /**
-   * Resolves once the connection is up, for an app that wants its first requests to hit the
-   * cache (until then, with no offline queue, they are misses). Rejects after `waitMs`.
+   * Resolves once the connection is up. Not needed before use: until the first connection is
+   * made, commands wait for it (each within `timeoutMs`). Rejects after `waitMs` with the server
+   * and its last error, for an app that would rather not start without its cache.
    */
   async ready(waitMs = 10_000): Promise<void> {
-    if (this.#closed) throw new Error('RedisStore is closed')
-    if (this.#client.status === 'ready') return
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`Redis was not ready within ${waitMs} ms`)), waitMs)
-      const done = (err?: Error) => {
-        clearTimeout(timer)
-        this.#client.off('ready', done)
-        if (err) reject(err)
-        else resolve()
-      }
-      this.#client.once('ready', () => done())
-    })
+    return this.#connection.ready(waitMs)
   }
 
+  /** One GET of the entry's frame (see redis-frame.ts); the body is a view of the reply, not a copy. */
   async get(key: string): Promise<CacheEntry | undefined> {
-    const [m, b, f, p] = await this.#call(() => this.#client.hmgetBuffer(this.#entry(key), 'm', 'b', 'f', 'p'))
-    if (!m || !b || !f) return undefined
-    const meta = this.#decodedMeta(key, m)
+    const frame = await this.#call(() => this.#client.getBuffer(this.#entry(key)))
+    const parts = frame === null ? undefined : frameParts(frame)
+    if (parts === undefined) return undefined
+    const meta = this.#decodedMeta(key, frame!.subarray(HEAD_BYTES, parts.metaEnd))
     if (meta === undefined || this.#now() >= meta.x) return undefined
-    const entry: CacheEntry = { status: meta.s, headers: meta.h, body: b, tags: meta.g, storedAt: meta.t, initialAge: meta.a, staleAt: Number(f.toString()), expiresAt: meta.x }
-    if (p?.length === 1 && p[0] === 0x31 /* '1' */) entry.softInvalidated = true
+    const entry: CacheEntry = { status: meta.s, headers: meta.h, body: frame!.subarray(parts.bodyStart), tags: meta.g, storedAt: meta.t, initialAge: meta.a, staleAt: parts.staleAt, expiresAt: meta.x }
+    if (parts.soft) entry.softInvalidated = true
     if (meta.v) entry.variesOn = meta.v
     return entry
   }
@@ -297,7 +185,8 @@ export class RedisStore implements CacheStore {
     // An entry written in an older layout (without tags and expiry in its meta) is a miss.
     if (!Array.isArray(meta.g) || typeof meta.x !== 'number') return undefined
     if (known === undefined && this.#metas.size >= DECODED_METAS) this.#metas.delete(this.#metas.keys().next().value!)
-    this.#metas.set(key, { bytes, meta })
+    // A copy: the bytes are a view of the whole frame, body included, which must not be kept.
+    this.#metas.set(key, { bytes: Buffer.from(bytes), meta })
     return meta
   }
 
@@ -305,7 +194,17 @@ export class RedisStore implements CacheStore {
     return Number(await this.#call(() => this.#client.get(this.#seq)))
   }
 
+  /** Declines (false) rather than rejects when the store is closed on the way: nothing failed. */
   async set(key: string, entry: CacheEntry, since: Checkpoint): Promise<boolean> {
+    try {
+      return await this.#write(key, entry, since)
+    } catch (err) {
+      if (this.#closed) return false
+      throw err
+    }
+  }
+
+  async #write(key: string, entry: CacheEntry, since: Checkpoint): Promise<boolean> {
     const ttl = Math.ceil(entry.expiresAt - this.#now())
     if (this.#closed || ttl <= 0 || entry.body.byteLength > this.#maxEntryBytes) return false
     const tags = [...new Set(entry.tags)]
@@ -316,7 +215,7 @@ export class RedisStore implements CacheStore {
     const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge, g: tags, x: entry.expiresAt }
     if (entry.variesOn) meta.v = [...entry.variesOn]
     const written = await this.#call(() =>
-      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), JSON.stringify(meta), entry.body, entry.staleAt, entry.softInvalidated ? '1' : '0', JSON.stringify(tags)),
+      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), encodeFrame(entry.staleAt, entry.softInvalidated === true, since, JSON.stringify(meta), JSON.stringify(tags), entry.body)),
     )
     if (!written) return false
     await this.#interleave?.('written')
@@ -355,7 +254,7 @@ export class RedisStore implements CacheStore {
     const soft = options.soft === true ? '1' : '0'
     // Each tag as JSON.stringify wrote it into the entry's `g` array (see DROP_LUA).
     const wanted = [...new Set(tags)].map((tag) => JSON.stringify(tag))
-    const now = this.#now()
+    const now = fixed16(this.#now())
     let dropped: unknown[]
     if (this.#client instanceof Cluster) {
       dropped = await inBatches(keys, (key) => this.#call(() => this.#client.accDrop(this.#entry(key), n, soft, now, ...wanted)), DROP_BATCH)
@@ -385,16 +284,20 @@ export class RedisStore implements CacheStore {
     return members
   }
 
-  /** Deletes this prefix's entries whose key starts with `keyPrefix` (all its keys when empty), by SCAN. */
+  /**
+   * Deletes this prefix's entries whose key starts with `keyPrefix` (all of them when empty), by
+   * SCAN. The pattern is `<prefix>{...`: as no prefix holds a `{`, it matches this prefix's keys
+   * and no sibling's (`p:{*` cannot match `p:blog:{k:...}`), and the sequence and floor
+   * (`<prefix>#...`) are left alone.
+   */
   async clear(keyPrefix = ''): Promise<void> {
     const n = await this.#bump()
     await this.#call(() => this.#client.accRaise(this.#floor, n, RECORD_TTL))
-    const match = keyPrefix === '' ? `${glob(this.#prefix)}*` : `${glob(this.#prefix)}{k:${glob(keyPrefix)}*`
-    const keep = new Set([this.#seq, this.#floor])
+    const match = `${glob(this.#prefix)}{${keyPrefix === '' ? '' : `k:${glob(keyPrefix)}`}*`
     const nodes = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client]
     for (const node of nodes) {
       for await (const batch of node.scanStream({ match, count: SCAN_COUNT }) as AsyncIterable<string[]>) {
-        await Promise.all(batch.filter((key) => !keep.has(key)).map((key) => this.#call(() => this.#client.unlink(key))))
+        await Promise.all(batch.map((key) => this.#call(() => this.#client.unlink(key))))
       }
     }
   }
@@ -404,27 +307,15 @@ export class RedisStore implements CacheStore {
     if (this.#closed) return
     this.#closed = true
     this.#metas.clear()
-    if (this.#owned) await this.#client.quit().catch(() => this.#client.disconnect())
+    await this.#connection.close()
   }
 
   #bump(): Promise<number> {
     return this.#call(() => this.#client.accBump(this.#seq, SEQ_TTL)).then(Number)
   }
 
-  /**
-   * Runs one command within the deadline. A created client enforces it itself (commandTimeout);
-   * one passed in may not, so it is raced here. After a timeout, commands fail at once for a
-   * second: a paused Redis costs one request the timeout, not every request.
-   */
-  async #call<T>(command: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new Error('RedisStore is closed')
-    if (performance.now() < this.#unavailableUntil) throw new Error('Redis did not answer in time recently; not asking again yet')
-    try {
-      return await (this.#owned ? command() : deadline(command(), this.#timeoutMs))
-    } catch (err) {
-      if ((err as Error).message === 'Command timed out') this.#unavailableUntil = performance.now() + BREAK_MS
-      throw err
-    }
+  #call<T>(command: () => Promise<T>): Promise<T> {
+    return this.#connection.call(command)
   }
 
   get #seq(): string {
@@ -434,7 +325,7 @@ export class RedisStore implements CacheStore {
     return `${this.#prefix}#floor`
   }
   #entry(key: string): string {
-    return `${this.#prefix}{k:${key}}e`
+    return `${this.#prefix}{k:${key}}v`
   }
   #keyRecord(key: string): string {
     return `${this.#prefix}{k:${key}}k`
@@ -447,18 +338,33 @@ export class RedisStore implements CacheStore {
   }
 }
 
+const DEFAULT_URL = 'redis://127.0.0.1:6379'
+
+/** The client a store creates: `clientOptions` over defaults that fail open, fast. */
+function createClient(url: string | undefined, clientOptions: RedisOptions | undefined, timeoutMs: number): Redis {
+  const options: RedisOptions = {
+    // No queue while disconnected, no retries of a command, a deadline on each, and reconnecting
+    // forever in the background so caching resumes by itself. (Commands wait for the first
+    // connection in Connection, within the timeout.)
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeoutMs,
+    connectTimeout: Math.max(1000, timeoutMs * 10),
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // Sentinel: reconnect to the new master as soon as a sentinel announces it (+switch-master),
+    // and on a write refused by a demoted master (READONLY) that the announcement has not reached.
+    failoverDetector: true,
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    ...clientOptions,
+  }
+  return url === undefined && clientOptions !== undefined ? new Redis(options) : new Redis(url ?? DEFAULT_URL, options)
+}
+
 /** Runs `run` over `items`, `size` at a time; resolves every result, in order. */
 async function inBatches<T, R>(items: readonly T[], run: (item: T) => Promise<R>, size = TAG_BATCH): Promise<R[]> {
   const results: R[] = []
   for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(run))))
   return results
-}
-
-/** Rejects with ioredis's own timeout message when `promise` takes longer than `ms`. */
-function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('Command timed out')), ms)))
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
 }
 
 /** A literal for a SCAN MATCH pattern. */

@@ -11,7 +11,7 @@ import t, { type Test } from 'tap'
 import { accelerate, forward, formatHttpDate, MemoryStore, type AccelerateOptions, type CacheEntry, type Checkpoint, type CacheStore, type Handler } from '../src/index.js'
 import { RedisStore } from '../stores/redis.js'
 import { redisUrl, PATIENT_MS } from './fixtures/redis-server.js'
-import { listen } from './fixtures/http.js'
+import { eventually, listen } from './fixtures/http.js'
 import { heapUsed, listenWith, rawOrigin, rawRequest, repeat, targetOf, type ServerLimits } from './fixtures/hostile-http.js'
 
 const ETAG = '"v1"'
@@ -474,15 +474,6 @@ const ILL_FORMED_TAGS: Array<[string, string[]]> = [
 
 type StoreMaker = (t: Test) => Promise<CacheStore>
 
-/** Resolves once `condition()` holds (a Redis store writes a few round trips after the response). */
-async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
-
 const memory: StoreMaker = async () => new MemoryStore()
 let redisRun = 0
 const redis = (url: string): StoreMaker => async (t) => {
@@ -517,7 +508,7 @@ function tagSuite(t: Test, name: string, makeStore: () => StoreMaker | Promise<S
         const { app, get, errors } = await taggedSite(t, await make(t), TAG_CASES.map((one) => one.tags))
         const paths = [...TAG_CASES.keys()].map((i) => `/tag/${i}`)
         for (const path of paths) t.match((await get(path)).headers['cache-status'], STORED, `${path} stored`)
-        await until(() => app.stats().stores === paths.length, 'every entry stored')
+        await eventually(() => app.stats().stores === paths.length, 'every entry stored')
         for (const miss of c.misses) t.equal(await app.invalidateTags([miss]), 0, `a near miss (${miss.length} chars) drops nothing`)
         t.equal(await app.invalidateTags([c.purge]), 1, 'its tag drops exactly one entry')
         for (const [i, path] of paths.entries()) {
@@ -542,9 +533,9 @@ function tagSuite(t: Test, name: string, makeStore: () => StoreMaker | Promise<S
       const many = Array.from({ length: 10_000 }, (_, i) => `many:${i}`)
       const { app, get, errors } = await taggedSite(t, await make(t), [many])
       t.match((await get('/bystander')).headers['cache-status'], STORED)
-      await until(() => app.stats().stores === 1, 'the bystander stored')
+      await eventually(() => app.stats().stores === 1, 'the bystander stored')
       t.match((await get('/tag/0')).headers['cache-status'], STORED)
-      await until(() => app.stats().stores === 2 || errors.length > 0, 'stored, or failed')
+      await eventually(() => app.stats().stores === 2 || errors.length > 0, 'stored, or failed')
       t.same(errors, [], 'no store error')
       t.match((await get('/bystander')).headers['cache-status'], HIT, 'other pages are still hits')
       t.match((await get('/tag/0')).headers['cache-status'], HIT)

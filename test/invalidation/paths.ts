@@ -9,7 +9,7 @@ import { Cluster } from 'ioredis'
 import { accelerate, forward, MemoryStore, type AccelerateOptions, type CacheStore, type Handler } from '../../src/index.js'
 import { RedisStore } from '../../stores/redis.js'
 import { startCluster, startRedis, PATIENT_MS } from '../fixtures/redis-server.js'
-import { gate, listen } from '../fixtures/http.js'
+import { eventually, gate, listen } from '../fixtures/http.js'
 import { rawRequest, type RawReply } from '../fixtures/hostile-http.js'
 import { pathTag } from '../../src/invalidation.js'
 
@@ -38,15 +38,6 @@ async function redis(t: Test, store: RedisStore): Promise<CacheStore> {
     await store.close()
   })
   return store
-}
-
-/** Polls until `condition()` holds: a Redis store writes a few round trips after the response. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + PATIENT_MS
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not within ${PATIENT_MS} ms: ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
 }
 
 /** `store`, counting the writes started and settled (stored or refused). */
@@ -86,7 +77,7 @@ async function site(t: Test, store: CacheStore, options: AccelerateOptions = {},
     const started = writes.started
     const reply = await rawRequest(url, { method, target, host, lines })
     if (wait && /; stored/.test(String(reply.headers['cache-status']))) {
-      await until(() => writes.started > started && writes.settled === writes.started, `${target}: its writes settled`)
+      await eventually(() => writes.started > started && writes.settled === writes.started, `${target}: its writes settled`)
     }
     return reply
   }

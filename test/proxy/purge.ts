@@ -122,7 +122,7 @@ t.test('the proxy on Redis, and on a Redis that does not answer (it serves anywa
   const origin = await listen(t, (_req, res) => res.end('uncached'))
   const down = await startProxy({ upstream: new URL(origin), port: 0, host: '127.0.0.1', maxBytes: 1 << 20, keepSurrogateHeaders: false, log: false, redis: `redis://127.0.0.1:${await freePort()}` }, (line) => lines.push(line))
   t.teardown(() => down.close())
-  t.match(lines[0], /^Redis at redis:\/\/127\.0\.0\.1:\d+ is not answering \(Redis was not ready within 2000 ms\); proxying uncached until it is$/)
+  t.match(lines[0], /^RedisStore redis:\/\/127\.0\.0\.1:\d+: not ready within 2000 ms \(last error: connection refused \(ECONNREFUSED\)\); proxying uncached until it is$/)
   t.equal((await request(down.url + '/')).text, 'uncached')
 })
 

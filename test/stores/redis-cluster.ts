@@ -29,7 +29,7 @@ t.test('a tag whose entries live on every node is invalidated in one call', asyn
   const keys = Array.from({ length: 30 }, (_, i) => `https://example.com/page/${i}`)
   const since = await store.checkpoint()
   for (const key of keys) t.ok(await store.set(key, makeEntry({ tags: ['section', `page:${key}`], body: Buffer.from(key) }), since))
-  const perNode = await Promise.all(cluster.nodes('master').map(async (node) => (await node.keys('spread:{k:*}e')).length))
+  const perNode = await Promise.all(cluster.nodes('master').map(async (node) => (await node.keys('spread:{k:*}v')).length))
   t.equal(perNode.reduce((a, b) => a + b, 0), 30)
   t.ok(perNode.filter((count) => count > 0).length === 3, `entries on every master: ${perNode.join(', ')}`)
   for (const key of keys) t.equal((await store.get(key))?.body.toString(), key, 'a hit, from whichever node holds it')
@@ -45,4 +45,19 @@ t.test('clear() scans every master', async (t) => {
   await store.clear()
   const left = await Promise.all(cluster.nodes('master').map((node) => node.keys('wipe:{*')))
   t.same(left.flat(), [])
+})
+
+t.test('sibling prefixes on a cluster: clear() of c: leaves every key of c:blog: on every master', async (t) => {
+  const [outer, inner] = ['c:', 'c:blog:'].map((prefix) => new RedisStore({ timeoutMs: PATIENT_MS, client: cluster, prefix }))
+  const keysOf = async (prefix: string) => (await Promise.all(cluster.nodes('master').map((node) => node.keys(`${prefix}*`)))).flat().filter((key) => !key.startsWith('c:blog:') || prefix === 'c:blog:').sort()
+  for (const store of [outer!, inner!]) {
+    const since = await store.checkpoint()
+    for (let i = 0; i < 30; i++) await store.set(`k${i}`, makeEntry({ tags: ['t', `k${i}`] }), since)
+    await store.invalidateTags(['gone'])
+  }
+  const before = await keysOf('c:blog:')
+  await outer!.clear()
+  t.same(await keysOf('c:'), ['c:#floor', 'c:#seq'], 'c: keeps only its sequence and floor')
+  t.same(await keysOf('c:blog:'), before, `c:blog: keeps its ${before.length} keys`)
+  t.ok(await inner!.get('k7'), 'and its hits')
 })

@@ -2,6 +2,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { RedisStore } from '../../stores/redis.js'
+import { encodeFrame } from '../../stores/redis-frame.js'
 import { storeConformance, makeEntry } from '../fixtures/store-conformance.js'
 import { sharedRedis, startRedis, PATIENT_MS } from '../fixtures/redis-server.js'
 
@@ -183,7 +184,10 @@ t.test('bad options throw a TypeError naming the option', async (t) => {
     [{ url: 5 }, /^expected options\.url/],
     [{ url: 'redis://x', client }, /^expected options\.url or options\.client, got both$/],
     [{ client: {} }, /^expected options\.client to be an ioredis Redis or Cluster/],
-    [{ client, prefix: 'a{b}' }, /^expected options\.prefix to be a string without \{ or \}, got 'a\{b\}'$/],
+    [{ client, prefix: 'a{b}' }, /^expected options\.prefix to be a non-empty string without \{ or \} \(such as 'acc:'\), got 'a\{b\}'$/],
+    [{ clientOptions: 'x' }, /^expected options\.clientOptions to be ioredis options \(an object\), got 'x'$/],
+    [{ clientOptions: null }, /^expected options\.clientOptions to be ioredis options/],
+    [{ clientOptions: {}, client }, /^expected options\.clientOptions or options\.client, got both/],
     [{ client, prefix: 3 }, /^expected options\.prefix/],
     [{ client, timeoutMs: 0 }, /^expected options\.timeoutMs to be a positive integer, got 0$/],
     [{ client, maxEntryBytes: 1.5 }, /^expected options\.maxEntryBytes to be a positive integer, got 1\.5$/],
@@ -231,11 +235,16 @@ t.test('a stored version\'s meta is parsed once; unreadable or older metas are m
   const etags = async () => (await fifty(many, (key) => store.get(key))).map((entry) => entry?.headers.etag)
   t.strictSame(await etags(), many.map((_, i) => `"${i}"`))
   t.strictSame(await etags(), many.map((_, i) => `"${i}"`), 'and again, after the oldest were let go')
-  const entryKey = `${prefix}{k:k}e`
-  await raw.hset(entryKey, 'm', '{not json')
+  const entryKey = `${prefix}{k:k}v`
+  const frame = (meta: string) => encodeFrame(Date.now() + 60_000, false, 0, meta, '[]', Buffer.from('body'))
+  await raw.set(entryKey, frame('{not json'))
   t.equal(await store.get('k'), undefined, 'a meta that is not JSON is a miss')
-  await raw.hset(entryKey, 'm', JSON.stringify({ s: 200, h: {}, t: 0, a: 0 }))
-  t.equal(await store.get('k'), undefined, 'a meta of the older layout (no tags, no expiry) is a miss')
+  await raw.set(entryKey, frame(JSON.stringify({ s: 200, h: {}, t: 0, a: 0 })))
+  t.equal(await store.get('k'), undefined, 'a meta without tags or expiry is a miss')
+  await raw.set(entryKey, 'not a frame, but long enough to have been one: 0123456789012345678901234567890123456789')
+  t.equal(await store.get('k'), undefined, 'what is not a frame is a miss')
+  await raw.set(entryKey, frame('{}').subarray(0, 60))
+  t.equal(await store.get('k'), undefined, 'a frame cut short is a miss')
 })
 
 t.test('a tag over more entries than one reply carries is read in pages', async (t) => {
