@@ -309,28 +309,29 @@ class BodyCopy {
 }
 
 /**
- * Keeps `'close'` from the handler while `holds()` says others still want the body it writes:
- * the requests reading it as it streams, or the store behind a HEAD run as the cache's own GET,
- * whose client hangs up once it has the headers. A pipe() stops on close; a vanished client must
- * stop nobody else. Released by `release()` (the body is complete, or the generation over), or
+ * Keeps `'finish'` and `'close'` from the handler while `holds()` says others still want the body
+ * it writes: the requests reading it as it streams, or the store behind a HEAD run as the cache's
+ * own GET, or a client answered 304 while others wait for the body. Such a response finishes
+ * before the handler does (HTTP/2 ends a stream with the headers of a HEAD or a 304), and a pipe()
+ * unpipes on either event: a client done or vanished must stop nobody else. Released, in the
+ * order Node emitted them, by `release()` (the body is complete, or the generation over), or
  * after `stallMs` without a byte (`progress()` counts one): a handler that waits for 'close'
  * before it ends learns of it then.
  */
 export function holdClose(res: ServerResponse, holds: () => boolean, stallMs: number): { release(): void; progress(): void } {
   const emit = res.emit
-  let held: unknown[] | undefined
+  const held: [string, unknown[]][] = []
   let holding = true
   let stall: NodeJS.Timeout | undefined
   const release = () => {
     holding = false
     clearTimeout(stall)
-    if (held) emit.call(res, 'close', ...held)
-    held = undefined
+    for (const [event, args] of held.splice(0)) emit.call(res, event, ...args)
   }
   res.emit = function (this: ServerResponse, event: string | symbol, ...args: unknown[]): boolean {
-    if (event !== 'close' || !holding || !holds()) return emit.call(this, event, ...args)
-    held = args
-    stall = setTimeout(release, stallMs).unref()
+    if ((event !== 'close' && event !== 'finish') || !holding || !holds()) return emit.call(this, event, ...args)
+    held.push([event, args])
+    stall ??= setTimeout(release, stallMs).unref()
     return true
   } as ServerResponse['emit']
   return { release, progress: () => stall?.refresh() }
