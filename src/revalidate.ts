@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { CacheEntry } from './store.js'
 import type { HeaderRecord } from './tee.js'
 import { BODY_HEADERS } from './conditional.js'
+import { setRawHeaders } from './request.js'
 
 /**
  * Replaces the request's own validators with the stored entry's (RFC 9111 §4.3.1), so that a
@@ -20,8 +21,7 @@ export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeader
   const { etag, 'last-modified': lastModified } = entry?.headers ?? {}
   if (typeof etag === 'string') raw.push('If-None-Match', (headers['if-none-match'] = etag))
   if (typeof lastModified === 'string') raw.push('If-Modified-Since', (headers['if-modified-since'] = lastModified))
-  // An own property: HTTP/2's compatibility request only has a getter for rawHeaders.
-  Object.defineProperty(req, 'rawHeaders', { value: raw, writable: true, configurable: true, enumerable: true })
+  setRawHeaders(req, raw)
   return asSent
 }
 
