@@ -80,6 +80,14 @@ export type Run = (fallback?: () => boolean, demand?: Demand) => Promise<boolean
 /** The counters of {@link Stats}, all kept by the accelerator. */
 export type Counts = Required<Omit<Stats, 'entries' | 'bytes'>>
 
+/** Every counter at zero. */
+export function noCounts(): Counts {
+  return {
+    hits: 0, misses: 0, staleHits: 0, notModified: 0, stores: 0, bytesStored: 0, bypasses: 0,
+    errors: 0, coalesced: 0, revalidations: 0, refreshes: 0,
+  }
+}
+
 /** What generations need of the accelerator around them. */
 export interface Core {
   opts: ResolvedOptions
