@@ -8,12 +8,14 @@
 import t, { type Test } from 'tap'
 import http, { type IncomingMessage } from 'node:http'
 import express from 'express'
+import { Readable } from 'node:stream'
 import { accelerate, MemoryStore } from '../../src/index.js'
 import type { Accelerator, AcceleratedResponse, CacheStore, Handler } from '../../src/index.js'
 import { RedisStore } from '../../stores/redis.js'
 import { eventually, gate, listen, manualClock, pattern, request, steady, type Reply } from '../fixtures/http.js'
 import { HeldStore } from '../fixtures/held-store.js'
 import { sharedRedis, PATIENT_MS } from '../fixtures/redis-server.js'
+import { serve } from '../fixtures/transports.js'
 
 const TIMEOUT = { timeout: 60_000 }
 
@@ -185,6 +187,52 @@ t.test('the first request has a matching If-None-Match (lazy 304), then 20 uncon
   t.ok(bodiesStarted <= 2, `bodies started: ${bodiesStarted}`)
   t.match((await request(url + '/k')).headers['cache-status'], /; hit/, 'stored')
 })
+
+// A pipe() unpipes when its response emits 'finish' or 'close': a leader answered 304 (or HEAD:
+// HTTP/2 ends such a stream with its headers) must not stop the body the waiters read. (The
+// conditional cases failed before 'finish' was held: waiters cut, nothing stored.)
+for (const transport of ['http', 'h2c'] as const) {
+  for (const leading of ['conditional', 'HEAD'] as const) {
+    const name = `${transport}: a ${leading} leader, a pipe()d body, 10 waiting: 1 run, all whole`
+    t.test(name, TIMEOUT, async (t) => {
+      const flow = gate()
+      t.teardown(() => flow.open())
+      const size = 64 * 1024
+      const o = origin((n, _req, res) => {
+        res.cacheFor = 60
+        res.setHeader('etag', '"v1"')
+        res.setHeader('content-type', 'application/octet-stream')
+        const body = bodyOf(n, size)
+        // The first chunk makes the head final (the leader's answer goes out); the rest flows
+        // once the leader's client has it.
+        Readable.from((async function* () {
+          for (let at = 0; at < size; at += 8192) {
+            if (at === 8192) await flow.promise
+            yield body.subarray(at, at + 8192)
+          }
+        })()).pipe(res)
+      })
+      t.teardown(() => o.openAll())
+      const app = accelerate(o.handler)
+      t.teardown(() => app.close())
+      const served = await serve(t, transport, app)
+      const first = o.hold(1)
+      const asks = leading === 'HEAD' ? { method: 'HEAD' } : { headers: { 'if-none-match': '"v1"' } }
+      const leader = served.request('/k', asks)
+      await until(() => o.runs === 1, 'the leader generating')
+      const waiters = Array.from({ length: 10 }, () => served.request('/k'))
+      await waiting(app, 10)
+      first.open()
+      t.equal((await leader).status, leading === 'HEAD' ? 200 : 304, 'the leader gets its answer at once')
+      flow.open()
+      const replies = await Promise.all(waiters)
+      const bad = replies.filter((r) => !(r.status === 200 && r.complete && r.body.equals(bodyOf(1, size))))
+      t.same(bad.map((r) => `${r.status}/${r.body.length}`), [], 'every waiter got the whole body')
+      t.equal(o.runs, 1, 'one handler run')
+      t.match((await served.request('/k')).headers['cache-status'], /; hit/, 'stored')
+    })
+  }
+}
 
 /** A GET that reads its first body bytes, then hangs up when told. */
 function abortable(url: string) {
