@@ -10,13 +10,21 @@ export function isBody(value: unknown): value is Body {
   return typeof value === 'object' && value !== null && (Symbol.asyncIterator in value || Symbol.iterator in value)
 }
 
+/** What the cache asks of a returned body. */
+export interface Demand {
+  /** The client's copy is current and nobody else needs the body: answer 304, start nothing. */
+  notModified(): boolean
+  /** Others read the body (coalescing): keep pulling it when this client goes away. */
+  shared(): boolean
+}
+
 /**
  * Writes `body` to `res` and ends it. Iterables are pulled one chunk at a time, and the next
  * chunk is not asked for while `write()` says the client is behind (until `'drain'`). When the
  * client goes away, or `notModified()` says the client's copy is current before the first chunk,
  * the iterator is closed with `return()`: a generator that has not started never runs.
  */
-export async function writeBody(res: ServerResponse, body: Body, notModified: () => boolean): Promise<void> {
+export async function writeBody(res: ServerResponse, body: Body, demand: Demand): Promise<void> {
   if (typeof body === 'string' || body instanceof Uint8Array) {
     res.end(body)
     return
@@ -24,13 +32,14 @@ export async function writeBody(res: ServerResponse, body: Body, notModified: ()
   const iterator: Iterator<unknown> | AsyncIterator<unknown> =
     Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]()
   let exhausted = false
+  const wanted = () => !isGone(res) || demand.shared()
   try {
     // A lazy body: answer 304 from the headers the handler set, before generating anything.
-    if (!res.headersSent && notModified()) {
+    if (!res.headersSent && demand.notModified()) {
       res.end()
       return
     }
-    while (!res.destroyed) {
+    while (wanted()) {
       const next = await iterator.next()
       if (next.done) {
         exhausted = true
@@ -41,12 +50,20 @@ export async function writeBody(res: ServerResponse, body: Body, notModified: ()
   } finally {
     if (!exhausted) await iterator.return?.()
   }
-  if (!res.destroyed) res.end()
+  if (wanted()) res.end()
+}
+
+/**
+ * Whether the response's connection is gone. HTTP/2's compatibility response has no `destroyed`:
+ * its stream has (Node 20 lib/internal/http2/compat.js).
+ */
+export function isGone(res: ServerResponse): boolean {
+  return res.destroyed ?? (res as { stream?: { destroyed: boolean } }).stream?.destroyed === true
 }
 
 /** Resolves on `'drain'`, or at once when the response is gone (no drain would ever come). */
 export function drained(res: ServerResponse): Promise<void> {
-  if (res.destroyed) return Promise.resolve()
+  if (isGone(res)) return Promise.resolve()
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done)

@@ -17,6 +17,19 @@ const NOT_STORED = new Set([
 ])
 
 /**
+ * The headers a response shared with the requests that waited on it carries as it streams:
+ * those that will be stored, with the response's Content-Length when known (the body may still be
+ * coming).
+ */
+export function sharedHeaders(sent: HeaderRecord, length: number | undefined): HeaderRecord {
+  const headers: HeaderRecord = {}
+  for (const name in sent) if (!NOT_STORED.has(name) || name === 'content-length') setOwn(headers, name, sent[name] as string | string[])
+  // A body given whole to end(): Node would say its length; so do we.
+  if (length !== undefined) headers['content-length'] ??= String(length)
+  return headers
+}
+
+/**
  * The entry for a response that finished in full, ready for `store.set`: fresh for `ttl`, then
  * kept for its stale windows and for revalidation (see {@link retention}).
  */

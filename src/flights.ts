@@ -1,94 +1,58 @@
 /**
- * Coalescing: one generation per key at a time. Requests that find a generation under way wait
- * for its outcome instead of running the handler again, for at most a bounded time.
+ * Coalescing: the generations in progress, by key. A request that finds one it may join waits on
+ * it (see generation.ts) instead of running the handler again; one that finds none, or one past
+ * its wait bound, starts the next, registered here at once so that the requests after it wait.
  */
-import type { CacheEntry } from './store.js'
+import { Generation } from './generation.js'
 
-/** What a generation produced for the requests waiting on it. */
-export interface Outcome {
-  /** The entry to serve them: stored, or (stale-if-error) the stale one. */
-  entry: CacheEntry
-  /** The key it is stored under; a waiter of another variant must not be served it. */
-  key: string
-  /** Why it is served, for Cache-Status (`stale-if-error`). */
-  detail?: string
-}
-
-/**
- * One generation in progress for a key. Most generations have no waiter, so the promise and the
- * timer bounding the wait are only made when a request first waits (a timer per miss cost about
- * a microsecond, measured in bench/); the bound still counts from the generation's start.
- */
-export class Flight {
-  readonly #waitUntil: number
-  #settled = false
-  #outcome: Outcome | undefined
-  #waiting: Promise<Outcome | undefined> | undefined
-  #resolve: ((outcome: Outcome | undefined) => void) | undefined
-  #timer: NodeJS.Timeout | undefined
-
-  constructor(waitMs: number) {
-    // Nobody waits longer than waitMs; the generation itself goes on and may still store.
-    this.#waitUntil = performance.now() + waitMs
-    if (waitMs <= 0) this.settle(undefined)
-  }
-
-  /**
-   * Resolves what waiters are to be served: an outcome, or undefined when they must run the
-   * handler themselves (the response is not storable, failed, or took too long). Only the
-   * first call counts.
-   */
-  settle(outcome: Outcome | undefined): void {
-    if (this.#settled) return
-    this.#settled = true
-    this.#outcome = outcome
-    clearTimeout(this.#timer)
-    this.#resolve?.(outcome)
-  }
-
-  /** The outcome, when there is one, or undefined at the latest after the wait bound. */
-  wait(): Promise<Outcome | undefined> {
-    if (this.#waiting) return this.#waiting
-    const left = this.#waitUntil - performance.now()
-    if (!this.#settled && left <= 0) this.settle(undefined)
-    if (this.#settled) return (this.#waiting = Promise.resolve(this.#outcome))
-    this.#waiting = new Promise((resolve) => (this.#resolve = resolve))
-    this.#timer = setTimeout(() => this.settle(undefined), left).unref()
-    return this.#waiting
-  }
-}
-
-/** The generations in progress, by key. */
 export class Flights {
-  readonly #flights = new Map<string, Flight>()
+  readonly #generations = new Map<string, Generation>()
 
-  /** @param waitMs how long a request waits for another's generation; 0 never waits. */
+  /** @param waitMs how long a request waits for another's status and headers; 0 never waits. */
   constructor(private readonly waitMs: number) {}
 
-  get(key: string): Flight | undefined {
-    return this.#flights.get(key)
+  /** The generation registered for `key`, joinable or not (a background refresh, say). */
+  get(key: string): Generation | undefined {
+    return this.#generations.get(key)
+  }
+
+  /** The generation a request for `key` arriving now waits on, if any. */
+  joinable(key: string): Generation | undefined {
+    const generation = this.#generations.get(key)
+    return this.waitMs > 0 && generation?.joinable ? generation : undefined
   }
 
   /**
-   * Registers a generation for `key`; `land()` removes it once the generation is over (it
-   * settles the flight too, if nothing did). A key has at most one flight: so at most one
-   * background refresh per key.
+   * Registers a new generation for `key`. Started past the wait bound of a slow one, it hedges
+   * it: it has no bound of its own, and its waiters take whichever of the two serves first.
    */
-  start(key: string): { flight: Flight; land: () => void } {
-    const flight = new Flight(this.waitMs)
-    this.#flights.set(key, flight)
-    return {
-      flight,
-      land: () => {
-        flight.settle(undefined)
-        if (this.#flights.get(key) === flight) this.#flights.delete(key)
-      },
-    }
+  start(key: string): Generation {
+    const current = this.#generations.get(key)
+    const slow = this.waitMs > 0 && current?.slow ? current : undefined
+    const generation = new Generation(key, slow ? Infinity : this.waitMs, slow)
+    this.#generations.set(key, generation)
+    return generation
   }
 
-  /** Releases every waiter and forgets every flight (on close: no timer outlives it). */
+  /** Registers it under the key of the variant it produces too, unless one runs there. */
+  alias(key: string, generation: Generation): void {
+    if (!this.#generations.has(key)) this.#generations.set(key, generation)
+  }
+
+  /** Forgets it (its entry is stored, or will not be): its waiters go on to the next one. */
+  land(generation: Generation, keys: readonly string[]): void {
+    generation.end()
+    for (const key of keys) if (this.#generations.get(key) === generation) this.#generations.delete(key)
+  }
+
+  /** An invalidation: requests from now on start new generations (no stale resurrection). */
+  seal(): void {
+    for (const generation of this.#generations.values()) generation.seal()
+  }
+
+  /** Releases every waiter and forgets every generation (on close: no timer outlives it). */
   clear(): void {
-    for (const flight of this.#flights.values()) flight.settle(undefined)
-    this.#flights.clear()
+    for (const generation of this.#generations.values()) generation.end()
+    this.#generations.clear()
   }
 }

@@ -12,22 +12,25 @@ import type { ErrorHandler } from './report.js'
 import type { CacheControl } from './cache-control.js'
 import { describe } from './options.js'
 import { answersNotModified, isNotModified, notModifiedHeaders } from './conditional.js'
+import { isConditional } from './request.js'
 import { freshness, type Freshness } from './policy.js'
 import { strongEtag } from './etag.js'
 import { formatHttpDate } from './http-date.js'
-import { completion, teeResponse, type Head, type HeadPlan, type TeeResult } from './tee.js'
-import { toEntry } from './entry.js'
+import { completion, holdClose, teeResponse, type BodySink, type Head, type HeaderRecord, type HeadPlan, type TeeResult } from './tee.js'
+import { sharedHeaders, toEntry } from './entry.js'
 import { merged } from './merged.js'
 import { entryResponse, type StatusHeaders } from './respond.js'
 import { coversVariant, variantKey, varyNames, varyRecord } from './vary.js'
 import { isTag } from './key.js'
 import { ownTags, userTags } from './invalidation.js'
-import { refreshedHeaders, sendValidators } from './revalidate.js'
-import type { Flight, Outcome } from './flights.js'
+import { bodyWanted, refreshedHeaders, sendValidators } from './revalidate.js'
+import type { Flights } from './flights.js'
+import type { Generation, SharedHead } from './generation.js'
+import type { Demand } from './body.js'
 import { SURROGATE_HEADERS, surrogateInstructions, type SurrogateInstructions } from './surrogate.js'
 
-/** One generation of a response: for a miss, a revalidation, or a background refresh. */
-export interface Generation {
+/** A miss to generate: for a request, a revalidation, or a background refresh. */
+export interface Miss {
   base: string
   /** Where the lookup looked (the variant key when a vary record was found). */
   key: string
@@ -36,7 +39,8 @@ export interface Generation {
   stale?: CacheEntry | undefined
   ifErrorUntil: number
   cc: CacheControl
-  lease?: { flight: Flight; land: () => void } | undefined
+  /** The shared generation this run feeds (coalescing): registered under `key` in flights. */
+  flight?: Generation | undefined
   background?: boolean
   /** The lookup just failed: do not wait for the store again (nothing is stored). */
   storeDown?: boolean | undefined
@@ -67,11 +71,22 @@ function omit<T extends Record<string, unknown>>(headers: T, names: readonly str
   return kept as T
 }
 
-/** Generates the response: the handler (with a stale-if-error fallback) or the next middleware. */
-export type Run = (fallback?: () => boolean) => Promise<boolean>
+/**
+ * Generates the response: the handler (with a stale-if-error fallback, and what the cache asks
+ * of a returned body) or the next middleware.
+ */
+export type Run = (fallback?: () => boolean, demand?: Demand) => Promise<boolean>
 
 /** The counters of {@link Stats}, all kept by the accelerator. */
 export type Counts = Required<Omit<Stats, 'entries' | 'bytes'>>
+
+/** Every counter at zero. */
+export function noCounts(): Counts {
+  return {
+    hits: 0, misses: 0, staleHits: 0, notModified: 0, stores: 0, bytesStored: 0, bypasses: 0,
+    errors: 0, coalesced: 0, revalidations: 0, refreshes: 0,
+  }
+}
 
 /** What generations need of the accelerator around them. */
 export interface Core {
@@ -82,21 +97,42 @@ export interface Core {
   statusHeaders: StatusHeaders
   /** Store writes in progress, for close() to wait on. */
   writes: Set<Promise<boolean>>
+  flights: Flights
 }
 
 /** The generate function of one accelerator. */
-export function generator({ opts, store, counts, report, statusHeaders, writes }: Core) {
-  /** Runs the handler with the tee on; stores what finished in full; settles the waiters. */
-  async function generate(req: IncomingMessage, res: AcceleratedResponse, run: Run, gen: Generation): Promise<void> {
-    if (!gen.background) counts.misses++
-    const since = gen.storeDown ? undefined : await checkpoint(gen.key)
-    const { stale, lease } = gen
-    // The handler sees the stored validators; the client's own decide what the client gets.
-    const client = { method: req.method, headers: stale ? sendValidators(req, stale) : req.headers }
-    const mayStore = since !== undefined && req.method === 'GET' && !gen.cc.has('no-store') && !gen.uncached
-    const settle = (outcome?: Outcome) => lease?.flight.settle(outcome)
+export function generator({ opts, store, counts, report, statusHeaders, writes, flights }: Core) {
+  /**
+   * Runs the handler with the tee on; feeds the shared generation its waiters read; stores the
+   * body once complete; resolves once the generation is over (stored, or known not to be).
+   */
+  async function generate(req: IncomingMessage, res: AcceleratedResponse, run: Run, miss: Miss): Promise<void> {
+    if (!miss.background) counts.misses++
+    const since = miss.storeDown ? undefined : await checkpoint(miss.key)
+    const { stale, flight } = miss
+    const method = req.method
+    const mayStore = since !== undefined && !miss.cc.has('no-store') && !miss.uncached
+    // The handler gets the cache's own request: a GET for a HEAD (the entry serves both), with the
+    // stored validators (RFC 9111 §4.3.1) or none, so that a route answering 304 itself still
+    // gives the body to store. The client's own headers decide what the client gets.
+    const client = { method, headers: stale || (mayStore && isConditional(req.headers)) ? sendValidators(req, stale) : req.headers }
+    if (mayStore && method === 'HEAD') req.method = 'GET'
+    bodyWanted(req, () => flight?.wanted === true)
+    const aliases = [miss.key]
     let toStore: ToStore | undefined
-    let storing: Promise<unknown> | undefined
+    let over!: () => void
+    const landed = new Promise<void>((resolve) => (over = resolve))
+    let isOver = false
+    let saving = false
+    let closing: ReturnType<typeof holdClose> | undefined
+    /** The generation is over: the flight leaves the registry, waiters left go on. */
+    const land = () => {
+      if (isOver) return
+      isOver = true
+      closing?.release()
+      if (flight) flights.land(flight, aliases)
+      over()
+    }
 
     /** What the client gets, decided when the handler's status and headers are final. */
     function plan(head: Head): HeadPlan {
@@ -105,76 +141,175 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
       const surrogate = opts.surrogateKeys ? surrogateInstructions(head.headers) : undefined
       const omitHeaders: readonly string[] = surrogate && !opts.keepSurrogateHeaders ? SURROGATE_HEADERS : []
       if (omitHeaders.length > 0) head = { ...head, headers: omit(head.headers, omitHeaders) }
-      if (gen.background && head.status >= 500) report(new Error(`background refresh answered ${head.status}`), { op: 'refresh', key: gen.key })
+      if (miss.background && head.status >= 500) report(new Error(`background refresh answered ${head.status}`), { op: 'refresh', key: miss.key })
       if (stale && (head.status === 304 || (head.status >= 200 && head.status < 300 && isNotModified(req.headers, head.headers)))) {
-        // RFC 9111 §4.3.4: still current; the stored body with the handler's fresher headers.
-        counts.revalidations++
-        const headers = { ...refreshedHeaders(stale.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
-        const fresh = mayStore ? freshness(client.headers, { status: stale.status, headers, cacheFor: cacheForOf(res, surrogate, gen.key) }, opts, now) : undefined
-        const tags = fresh && variantTagged(res, gen, withSurrogateTags(tagsOf(res, gen.key, userTags(stale.tags)), surrogate))
-        const entry = tags ? toEntry(stale.status, headers, stale.body, tags, fresh!, now, opts) : { ...stale, headers }
-        if (tags) storing = put(gen.key, entry, since!).then((stored) => settle(stored ? { entry, key: gen.key } : undefined))
-        else settle()
-        return { replace: entryResponse(client, entry, now, statusHeaders, `fwd=stale; fwd-status=304${tags ? '; stored' : ''}`), capture: false }
+        return revalidated(head, surrogate, now)
       }
-      if (stale && head.status >= 500 && now < gen.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
-      const cacheFor = mayStore ? cacheForOf(res, surrogate, gen.key) : undefined
+      if (stale && head.status >= 500 && now < miss.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
+      const cacheFor = mayStore ? cacheForOf(res, surrogate, miss.key) : undefined
       const fresh = mayStore ? freshness(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : undefined
       const added: Record<string, string> = {}
       if (fresh !== undefined && head.headers.date === undefined) added.date = formatHttpDate(now)
       // A body given whole to end() has its ETag before its headers go out.
       const whole = fresh !== undefined && head.headers.etag === undefined ? head.wholeBody() : undefined
       if (whole !== undefined) added.etag = strongEtag(whole)
-      const notModified = answersNotModified(client.headers, head.status, merged(head.headers, added))
-      // A 304 to this client still stores the body when end() gave it whole: otherwise clients
-      // revalidating an expired entry would keep the cache from ever refilling.
-      const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined)
-      if (capture) toStore = { fresh, storedAt: now, added, head, surrogateTags: surrogate?.tags ?? [] }
-      else settle() // waiters run the handler themselves, now
+      // RFC 9110 §9.3.2: a HEAD gets the headers the GET would, its length included.
+      const length = method === 'HEAD' && head.headers['content-length'] === undefined ? head.wholeBody()?.length : undefined
+      if (length !== undefined) added['content-length'] = String(length)
+      const sent = merged(head.headers, added)
+      const wanted = flight?.wanted === true
+      const notModified = answersNotModified(client.headers, head.status, sent)
+      // A 304 to this client still stores the body when end() gave it whole, or when others
+      // wait for it (a lazy body is then pulled for them): otherwise clients revalidating would
+      // keep the cache from ever refilling.
+      const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined || wanted)
+      if (capture) {
+        toStore = { fresh, storedAt: now, added, head, surrogateTags: surrogate?.tags ?? [] }
+        // A response stale at once (ttl 0) is revalidated by each request: not shared.
+        if (flight && fresh.ttl > 0) {
+          share(flight, head, sent, fresh, now)
+          closing ??= holdClose(res, () => flight.wanted, opts.coalesceTimeoutMs)
+        } else flight?.unshareable()
+      } else if (fresh === undefined) {
+        // Not to be shared: each waiter runs the handler on its own, now.
+        flight?.unshareable()
+        land()
+      } else land() // a 304 with a body never pulled: one waiter leads the next generation
       const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
       const ours = statusHeaders(`${stale ? 'fwd=stale' : 'fwd=miss'}${capture ? '; stored' : ''}`, 'MISS', existing)
-      if (!notModified) return { capture, extraHeaders: merged(added, ours), omitHeaders }
+      const sink = capture ? bodySink(flight) : undefined
+      if (!notModified) return { capture, extraHeaders: merged(added, ours), omitHeaders, sink }
       counts.notModified++
-      return { replace: { status: 304, headers: merged(notModifiedHeaders(merged(head.headers, added)), ours) }, capture }
+      return { replace: { status: 304, headers: merged(notModifiedHeaders(sent), ours) }, capture, sink }
+    }
+
+    /** Opens the generation to its waiters: the response as each of them gets it. */
+    function share(flight: Generation, { status, wholeBody }: Head, sent: HeaderRecord, fresh: Freshness, now: number): void {
+      const names = varyNames(sent.vary)
+      const keyFor = (request: IncomingMessage) => (names.length > 0 ? variantKey(miss.base, names, request.headers) : miss.base)
+      const key = names.length > 0 ? variantKey(miss.base, names, client.headers) : miss.base
+      if (key !== miss.key) {
+        aliases.push(key)
+        flights.alias(key, flight)
+      }
+      const headers = sharedHeaders(sent, wholeBody()?.length)
+      const staleAt = now + fresh.ttl * 1000
+      const tail = merged({ age: String(fresh.initialAge) }, statusHeaders(`hit; ttl=${fresh.ttl}`, 'HIT'))
+      const head: SharedHead = {
+        key,
+        keyFor,
+        fresh: () => opts.now() < staleAt,
+        respond(request, response) {
+          counts.hits++
+          if (answersNotModified(request.headers, status, headers)) {
+            counts.notModified++
+            response.writeHead(304, merged(notModifiedHeaders(headers), tail) as HeaderRecord)
+            return false
+          }
+          response.writeHead(status, merged(headers, tail) as HeaderRecord)
+          return request.method !== 'HEAD'
+        },
+      }
+      flight.open(head)
+    }
+
+    /** Where the captured body goes: the waiters reading it, and the store once it is complete. */
+    function bodySink(flight: Generation | undefined): BodySink {
+      return {
+        appended: (bytes) => {
+          closing?.progress()
+          flight?.append(bytes)
+        },
+        ended: () => {
+          saving = true
+          closing?.release()
+          flight?.complete()
+          void save(res, tee, client.headers, miss, toStore!, since!).finally(land)
+        },
+        get wanted() {
+          return flight?.wanted === true
+        },
+      }
+    }
+
+    /** RFC 9111 §4.3.4: still current; the stored body with the handler's fresher headers. */
+    function revalidated(head: Head, surrogate: SurrogateInstructions | undefined, now: number): HeadPlan {
+      counts.revalidations++
+      const headers = { ...refreshedHeaders(stale!.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
+      const fresh = mayStore ? freshness(client.headers, { status: stale!.status, headers, cacheFor: cacheForOf(res, surrogate, miss.key) }, opts, now) : undefined
+      const tags = fresh && variantTagged(res, miss, withSurrogateTags(tagsOf(res, miss.key, userTags(stale!.tags)), surrogate))
+      const entry = tags ? toEntry(stale!.status, headers, stale!.body, tags, fresh!, now, opts) : { ...stale!, headers }
+      if (tags) {
+        void put(miss.key, entry, since!).then((stored) => {
+          if (stored) flight?.serve(entry, miss.key)
+          else flight?.unshareable()
+          land()
+        })
+      } else {
+        flight?.unshareable()
+        land()
+      }
+      return { replace: entryResponse(client, entry, now, statusHeaders, `fwd=stale; fwd-status=304${tags ? '; stored' : ''}`), capture: false }
     }
 
     /** stale-if-error (RFC 5861 §4): the stale entry instead of the failure. */
     function staleOnError(now: number, fwdStatus = '') {
       counts.staleHits++
-      settle({ entry: stale!, key: gen.key, detail: 'stale-if-error' })
+      flight?.serve(stale!, miss.key, 'stale-if-error')
+      land()
       return entryResponse(client, stale!, now, statusHeaders, `fwd=stale${fwdStatus}`, 'stale-if-error')
     }
     const fallback = () => {
       const now = opts.now()
-      if (!stale || res.headersSent || now >= gen.ifErrorUntil) return false
+      if (!stale || res.headersSent || now >= miss.ifErrorUntil) return false
       tee.replace(staleOnError(now))
       return true
     }
+    const demand: Demand = {
+      // A lazy body is not started when the stored entry is still current (the cache's own
+      // validators), nor for a client whose copy is current, unless others wait for it.
+      notModified: () => {
+        const headers = res.getHeaders()
+        if (answersNotModified(req.headers, res.statusCode, headers)) return true
+        return answersNotModified(client.headers, res.statusCode, headers) && flight?.wanted !== true
+      },
+      // The body is pulled on, its client gone or a HEAD, while the cache stores it or others read it.
+      shared: () => !isOver && ((toStore !== undefined && !overflowed) || flight?.wanted === true),
+    }
 
-    const tee = teeResponse(res, plan, opts.maxEntryBytes, () => settle())
+    let overflowed = false
+    const overflow = () => {
+      overflowed = true
+      flight?.overflowed()
+    }
+    const bodyless = req.method !== method
+    const tee = teeResponse(res, plan, opts.maxEntryBytes, overflow, bodyless)
+    if (bodyless) closing = holdClose(res, () => true, opts.coalesceTimeoutMs)
     const finished = completion(res)
-    // A response cut short frees its key at once, whatever the handler does next.
-    void finished.then((ok) => ok || lease?.land())
+    // A client gone before the body was complete: the generation goes on while others read it
+    // and the handler still runs (a returned body is pulled for them; an async handler writes on).
+    void finished.then((ok) => ok || saving || demand.shared() || land())
     try {
-      const [ok, succeeded] = await Promise.all([finished, run(fallback)])
-      if (storing) await storing
-      if (ok && succeeded && toStore) await save(res, tee, client.headers, gen, toStore, since!)
+      await Promise.all([finished, run(fallback, demand)])
+      // Its response done and its handler too, with no complete body: nothing more will come.
+      if (!saving) land()
+      await landed
     } finally {
-      lease?.land()
+      req.method = method
     }
   }
 
-  async function save(res: AcceleratedResponse, tee: TeeResult, headers: IncomingHttpHeaders, gen: Generation, { fresh, storedAt, added, head, surrogateTags }: ToStore, since: Checkpoint): Promise<void> {
+  /** Stores a complete body (unless it outgrew the limit or its declared length). */
+  async function save(res: AcceleratedResponse, tee: TeeResult, headers: IncomingHttpHeaders, gen: Miss, { fresh, storedAt, added, head, surrogateTags }: ToStore, since: Checkpoint): Promise<void> {
     const body = tee.body()
     // A body shorter or longer than it declared is not the response it claims to be.
     const declared = head.headers['content-length']
     const tags = body && (declared === undefined || Number(declared) === body.length) ? withSurrogateTags(tagsOf(res, gen.key), { tags: surrogateTags }) : undefined
-    if (!body || !tags) return gen.lease?.flight.settle(undefined)
+    if (!body || !tags) return
     const names = varyNames(head.headers.vary)
     const key = names.length > 0 ? variantKey(gen.base, names, headers) : gen.base
     const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged(res, { ...gen, key }, tags)!, fresh, storedAt, opts)
-    if (!(await put(key, entry, since))) return gen.lease?.flight.settle(undefined)
-    gen.lease?.flight.settle({ entry, key })
+    if (!(await put(key, entry, since))) return
     if (names.length > 0 && !coversVariant(gen.record, names, entry.expiresAt)) await put(gen.base, varyRecord(names, storedAt, entry.expiresAt), since, false)
   }
 
@@ -198,7 +333,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes }
   }
 
   /** The response's tags and the accelerator's own, so that invalidate(url) reaches the entry. */
-  function variantTagged(res: AcceleratedResponse, { base, key }: Pick<Generation, 'base' | 'key'>, tags: readonly string[] | undefined): readonly string[] | undefined {
+  function variantTagged(res: AcceleratedResponse, { base, key }: Pick<Miss, 'base' | 'key'>, tags: readonly string[] | undefined): readonly string[] | undefined {
     return tags && ownTags(opts, res.req, base, key, tags)
   }
 

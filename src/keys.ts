@@ -13,6 +13,7 @@ import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { defaultKey, normalizeHost, type KeyFunction, type KeyRequest } from './key.js'
 import { describe } from './options.js'
+import { setRawHeaders } from './request.js'
 
 /** The tracking parameters analytics tools add to links, which never change a page. */
 export const trackingParams: readonly string[] = Object.freeze(['utm_*', 'fbclid', 'gclid'])
@@ -173,10 +174,10 @@ function withHost(req: KeyRequest, host: string, base: KeyFunction): string | un
   const before = { host: req.headers.host, rawHeaders: req.rawHeaders }
   req.headers.host = host
   const isHost = (i: number, all: string[]) => i % 2 === 1 && all[i - 1]!.toLowerCase() === 'host'
-  req.rawHeaders = req.rawHeaders.map((value, i, all) => (isHost(i, all) ? host : value))
+  setRawHeaders(req, req.rawHeaders.map((value, i, all) => (isHost(i, all) ? host : value)))
   return keyed(() => base(req), () => {
     req.headers.host = before.host
-    req.rawHeaders = before.rawHeaders
+    setRawHeaders(req, before.rawHeaders)
   })
 }
 

@@ -3,6 +3,11 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheEntry } from './store.js'
 import { deltaSeconds, parseCacheControl, type CacheControl } from './cache-control.js'
 
+/** Sets `rawHeaders` on a live request: an own property, as HTTP/2's request only has a getter. */
+export function setRawHeaders(req: { rawHeaders: string[] }, raw: string[]): void {
+  Object.defineProperty(req, 'rawHeaders', { value: raw, writable: true, configurable: true, enumerable: true })
+}
+
 /** The request carries validators a 304 can answer (RFC 9110 §13.1.2, §13.1.3). */
 export function isConditional(headers: IncomingHttpHeaders): boolean {
   return headers['if-none-match'] !== undefined || headers['if-modified-since'] !== undefined

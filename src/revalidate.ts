@@ -3,25 +3,51 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { CacheEntry } from './store.js'
 import type { HeaderRecord } from './tee.js'
 import { BODY_HEADERS } from './conditional.js'
+import { setRawHeaders } from './request.js'
 
 /**
  * Replaces the request's own validators with the stored entry's (RFC 9111 §4.3.1), so that a
  * handler that compares them (or sets an ETag and returns a lazy body) can answer 304 instead of
- * regenerating the body. Both views of the request change: `headers`, and `rawHeaders`, which a
+ * regenerating the body; with no entry, removes them (the cache wants the body to store). Both views of the request change: `headers`, and `rawHeaders`, which a
  * proxying handler forwards. Returns the request's headers as the client sent them.
  */
-export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>, entry: CacheEntry): IncomingHttpHeaders {
+export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>, entry: CacheEntry | undefined): IncomingHttpHeaders {
   const { headers } = req
   const asSent = { ...headers }
+  if (!entry) Object.defineProperty(req, CLIENT_VALIDATION, { value: { headers: asSent, wanted: () => false }, configurable: true })
   delete headers['if-none-match']
   delete headers['if-modified-since']
   const raw = req.rawHeaders.filter((_, i, all) => !/^if-(none-match|modified-since)$/i.test(all[i - (i % 2)]!))
-  const { etag, 'last-modified': lastModified } = entry.headers
+  const { etag, 'last-modified': lastModified } = entry?.headers ?? {}
   if (typeof etag === 'string') raw.push('If-None-Match', (headers['if-none-match'] = etag))
   if (typeof lastModified === 'string') raw.push('If-Modified-Since', (headers['if-modified-since'] = lastModified))
-  // An own property: HTTP/2's compatibility request only has a getter for rawHeaders.
-  Object.defineProperty(req, 'rawHeaders', { value: raw, writable: true, configurable: true, enumerable: true })
+  setRawHeaders(req, raw)
   return asSent
+}
+
+/** Set on a request whose validators the cache took away: the client's own, and whether others need the body. */
+const CLIENT_VALIDATION = Symbol('node-accelerator.clientValidation')
+
+interface ClientValidation {
+  headers: IncomingHttpHeaders
+  wanted: () => boolean
+}
+
+/** Tells lazy-body helpers whether anyone besides the client needs the body (coalescing). */
+export function bodyWanted(req: object, wanted: () => boolean): void {
+  const validation = (req as { [CLIENT_VALIDATION]?: ClientValidation })[CLIENT_VALIDATION]
+  if (validation) validation.wanted = wanted
+}
+
+/**
+ * The request headers a lazy body compares its validators with (withEtag): on a miss the cache
+ * runs the handler without the client's validators, so that what it generates can be stored; a
+ * handler that can answer 304 without generating anything still may, for the client alone,
+ * when nobody else waits for the body.
+ */
+export function conditionalHeaders(req: Pick<IncomingMessage, 'headers'>): IncomingHttpHeaders {
+  const validation = (req as { [CLIENT_VALIDATION]?: ClientValidation })[CLIENT_VALIDATION]
+  return validation && !validation.wanted() ? validation.headers : req.headers
 }
 
 /**

@@ -40,6 +40,18 @@ export interface HeadPlan {
   extraHeaders?: Readonly<Record<string, string>>
   /** Headers (lower-case names) to keep from the client: those meant for the cache alone. */
   omitHeaders?: readonly string[]
+  /** Where the body goes besides this client (a shared generation's readers), when captured. */
+  sink?: BodySink | undefined
+}
+
+/** A consumer of the body besides the client: the generation others read. */
+export interface BodySink {
+  /** Bytes of the body as they are written, copied (the handler may reuse its buffer). */
+  appended(bytes: Buffer): void
+  /** The handler ended the body (called once, whether its client is still there or not). */
+  ended(): void
+  /** True while others read the body: their pace is the handler's then, not the client's. */
+  readonly wanted: boolean
 }
 
 /** What the tee saw. */
@@ -58,7 +70,7 @@ type Original = (...args: unknown[]) => ServerResponse & boolean
  * Starts watching `res`; call before the handler runs. `onOverflow` is called when a body being
  * copied outgrows `maxBytes` (the copy stops there; the response goes on).
  */
-export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number, onOverflow?: () => void): TeeResult {
+export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number, onOverflow?: () => void, bodyless = false): TeeResult {
   // The originals, called with the arguments exactly as the handler gave them.
   const { writeHead, write, end, flushHeaders } = res as unknown as Record<'writeHead' | 'write' | 'end' | 'flushHeaders', Original>
   let plan: HeadPlan | undefined
@@ -76,6 +88,15 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     }
   }
   let copy: BodyCopy | undefined
+  // The handler called end(): its body is complete (whether its client is still there or not).
+  let ended = false
+  const feed = (chunk: Chunk, encoding: BufferEncoding | undefined) => {
+    // Not something Node can send either: Node's own write or end throws for it.
+    if (encoding !== undefined && !Buffer.isEncoding(encoding)) return
+    const view = copy?.append(chunk, encoding)
+    const sink = plan?.sink
+    if (sink && (view !== undefined || sink.wanted)) sink.appended(view ?? Buffer.from(toBuffer(chunk, encoding) ?? ''))
+  }
   // The chunk given to end() before any header went out: the whole body, encoded on demand.
   let last: { chunk: Chunk; encoding: BufferEncoding | undefined; bytes?: Buffer | undefined } | undefined
   const wholeBody = () => (last ? (last.bytes ??= toBuffer(last.chunk, last.encoding)) : undefined)
@@ -112,29 +133,42 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
   res.write = function (this: ServerResponse, chunk: Chunk, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
     if (ending) return write.apply(res, arguments as never)
     if (!replaced) decideImplicitly()
-    if (replaced) return dropped(typeof encoding === 'function' ? encoding : cb)
+    const enc = typeof encoding === 'string' ? encoding : undefined
+    if (replaced) {
+      // After a 304 to this client, the body others wait for is still copied, not sent.
+      if (!ended && plan?.capture) feed(chunk, enc)
+      return dropped(typeof encoding === 'function' ? encoding : cb)
+    }
     // Bytes written after end() never go out (Node reports the error): they are not copied.
     const sendable = !res.writableEnded
+    if (bodyless) {
+      // A HEAD client: the body is for the cache alone (HTTP/2 would fail writes after HEADERS).
+      if (sendable) feed(chunk, enc)
+      if (!res.headersSent) flushHeaders.call(res)
+      return dropped(typeof encoding === 'function' ? encoding : cb)
+    }
     const ok = write.apply(res, arguments as never)
-    if (sendable) copy?.append(chunk, typeof encoding === 'string' ? encoding : undefined)
-    return ok
+    if (sendable) feed(chunk, enc)
+    // While others read the body, their pace is the handler's, not this client's alone.
+    return ok || plan?.sink?.wanted === true
   } as ServerResponse['write']
 
   res.end = function (this: ServerResponse, chunk?: Chunk | Callback, encoding?: BufferEncoding | Callback, cb?: Callback): ServerResponse {
     const callback = [chunk, encoding, cb].find((arg) => typeof arg === 'function') as Callback | undefined
     const data = typeof chunk === 'function' ? undefined : chunk
     const enc = typeof encoding === 'string' ? encoding : undefined
-    const sendable = data != null && !res.writableEnded && !replaced
+    const sendable = data != null && !ended && (!res.writableEnded || replaced)
     // The whole body is known before the headers: let onHead see it (to compute an ETag).
     if (sendable && !res.headersSent) last = { chunk: data, encoding: enc }
+    const wasReplaced = replaced
     if (!replaced) decideImplicitly()
-    // A replacement still keeps a copy of a whole body, when the plan asked for one.
-    if (sendable) copy?.append(last?.bytes ?? data, enc)
-    if (replaced) {
-      dropped(callback)
-      return res
-    }
-    endOnce(arguments)
+    // A replacement still keeps a copy of the body, when the plan asked for one.
+    if (sendable && (!wasReplaced || plan?.capture)) feed(last?.bytes ?? data, enc)
+    const first = !ended
+    ended = true
+    if (replaced) dropped(callback)
+    else endOnce(bodyless ? [callback] : arguments)
+    if (first) plan?.sink?.ended()
     return res
   } as ServerResponse['end']
 
@@ -239,26 +273,29 @@ class BodyCopy {
     this.buffer = Buffer.allocUnsafeSlow(expected !== undefined && expected <= max ? expected : Math.min(16 * 1024, max))
   }
 
-  append(chunk: Chunk, encoding: BufferEncoding | undefined): void {
-    if (this.overflowed) return
+  /** Copies a chunk; returns the copy (a view of the buffer), or undefined once over the limit. */
+  append(chunk: Chunk, encoding: BufferEncoding | undefined): Buffer | undefined {
+    if (this.overflowed) return undefined
     const size = typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk.byteLength
     if (this.length + size > this.max) {
       // Too large to store: stop copying, keep streaming.
       this.overflowed = true
       this.buffer = Buffer.alloc(0)
       this.onOverflow?.()
-      return
+      return undefined
     }
     if (this.length + size > this.buffer.length) {
       const grown = Buffer.allocUnsafeSlow(Math.min(this.max, Math.max(this.length + size, this.buffer.length * 2)))
       this.buffer.copy(grown, 0, 0, this.length)
       this.buffer = grown
     }
+    const start = this.length
     if (typeof chunk === 'string') this.length += this.buffer.write(chunk, this.length, encoding)
     else {
       this.buffer.set(chunk, this.length)
       this.length += size
     }
+    return this.buffer.subarray(start, this.length)
   }
 
   /** The bytes, in a buffer of exactly their size, so a stored entry holds no slack. */
@@ -269,6 +306,35 @@ class BodyCopy {
     this.buffer.copy(exact, 0, 0, this.length)
     return exact
   }
+}
+
+/**
+ * Keeps `'finish'` and `'close'` from the handler while `holds()` says others still want the body
+ * it writes: the requests reading it as it streams, or the store behind a HEAD run as the cache's
+ * own GET, or a client answered 304 while others wait for the body. Such a response finishes
+ * before the handler does (HTTP/2 ends a stream with the headers of a HEAD or a 304), and a pipe()
+ * unpipes on either event: a client done or vanished must stop nobody else. Released, in the
+ * order Node emitted them, by `release()` (the body is complete, or the generation over), or
+ * after `stallMs` without a byte (`progress()` counts one): a handler that waits for 'close'
+ * before it ends learns of it then.
+ */
+export function holdClose(res: ServerResponse, holds: () => boolean, stallMs: number): { release(): void; progress(): void } {
+  const emit = res.emit
+  const held: [string, unknown[]][] = []
+  let holding = true
+  let stall: NodeJS.Timeout | undefined
+  const release = () => {
+    holding = false
+    clearTimeout(stall)
+    for (const [event, args] of held.splice(0)) emit.call(res, event, ...args)
+  }
+  res.emit = function (this: ServerResponse, event: string | symbol, ...args: unknown[]): boolean {
+    if ((event !== 'close' && event !== 'finish') || !holding || !holds()) return emit.call(this, event, ...args)
+    held.push([event, args])
+    stall ??= setTimeout(release, stallMs).unref()
+    return true
+  } as ServerResponse['emit']
+  return { release, progress: () => stall?.refresh() }
 }
 
 /** Resolves true when the response finished (every byte handed to the OS), false when it was cut. */

@@ -11,6 +11,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { BODY_HEADERS, isNotModified } from './conditional.js'
 import { describe } from './options.js'
+import { conditionalHeaders } from './revalidate.js'
 
 /** What `etagFn` returns: an entity-tag (`"v1"`, `W/"v1"`), a bare value to quote, or none. */
 export type EtagValue = string | undefined | null
@@ -47,7 +48,7 @@ export function withEtag<
       const etag = entityTag(value)
       if (etag === undefined) return handler(req, res, ...rest)
       const safe = req.method === 'GET' || req.method === 'HEAD'
-      const status = failedPrecondition(req.headers, etag, safe)
+      const status = failedPrecondition(conditionalHeaders(req), etag, safe)
       if (status !== undefined) return void answer(res, status, etag)
       // After an unsafe method the resource has changed: the old tag would describe nothing.
       if (safe) res.setHeader('etag', etag)

@@ -81,17 +81,20 @@ t.test('HEAD is answered from the GET entry, without a body, with its Content-Le
   t.match(head.headers['cache-status'], /; hit;/)
 })
 
-t.test('a HEAD miss runs the handler and stores nothing: its body never went out', async (t) => {
-  const handler = counted((_req, res) => {
+t.test('a HEAD miss runs the handler as the cache\'s own GET: the entry is stored, the client gets headers only', async (t) => {
+  const handler = counted((req, res) => {
     res.cacheFor = 60
-    res.end('body')
+    res.end(`body for a ${req.method}`)
   })
   const url = await listen(t, accelerate(handler))
   const head = await request(url + '/y', { method: 'HEAD' })
-  t.equal(head.headers['cache-status'], 'node-accelerator; fwd=miss')
+  t.equal(head.headers['cache-status'], 'node-accelerator; fwd=miss; stored')
+  t.equal(head.headers['content-length'], '14')
+  t.equal(head.body.length, 0)
   const get = await request(url + '/y')
-  t.equal(get.text, 'body')
-  t.equal(handler.calls, 2)
+  t.equal(get.text, 'body for a GET')
+  t.match(get.headers['cache-status'], /; hit;/)
+  t.equal(handler.calls, 1)
 })
 
 t.test('GET and HEAD share one entry; other methods pass straight through', async (t) => {

@@ -7,6 +7,7 @@ import express from 'express'
 import { accelerate, defaultKey, keys } from '../../src/index.js'
 import type { AccelerateOptions, KeyRequest } from '../../src/index.js'
 import { counted, listen, request } from '../fixtures/http.js'
+import { serve } from '../fixtures/transports.js'
 
 /** A GET of `path` exactly as given (WHATWG URLs drop an empty `?`); resolves its Cache-Status. */
 function rawGet(url: string, path: string, host: string): Promise<string | undefined> {
@@ -282,4 +283,22 @@ t.test('the key helpers on the request objects Node makes', async (t) => {
   Object.assign(req, { url: '/p?b=1&a=1', headers: { host: 'h' }, rawHeaders: ['Host', 'h'] })
   t.equal(keys.sortedQuery()(req), 'h/p?a=1&b=1')
   t.equal(req.url, '/p?a=1&b=1')
+})
+
+t.test('hostAliases over HTTP/2: the handler sees the canonical Host (rawHeaders is a getter there)', async (t) => {
+  const seen: (string | undefined)[] = []
+  const app = accelerate((req, res) => {
+    const raw = req.rawHeaders.findIndex((name, i) => i % 2 === 0 && name.toLowerCase() === 'host')
+    seen.push(`${req.headers.host} ${req.rawHeaders[raw + 1]}`)
+    res.cacheFor = 60
+    res.end('ok')
+  }, { key: keys.hostAliases({ 'www.example.com': 'example.com' }) })
+  t.teardown(() => app.close())
+  const served = await serve(t, 'h2c', app)
+  const alias = await served.request('/p', { headers: { host: 'www.example.com' } })
+  t.equal(alias.status, 200)
+  t.equal(alias.body.toString(), 'ok')
+  t.same(seen, ['example.com example.com'], 'headers, rawHeaders')
+  const canonical = await served.request('/p', { headers: { host: 'example.com' } })
+  t.match(canonical.headers['cache-status'], /hit/)
 })

@@ -1,6 +1,7 @@
 // Coalescing: concurrent misses for one key run the handler once; when the response turns out
 // not storable, each waiter runs the handler itself; nobody waits past coalesceTimeoutMs.
 import t, { type Test } from 'tap'
+import http from 'node:http'
 import { accelerate, type Handler } from '../../src/index.js'
 import { abortAfterFirstChunk, counted, eventually, gate, listen, manualClock, pattern, request, requestError, type Reply } from '../fixtures/http.js'
 
@@ -90,12 +91,12 @@ t.test('a leader that throws before sending anything: waiters run the handler an
   t.equal(origin.calls, 4)
 })
 
-t.test('a leader that fails: no waiter gets an empty or partial body', async (t) => {
+t.test('a leader that fails mid-body: the waiters reading it are cut like it, never ended as if complete', async (t) => {
   const errors: string[] = []
   const release = gate()
   const origin = counted(async (req, res) => {
     res.cacheFor = 60
-    if (req.headers['x-client'] === 'leader') {
+    if (origin.calls === 1) {
       res.write('part')
       await release.promise
       throw new Error('leader failed mid-stream')
@@ -106,33 +107,60 @@ t.test('a leader that fails: no waiter gets an empty or partial body', async (t)
   const url = await listen(t, app)
   const leader = requestError(url + '/k', { headers: { 'x-client': 'leader' } })
   await eventually(() => origin.calls === 1, 'leader running')
-  const waiters = [1, 2, 3].map((i) => request(url + '/k', { headers: { 'x-client': `w${i}` } }))
+  const waiters = [1, 2, 3].map((i) => requestError(url + '/k', { headers: { 'x-client': `w${i}` } }))
   await eventually(() => app.stats().coalesced === 3, 'waiting')
   release.open()
-  await leader
-  const replies = await Promise.all(waiters)
-  t.same(replies.map((r) => r.text).sort(), ['whole for w1', 'whole for w2', 'whole for w3'])
+  await Promise.all([leader, ...waiters])
   t.same(errors, ['leader failed mid-stream'])
+  t.equal((await request(url + '/k', { headers: { 'x-client': 'next' } })).text, 'whole for next', 'nothing was stored')
+  t.equal(origin.calls, 2)
 })
 
-t.test('a leader whose client goes away: waiters run the handler themselves', async (t) => {
-  const origin = counted(async (req, res) => {
+t.test('a leader whose client goes away mid-body: the handler goes on for the waiters, and it is stored', async (t) => {
+  const more = gate()
+  const origin = counted(async (_req, res) => {
     res.cacheFor = 60
-    if (req.headers['x-client'] === 'leader') {
-      res.write(Buffer.alloc(64 * 1024))
-      await new Promise((resolve) => res.once('close', resolve))
-      return
-    }
-    return 'whole'
+    res.write(Buffer.alloc(64 * 1024, 'a'))
+    await more.promise
+    res.end('the end')
   })
   const app = accelerate(origin)
   const url = await listen(t, app)
   const leader = abortAfterFirstChunk(url + '/k', { 'x-client': 'leader' })
   await eventually(() => origin.calls === 1, 'leader running')
-  const waiter = request(url + '/k', { headers: { 'x-client': 'w' } })
-  await eventually(() => app.stats().coalesced === 1, 'waiting')
+  const waiters = [1, 2].map(() => request(url + '/k'))
+  await eventually(() => app.stats().coalesced === 2, 'waiting')
   await leader
-  t.equal((await waiter).text, 'whole')
+  more.open()
+  for (const reply of await Promise.all(waiters)) t.equal(reply.body.length, 64 * 1024 + 7)
+  await eventually(() => app.stats().stores === 1, 'stored')
+  t.match((await request(url + '/k')).headers['cache-status'], /; hit;/)
+  t.equal(origin.calls, 1)
+})
+
+t.test('a leader whose client goes away before any header: one waiter leads the next generation', async (t) => {
+  const release = gate()
+  const origin = counted(async (req, res) => {
+    res.cacheFor = 60
+    if (origin.calls === 1) {
+      await new Promise((resolve) => res.once('close', resolve))
+      return
+    }
+    await release.promise
+    return 'whole'
+  })
+  const app = accelerate(origin)
+  const url = await listen(t, app)
+  const leader = http.get(url + '/k')
+  leader.on('error', () => {})
+  await eventually(() => origin.calls === 1, 'leader running')
+  const waiters = [1, 2, 3].map(() => request(url + '/k'))
+  await eventually(() => app.stats().coalesced === 3, 'waiting')
+  leader.destroy()
+  await eventually(() => origin.calls === 2, 'one waiter leads')
+  release.open()
+  t.same((await Promise.all(waiters)).map((reply) => reply.text), ['whole', 'whole', 'whole'])
+  t.equal(origin.calls, 2, 'the others waited on it')
 })
 
 t.test('a leader too large to store releases its waiters when it outgrows the limit', async (t) => {
@@ -216,7 +244,7 @@ t.test('a waiter with a matching validator gets its own 304; a HEAD waiter no bo
   t.equal(origin.calls, 1)
 })
 
-t.test('a waiter is not served a response that is already stale when it arrives', async (t) => {
+t.test('a request arriving once the response under way is stale is not served it', async (t) => {
   const clock = manualClock()
   const release = gate()
   const origin = counted(async (req, res) => {
@@ -229,10 +257,9 @@ t.test('a waiter is not served a response that is already stale when it arrives'
   const url = await listen(t, app)
   const leader = request(url + '/k', { headers: { 'x-client': 'leader' } })
   await eventually(() => origin.calls === 1, 'leader running')
+  clock.advance(10_000) // the leader's response is stale before the waiter arrives
   const waiter = request(url + '/k', { headers: { 'x-client': 'w' } })
-  await eventually(() => app.stats().coalesced === 1, 'waiting')
-  clock.advance(10_000) // the leader's response is stale by the time it is stored
+  t.equal((await waiter).text, 'for w', 'it led the next generation')
   release.open()
-  await leader
-  t.equal((await waiter).text, 'for w', 'it ran the handler itself')
+  t.equal((await leader).text, 'for leader')
 })
