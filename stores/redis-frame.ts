@@ -21,6 +21,7 @@
 export const HEAD_BYTES = 55
 /** The layout of a pending frame; accCommit turns its second byte into the `1` of `a1`. */
 const PENDING = 'a0'
+const READABLE = 'a1'
 
 /** A number right-aligned in 16 bytes (rounded to whole ms when its decimals would not fit). */
 export function fixed16(n: number): string {
@@ -28,11 +29,11 @@ export function fixed16(n: number): string {
   return (text.length <= 16 ? text : String(Math.round(n))).padStart(16, ' ')
 }
 
-/** The whole frame for an entry, pending until committed; the body is copied once, here. */
-export function encodeFrame(staleAt: number, soft: boolean, since: number, meta: string, tags: string, body: Buffer): Buffer {
+/** The whole frame for an entry, pending unless `readable`; the body is copied once, here. */
+export function encodeFrame(staleAt: number, soft: boolean, since: number, meta: string, tags: string, body: Buffer, readable = false): Buffer {
   const metaBytes = Buffer.from(meta)
   const tagBytes = Buffer.from(tags)
-  const head = `${PENDING}${fixed16(staleAt)}${soft ? '1' : '0'}${fixed16(since)}${String(metaBytes.length).padStart(10, ' ')}${String(tagBytes.length).padStart(10, ' ')}`
+  const head = `${readable ? READABLE : PENDING}${fixed16(staleAt)}${soft ? '1' : '0'}${fixed16(since)}${String(metaBytes.length).padStart(10, ' ')}${String(tagBytes.length).padStart(10, ' ')}`
   return Buffer.concat([Buffer.from(head, 'latin1'), metaBytes, tagBytes, body])
 }
 

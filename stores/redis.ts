@@ -214,9 +214,12 @@ export class RedisStore implements CacheStore {
     await this.#interleave?.('checked')
     const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge, g: tags, x: entry.expiresAt }
     if (entry.variesOn) meta.v = [...entry.variesOn]
-    const written = await this.#call(() =>
-      this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), encodeFrame(entry.staleAt, entry.softInvalidated === true, since, JSON.stringify(meta), JSON.stringify(tags), entry.body)),
-    )
+    // A response stays unreadable until checked (see the frame's head). A Vary record (status 0,
+    // no body) is readable at once: it serves nothing by itself (its variants are checked like
+    // any response), and rewriting it must not hide the variants it names for a few round trips.
+    const record = entry.status === 0 && entry.variesOn !== undefined
+    const frame = encodeFrame(entry.staleAt, entry.softInvalidated === true, since, JSON.stringify(meta), JSON.stringify(tags), entry.body, record)
+    const written = await this.#call(() => this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), frame))
     if (!written) return false
     await this.#interleave?.('written')
     // Only now, with the entry written, index it and read what happened meanwhile.

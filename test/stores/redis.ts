@@ -69,6 +69,29 @@ t.test('no stale resurrection at each point of set(): an invalidation between it
   }
 })
 
+t.test('while set() checks a response nobody reads it; a Vary record being rewritten stays readable', async (t) => {
+  const prefix = `pending:${process.pid}:${run++}:`
+  const reader = new RedisStore({ timeoutMs: PATIENT_MS, url: redis.url, prefix })
+  const seen: Array<string | undefined> = []
+  const store = new RedisStore({
+    timeoutMs: PATIENT_MS, url: redis.url, prefix,
+    interleave: async (at) => {
+      if (at !== 'written') return
+      for (const key of ['page', 'record']) {
+        const entry = await reader.get(key)
+        seen.push(entry === undefined ? undefined : entry.variesOn?.join() ?? entry.body.toString())
+      }
+    },
+  })
+  t.teardown(() => Promise.all([store.close(), reader.close()]))
+  const record = (names: string[]) => makeEntry({ status: 0, headers: {}, body: Buffer.alloc(0), tags: [], variesOn: names })
+  t.ok(await store.set('record', record(['accept-encoding']), await store.checkpoint()))
+  t.ok(await store.set('page', makeEntry({ body: Buffer.from('one') }), await store.checkpoint()))
+  // Paused after each write: the record readable at once, the response not until checked.
+  t.same(seen, [undefined, 'accept-encoding', undefined, 'accept-encoding'], 'a response is unreadable until checked; the record is read throughout')
+  t.equal((await reader.get('page'))?.body.toString(), 'one', 'readable once set() returned')
+})
+
 t.test('the sequence never goes back, even when Redis restarts empty', async (t) => {
   const server = await startRedis(t)
   const store = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url })
