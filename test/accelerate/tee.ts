@@ -1,11 +1,11 @@
 // The tee: every form of writeHead/write/end Node accepts is stored exactly as sent, without
 // delaying the stream or changing its backpressure; unfinished responses are never stored.
 import t, { type Test } from 'tap'
-import http2 from 'node:http2'
 import net from 'node:net'
 import { Readable } from 'node:stream'
 import { accelerate, type Handler } from '../../src/index.js'
 import { abortAfterFirstChunk, counted, gate, listen, manualClock, pattern, request, requestError, settle } from '../fixtures/http.js'
+import { serve } from '../fixtures/transports.js'
 
 /** Serves `handler` through the accelerator; asserts the miss and the hit both carry `expected`. */
 async function missThenHit(t: Test, handler: Handler, check: (reply: Awaited<ReturnType<typeof request>>, label: string) => void) {
@@ -368,19 +368,6 @@ t.test('with nothing to add (no status header, not stored), writeHead\'s argumen
   t.equal(reply.headers['cache-status'], undefined)
 })
 
-/** One request over an HTTP/2 session; resolves with status, headers and body bytes. */
-function h2Request(session: http2.ClientHttp2Session, path: string, headers: http2.OutgoingHttpHeaders = {}) {
-  return new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
-    const stream = session.request({ ':path': path, ...headers })
-    const chunks: Buffer[] = []
-    let head: http2.IncomingHttpHeaders = {}
-    stream.on('response', (received) => (head = received))
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk))
-    stream.on('error', reject)
-    stream.on('end', () => resolve({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks) }))
-  })
-}
-
 t.test('HTTP/2 (h2c): every handler style is stored and served byte-exact, misses, hits, HEAD and 304s', async (t) => {
   const body = Buffer.from(pattern(30 * 1024).toString('base64'))
   const styles: Record<string, Handler> = {
@@ -405,24 +392,18 @@ t.test('HTTP/2 (h2c): every handler style is stored and served byte-exact, misse
     return styles[decodeURIComponent(req.url!.slice(1))]!(req, res)
   })
   const app = accelerate(origin)
-  const server = http2.createServer(app as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
-  t.teardown(() => {
-    session.close()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
+  const h2c = await serve(t, 'h2c', app)
   for (const style of Object.keys(styles)) {
     const path = '/' + encodeURIComponent(style)
-    const miss = await h2Request(session, path)
+    const miss = await h2c.request(path)
     t.ok(miss.body.equals(body), `${style}: the miss is byte-exact`)
-    const hit = await h2Request(session, path)
+    const hit = await h2c.request(path)
     t.match(hit.headers['cache-status'], /; hit;/, `${style}: stored`)
     t.ok(hit.body.equals(body), `${style}: the hit is byte-exact`)
     t.equal(hit.headers['content-length'], String(body.length), `${style}: the stored length`)
-    const head = await h2Request(session, path, { ':method': 'HEAD' })
+    const head = await h2c.request(path, { method: 'HEAD' })
     t.equal(head.body.length, 0, `${style}: HEAD has no body`)
-    const notModified = await h2Request(session, path, { 'if-none-match': String(hit.headers.etag) })
+    const notModified = await h2c.request(path, { headers: { 'if-none-match': String(hit.headers.etag) } })
     t.equal(notModified.status, 304, `${style}: a matching validator gets 304`)
   }
   t.equal(origin.calls, Object.keys(styles).length, 'one handler run per style')
@@ -440,16 +421,10 @@ t.test('HTTP/2 (h2c): a body the cache sends instead of the handler\'s (a revali
     res.end('the body of v1')
   })
   const app = accelerate(origin, { now: clock.now })
-  const server = http2.createServer(app as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
-  t.teardown(() => {
-    session.close()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  t.equal(String((await h2Request(session, '/r')).body), 'the body of v1')
+  const h2c = await serve(t, 'h2c', app)
+  t.equal(String((await h2c.request('/r')).body), 'the body of v1')
   clock.advance(11_000)
-  const revalidated = await h2Request(session, '/r')
+  const revalidated = await h2c.request('/r')
   t.equal(revalidated.headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=304; stored; ttl=10')
   t.equal(String(revalidated.body), 'the body of v1', 'the stored body, once')
   t.equal(origin.calls, 2)
