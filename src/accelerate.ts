@@ -75,7 +75,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const { key, entry, record, storeDown } = await lookup(base, req.headers)
     const now = opts.now()
     const honored = entry && opts.honorClientNoCache
-    const demand = honored ? clientDemand(entry, now, req.headers, cc) : 'as-usual'
+    const demand = honored ? clientDemand(entry, now, req.headers, cc, opts) : 'as-usual'
     const forced = demand === 'revalidate'
     const acceptStale = demand === 'accept-stale'
     if (entry && !forced && (now < entry.staleAt || acceptStale)) {

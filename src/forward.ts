@@ -102,17 +102,23 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
           }
         } else if (statusCode === 102) res.writeProcessing()
       })
-      upstreamReq.on('response', (upstreamRes) => {
+      let upstreamRes: IncomingMessage | undefined
+      upstreamReq.on('response', (response) => {
+        upstreamRes = response
         // (A response from http.request always has its statusCode.) RFC 9112 §4: a reason
         // phrase is ignorable; one Node will not write (a control character) is left out.
-        const message = upstreamRes.statusMessage!
+        const message = response.statusMessage!
         const reason = /^[\t\x20-\x7e\x80-\xff]*$/.test(message) ? message : undefined
-        res.writeHead(upstreamRes.statusCode!, reason, responseHeaders(upstreamRes.rawHeaders, via))
+        res.writeHead(response.statusCode!, reason, responseHeaders(response.rawHeaders, via))
         // An origin that resets mid-body cuts the client too (pipeline destroys the response): a
         // partial body is never complete.
-        pipeline(upstreamRes, res, () => resolve())
+        pipeline(response, res, () => resolve())
       })
       upstreamReq.on('error', (err) => {
+        // RFC 9112 §6.3: bytes past the declared Content-Length are not part of the response.
+        // Node's parser fails on them once it has the whole body (the socket is not reused):
+        // the declared body is served, and stored.
+        if (upstreamRes?.complete) return
         if (res.headersSent) return resolve(void res.destroy(err))
         res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '12' })
         res.end('Bad Gateway\n')
