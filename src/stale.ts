@@ -12,6 +12,8 @@ export interface StaleOptions {
   staleIfError: number
   /** Read `CDN-Cache-Control` (RFC 9213) over Cache-Control. @default false */
   cdnCacheControl?: boolean
+  /** A shared cache, for which s-maxage also means proxy-revalidate (RFC 9111 §5.2.2.10). */
+  sharedCache?: boolean
 }
 
 /** The windows of a response, in seconds after it goes stale. */
@@ -32,7 +34,8 @@ export function staleWindows(headers: Readonly<Record<string, string | string[] 
   // RFC 9213 §2.1: a targeted field (Accelerator-Cache-Control, CDN-Cache-Control) rules.
   const { cc } = responseDirectives(headers, options)
   // no-cache (RFC 9111 §5.2.2.4) forbids any reuse without revalidation, stale or not.
-  const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache')
+  // RFC 9111 §5.2.2.10: in a shared cache, s-maxage carries proxy-revalidate's semantics.
+  const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache') || (options.sharedCache === true && cc.has('s-maxage'))
   return {
     whileRevalidate: deltaSeconds(cc.get('stale-while-revalidate')) ?? (strict ? 0 : options.staleWhileRevalidate),
     ifError: deltaSeconds(cc.get('stale-if-error')) ?? (strict ? 0 : options.staleIfError),
