@@ -76,7 +76,8 @@ export function freshness(
   // An event stream never ends; buffering it would only grow.
   if (String(headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('text/event-stream')) return undefined
 
-  const initialAge = correctedInitialAge(headers, now)
+  // The app's own handler answers here and now: its Date is a label, not a time in transit.
+  const initialAge = policy.sharedCache ? correctedInitialAge(headers, now) : parseAge(headers.age)
   if (cacheFor !== undefined) return cacheFor > 0 ? { ttl: cacheFor, initialAge } : undefined
   // RFC 9213 §2.1: Expires is ignored along with Cache-Control when a targeted field rules.
   const expires = targeted ? undefined : headers.expires
@@ -109,9 +110,10 @@ function storableStatus(status: number, policy: StoragePolicy): boolean {
 }
 
 /**
- * RFC 9111 §4.2.3: the corrected initial age, seconds. The larger of the Age received and the
- * apparent age (how long ago the origin's Date says the response was made), so that a response
- * that spent its freshness on the way arrives stale. (The response delay is under a second here.)
+ * RFC 9111 §4.2.3: the corrected initial age, seconds, for a response from another server. The
+ * larger of the Age received and the apparent age (how long ago the origin's Date says the
+ * response was made), so that a response that spent its freshness on the way arrives stale. (The
+ * response delay, between asking and the headers arriving, is not measured: under a second.)
  */
 export function correctedInitialAge(headers: ResponseHead['headers'], now: number): number {
   const ageValue = parseAge(headers.age)

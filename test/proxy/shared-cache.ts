@@ -11,13 +11,15 @@ type Origin = (req: IncomingMessage, res: ServerResponse, call: number) => void
 /** An origin (counting its requests, recording what it saw) behind a shared-cache proxy. */
 async function setup(t: Test, origin: Origin, options: AccelerateOptions = {}) {
   const seen: IncomingMessage['headers'][] = []
+  const clock = manualClock(Date.now())
   const originUrl = await listen(t, (req, res) => {
     seen.push(req.headers)
+    // The origin's clock is the cache's: its Date counts in the age (RFC 9111 §4.2.3).
+    res.setHeader('date', new Date(clock.now()).toUTCString())
     origin(req, res, seen.length)
   })
   const upstream = forward(originUrl)
   t.teardown(() => upstream.close())
-  const clock = manualClock(Date.now())
   const app = accelerate(upstream, { sharedCache: true, now: clock.now, onError: () => {}, ...options })
   const url = await listen(t, app)
   const get = (path = '/', opts: RequestOptions = {}) => request(url + path, opts)
