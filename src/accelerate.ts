@@ -149,7 +149,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     try {
       const first = await store.get(base)
       if (first?.variesOn === undefined) return { key: base, entry: first }
-      const key = variantKey(base, first.variesOn, headers)
+      const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
       return { key, entry: await store.get(key), record: first }
     } catch (err) {
       report(err as Error, { op: 'get', key: base })
@@ -191,7 +191,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   ): boolean {
     const names = varyNames(entry.headers.vary)
     const now = opts.now()
-    const own = names.length > 0 ? variantKey(base, names, req.headers) : base
+    const own = names.length > 0 ? variantKey(base, names, req.headers, opts.normalizeVary) : base
     if (own !== key || (detail === undefined && now >= entry.staleAt)) return false
     serveEntry(req, res, entry, now, 'hit', detail)
     return true

@@ -48,6 +48,13 @@ export interface AccelerateOptions {
    * ranks first. @default sharedCache
    */
   cdnCacheControl?: boolean
+  /**
+   * Select variants on normalised request header values (RFC 9111 §4.1): `Accept-Encoding` by the
+   * set of codings accepted, `Accept-Language` ignoring order, case and whitespace, any other
+   * header ignoring whitespace around its list members. `false` keys variants on the values as
+   * sent. @default true
+   */
+  normalizeVary?: boolean
   /** Take tags and the TTL from `Surrogate-Key`, `Cache-Tag` and `Surrogate-Control`, and strip them. @default false */
   surrogateKeys?: boolean
   /** With `surrogateKeys`, still send the surrogate headers to the client. @default false */
@@ -81,6 +88,7 @@ export interface ResolvedOptions {
   honorClientNoCache: boolean
   sharedCache: boolean
   cdnCacheControl: boolean
+  normalizeVary: boolean
   surrogateKeys: boolean
   keepSurrogateHeaders: boolean
   coalesceTimeoutMs: number
@@ -126,6 +134,7 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
     honorClientNoCache: bool(options, 'honorClientNoCache', bool(options, 'sharedCache', false)),
     sharedCache: bool(options, 'sharedCache', false),
     cdnCacheControl: bool(options, 'cdnCacheControl', bool(options, 'sharedCache', false)),
+    normalizeVary: bool(options, 'normalizeVary', true),
     surrogateKeys: bool(options, 'surrogateKeys', false),
     keepSurrogateHeaders: bool(options, 'keepSurrogateHeaders', false),
     coalesceTimeoutMs: wholeNumber(options, 'coalesceTimeoutMs', 5000),
@@ -143,7 +152,8 @@ function fn<K extends 'key' | 'unless' | 'onError' | 'now'>(options: AccelerateO
   return value
 }
 
-type BooleanOption = 'honorCacheControl' | 'honorClientNoCache' | 'xCache' | 'sharedCache' | 'cdnCacheControl' | 'surrogateKeys' | 'keepSurrogateHeaders'
+type BooleanOption = 'honorCacheControl' | 'honorClientNoCache' | 'xCache' | 'sharedCache' | 'cdnCacheControl'
+  | 'normalizeVary' | 'surrogateKeys' | 'keepSurrogateHeaders'
 
 function bool(options: AccelerateOptions, name: BooleanOption, fallback: boolean): boolean {
   const value = options[name] ?? fallback

@@ -198,3 +198,27 @@ t.test('the command serves stale for an hour by default; --stale-if-error sets i
     t.throws(() => parseFlags(['--upstream', 'http://x', `--stale-if-error=${bad}`]), /--stale-if-error must be a whole number of seconds/, bad)
   }
 })
+
+t.test('RFC 9111 §4.1: Chrome, Firefox and curl share variants; normalizeVary: false keys them as sent', async (t) => {
+  const browsers = [
+    { 'accept-encoding': 'gzip, deflate, br, zstd', 'accept-language': 'en-US,en;q=0.9,de;q=0.8' },
+    { 'accept-encoding': 'gzip, deflate, br, zstd', 'accept-language': 'en-us, en;q=0.9, de;q=0.8' },
+    { 'accept-encoding': 'deflate, gzip, br, zstd', 'accept-language': 'de;q=0.8, EN;q=0.9, en-US' },
+  ]
+  for (const normalizeVary of [true, false]) {
+    const { get, seen } = await setup(t, (_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=600', vary: 'Accept-Encoding, Accept-Language' })
+      res.end('body')
+    }, { normalizeVary })
+    for (const headers of browsers) await get('/', { headers })
+    t.equal(seen.length, normalizeVary ? 1 : 3, `normalizeVary: ${normalizeVary}`)
+    await get('/', { headers: { 'accept-encoding': 'gzip', 'accept-language': 'en-US,en;q=0.9,de;q=0.8' } })
+    t.equal(seen.length, normalizeVary ? 2 : 4, 'a client accepting fewer codings gets its own variant')
+  }
+})
+
+t.test('the new options are checked', async (t) => {
+  for (const name of ['cdnCacheControl', 'normalizeVary'] as const) {
+    t.throws(() => accelerate(() => {}, { [name]: 'yes' as unknown as boolean }), new TypeError(`expected options.${name} to be a boolean, got "yes"`))
+  }
+})
