@@ -17,6 +17,7 @@ import {
   type Prepared,
   type Refusal,
 } from './proxy-request.js'
+import { quoteEntityTags } from './conditional.js'
 
 /** Options of {@link forward}. */
 export interface ForwardOptions {
@@ -163,10 +164,10 @@ function requestHeaders(
   // The validators are the request's as the cache left them (its stored entry's, RFC 9111
   // §4.3.1, or none on a miss it means to store), not those the client sent.
   const headers = without(lines, APPENDED)
-  for (const name of VALIDATORS) {
-    const value = req.headers[name.toLowerCase()]
-    if (typeof value === 'string') headers.push(name, value)
-  }
+  const { 'if-none-match': ifNoneMatch, 'if-modified-since': ifModifiedSince } = req.headers
+  // RFC 9110 §8.8.3: an entity-tag is quoted, though the origin may have sent its ETag bare.
+  if (ifNoneMatch !== undefined) headers.push('If-None-Match', quoteEntityTags(ifNoneMatch))
+  if (ifModifiedSince !== undefined) headers.push('If-Modified-Since', ifModifiedSince)
   const host = req.headers.host
   // RFC 9112 §3.2: an HTTP/1.1 request carries a Host; an HTTP/1.0 client may have sent none.
   if (host === undefined) headers.push('Host', upstreamHost)
@@ -182,8 +183,6 @@ function requestHeaders(
 /** The request headers this hop appends to (the client's value, then its own), or sets itself. */
 const APPENDED = new Set(['via', 'x-forwarded-for', 'if-none-match', 'if-modified-since'])
 
-/** The validators of a conditional request (RFC 9110 §13.1.2, §13.1.3), as the cache sets them. */
-const VALIDATORS = ['If-None-Match', 'If-Modified-Since'] as const
 
 /** The origin's headers as it sent them, less hop-by-hop ones, with this hop's Via appended. */
 function responseHeaders(raw: readonly string[], via: string): string[] {

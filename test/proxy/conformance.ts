@@ -19,6 +19,8 @@ async function setup(t: Test, origin: Origin, options: AccelerateOptions = {}) {
   const clock = manualClock(Date.now())
   const originUrl = await listen(t, (req, res) => {
     seen.push(req.headers)
+    // The origin's clock is the cache's: its Date counts in the age (RFC 9111 §4.2.3).
+    res.setHeader('date', new Date(clock.now()).toUTCString())
     origin(req, res, seen.length, clock.now())
   })
   const upstream = forward(originUrl)
@@ -221,4 +223,24 @@ t.test('the new options are checked', async (t) => {
   for (const name of ['cdnCacheControl', 'normalizeVary'] as const) {
     t.throws(() => accelerate(() => {}, { [name]: 'yes' as unknown as boolean }), new TypeError(`expected options.${name} to be a boolean, got "yes"`))
   }
+})
+
+t.test('RFC 9110 §8.8.3: an unquoted entity-tag is quoted on its way to the origin', async (t) => {
+  const { get, seen, clock } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', 'max-age=1')
+    res.setHeader('etag', 'abcdef')
+    if (req.headers['if-none-match'] === '"abcdef"') {
+      res.statusCode = 304
+      return res.end()
+    }
+    res.end('body')
+  })
+  await get()
+  clock.advance(2000)
+  const revalidated = await get()
+  t.equal(seen[1]!['if-none-match'], '"abcdef"', 'the stored bare ETag, quoted')
+  t.match(revalidated.headers['cache-status'], /fwd-status=304/)
+  // A request the cache does not store for passes the client's validator on, quoted.
+  await get('/other', { headers: { 'if-none-match': 'xyz, "q"', 'cache-control': 'no-store' } })
+  t.equal(seen[2]!['if-none-match'], '"xyz", "q"')
 })
