@@ -15,7 +15,7 @@ import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
 import { answersNotModified } from './conditional.js'
 import { clientDemand, hasOriginOnlyPrecondition, isUnsafe } from './request.js'
-import { hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
+import { hitWriterFor, isMultiRange, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
 import { variantKey, variantsTag, varyNames } from './vary.js'
 import { Flights } from './flights.js'
@@ -78,7 +78,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const demand = honored ? clientDemand(entry, now, req.headers, cc, opts) : 'as-usual'
     const forced = demand === 'revalidate'
     const acceptStale = demand === 'accept-stale'
-    if (entry && !forced && (now < entry.staleAt || acceptStale)) {
+    const usable = entry && !forced && (now < entry.staleAt || acceptStale)
+    if (usable && !isMultiRange(req.headers.range)) {
       return serveEntry(req, res, entry, now, 'hit', acceptStale ? 'max-stale' : undefined)
     }
     // A Range not answered from a fresh entry goes to the handler, and its answer is not stored.

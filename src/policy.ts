@@ -81,7 +81,9 @@ export function freshness(
   if (cacheFor !== undefined) return cacheFor > 0 ? { ttl: cacheFor, initialAge } : undefined
   // RFC 9213 §2.1: Expires is ignored along with Cache-Control when a targeted field rules.
   const expires = targeted ? undefined : headers.expires
-  if (policy.sharedCache) return sharedFreshness(cc, headers, expires, now, initialAge, policy.cacheableStatuses.has(status))
+  if (policy.sharedCache) {
+    return sharedFreshness(cc, headers, expires, now, initialAge, policy.cacheableStatuses.has(status))
+  }
   const lifetime = policy.honorCacheControl ? declaredLifetime(cc, targeted, headers, expires, now) : undefined
   // A response that declares its freshness is held to it, even to 0; the default is only for
   // responses that say nothing (RFC 9111 §4.2.1 order: s-maxage, max-age, Expires).

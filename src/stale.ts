@@ -35,7 +35,8 @@ export function staleWindows(headers: Readonly<Record<string, string | string[] 
   const { cc } = responseDirectives(headers, options)
   // no-cache (RFC 9111 §5.2.2.4) forbids any reuse without revalidation, stale or not.
   // RFC 9111 §5.2.2.10: in a shared cache, s-maxage carries proxy-revalidate's semantics.
-  const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache') || (options.sharedCache === true && cc.has('s-maxage'))
+  const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache')
+    || (options.sharedCache === true && cc.has('s-maxage'))
   return {
     whileRevalidate: deltaSeconds(cc.get('stale-while-revalidate')) ?? (strict ? 0 : options.staleWhileRevalidate),
     ifError: deltaSeconds(cc.get('stale-if-error')) ?? (strict ? 0 : options.staleIfError),

@@ -67,13 +67,16 @@ export function targetedDirectives(value: string | string[] | number | undefined
       if (item === false) continue
       if (item !== true && !Array.isArray(item)) return undefined
       directives.set(key, true)
-    } else if (item !== false) directives.set(key, typeof item === 'boolean' || Array.isArray(item) ? true : String(item))
+    } else if (item !== false) {
+      directives.set(key, typeof item === 'boolean' || Array.isArray(item) ? true : String(item))
+    }
   }
   return directives
 }
 
 /** The types RFC 9213 §2.1 gives the directives a cache acts on. */
-const DIRECTIVE_TYPES: Readonly<Record<string, 'integer' | 'boolean' | 'field-names'>> = Object.assign(Object.create(null), {
+type DirectiveType = 'integer' | 'boolean' | 'field-names'
+const DIRECTIVE_TYPES: Readonly<Record<string, DirectiveType>> = Object.assign(Object.create(null), {
   'max-age': 'integer',
   's-maxage': 'integer',
   'stale-while-revalidate': 'integer',

@@ -27,13 +27,20 @@ const MAX_VARIANT_LENGTH = 256
  * lines), an absent header distinct from an empty one. With `normalize` (the default), values
  * that mean the same select the same variant (see {@link normalizeSelecting}).
  */
-export function variantKey(base: string, names: readonly string[], headers: IncomingHttpHeaders, normalize = true): string {
-  const values = JSON.stringify(names.map((name) => selecting(name, headers[name], normalize)))
+export function variantKey(
+  base: string,
+  names: readonly string[],
+  headers: IncomingHttpHeaders,
+  normalize = true,
+): string {
+  const values = JSON.stringify(names.map((name) => selecting(name, headers, normalize)))
   const variant = values.length > MAX_VARIANT_LENGTH ? createHash('sha256').update(values).digest('base64url') : values
   return `${base}\u0000vary\u0000${variant}`
 }
 
-function selecting(name: string, value: string | string[] | undefined, normalize: boolean): string | string[] | null {
+function selecting(name: string, headers: IncomingHttpHeaders, normalize: boolean): string | string[] | null {
+  // Own properties only: a Vary naming `__proto__` or `constructor` must not read Object's.
+  const value = Object.hasOwn(headers, name) ? headers[name] : undefined
   if (value === undefined) return null
   return normalize ? normalizeSelecting(name, Array.isArray(value) ? value.join(', ') : value) : value
 }
@@ -59,8 +66,8 @@ export function normalizeSelecting(name: string, value: string): string {
     }
     return [...accepted].sort().join(',')
   }
-  if (name === 'accept-language') return members.map((member) => member.toLowerCase().replace(/\s+/g, '')).sort().join(',')
-  return members.join(',')
+  if (name !== 'accept-language') return members.join(',')
+  return members.map((member) => member.toLowerCase().replace(/\s+/g, '')).sort().join(',')
 }
 
 /**

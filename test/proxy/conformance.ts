@@ -244,3 +244,24 @@ t.test('RFC 9110 §8.8.3: an unquoted entity-tag is quoted on its way to the ori
   await get('/other', { headers: { 'if-none-match': 'xyz, "q"', 'cache-control': 'no-store' } })
   t.equal(seen[2]!['if-none-match'], '"xyz", "q"')
 })
+
+t.test('RFC 9110 §14.1.2: several ranges go to the origin, even with a fresh entry; one is answered here', async (t) => {
+  const { get, seen } = await setup(t, (req, res) => {
+    if (req.headers.range !== undefined) {
+      res.writeHead(206, { 'content-type': 'multipart/byteranges; boundary=B', 'cache-control': 'max-age=600' })
+      return res.end('--B\r\n\r\n01\r\n--B\r\n\r\n45\r\n--B--\r\n')
+    }
+    res.writeHead(200, { 'cache-control': 'max-age=600' })
+    res.end('0123456789')
+  })
+  await get()
+  const multi = await get('/', { headers: { range: 'bytes=0-1,4-5' } })
+  t.equal(multi.status, 206)
+  t.match(multi.headers['content-type'], /multipart\/byteranges/)
+  t.equal(seen[1]!.range, 'bytes=0-1,4-5', 'the origin got the Range')
+  const single = await get('/', { headers: { range: 'bytes=4-5' } })
+  t.equal(single.text, '45')
+  t.match(single.headers['cache-status'], /hit/)
+  t.equal((await get()).text, '0123456789', 'the stored 200 is untouched')
+  t.equal(seen.length, 2)
+})
