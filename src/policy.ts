@@ -120,7 +120,10 @@ function storableStatus(status: number, policy: StoragePolicy): boolean {
 export function correctedInitialAge(headers: ResponseHead['headers'], now: number): number {
   const ageValue = parseAge(headers.age)
   const date = parseHttpDate(headers.date, now)
-  const apparent = date === undefined ? 0 : Math.max(0, Math.floor((now - date) / 1000))
+  // Date has one-second resolution (RFC 9110 §5.6.7): the response may have been made up to a
+  // second after it says, so count the least age it allows (a max-age=1 response made at
+  // 12:00:00.999 and received at 12:00:01.005 is not a second old).
+  const apparent = date === undefined ? 0 : Math.max(0, Math.floor((now - date - 999) / 1000))
   return Math.max(ageValue, apparent)
 }
 

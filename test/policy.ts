@@ -102,8 +102,10 @@ rows.push(
   ['library mode: no-store wins over must-understand', { cacheFor: 60, headers: { 'cache-control': 'must-understand, no-store' } }, undefined],
   // RFC 9111 §4.2.3: the corrected initial age.
   ['apparent age: a Date 100 s old with max-age=60 is stale on arrival', { headers: { 'cache-control': 'max-age=60', date: ago(100) } }, undefined, shared],
-  ['apparent age shortens the freshness', { headers: { 'cache-control': 'max-age=60', date: ago(20) } }, { ttl: 40, initialAge: 20 }, shared],
-  ['the larger of Age and the apparent age', { headers: { 'cache-control': 'max-age=60', date: ago(20), age: '30' } }, { ttl: 30, initialAge: 30 }, shared],
+  ['apparent age shortens the freshness', { headers: { 'cache-control': 'max-age=60', date: ago(21) } }, { ttl: 40, initialAge: 20 }, shared],
+  ['Date\'s second may have begun up to 999 ms before it was made: the least age counts', { headers: { 'cache-control': 'max-age=60', date: ago(1) } }, { ttl: 60 }, shared],
+  ['the larger of Age and the apparent age', { headers: { 'cache-control': 'max-age=60', date: ago(21), age: '30' } }, { ttl: 30, initialAge: 30 }, shared],
+  ['the larger of the apparent age and Age', { headers: { 'cache-control': 'max-age=60', date: ago(21), age: '10' } }, { ttl: 40, initialAge: 20 }, shared],
   ['a Date in the future: apparent age 0', { headers: { 'cache-control': 'max-age=60', date: ago(-100) } }, { ttl: 60 }, shared],
   ['no apparent age in library mode: the handler\'s Date is its own label', { headers: { 'cache-control': 's-maxage=60', date: ago(100) } }, { ttl: 60 }],
   // RFC 9111 §4.3.1: a response with a validator is kept past its freshness, to be revalidated.

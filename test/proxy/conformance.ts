@@ -16,7 +16,8 @@ type Origin = (req: IncomingMessage, res: ServerResponse, call: number, now: num
  */
 async function setup(t: Test, origin: Origin, options: AccelerateOptions = {}) {
   const seen: IncomingMessage['headers'][] = []
-  const clock = manualClock(Date.now())
+  // On a whole second, as the Date headers the origin sends from it are.
+  const clock = manualClock(Math.floor(Date.now() / 1000) * 1000)
   const originUrl = await listen(t, (req, res) => {
     seen.push(req.headers)
     // The origin's clock is the cache's: its Date counts in the age (RFC 9111 §4.2.3).
@@ -115,7 +116,8 @@ t.test('RFC 9111 §4.2.3: the apparent age counts', async (t) => {
   await getOld()
   t.equal(seenOld.length, 2, 'a Date 100 s old with max-age=60: stale on arrival, not stored')
   const { get, seen, clock } = await setup(t, (_req, res, _call, now) => {
-    res.writeHead(200, { 'cache-control': 'max-age=60', date: new Date(now - 20_000).toUTCString() })
+    // 21 s before now, 20 s at the least (RFC 9110 §5.6.7: Date has one-second resolution).
+    res.writeHead(200, { 'cache-control': 'max-age=60', date: new Date(now - 21_000).toUTCString() })
     res.end('body')
   })
   await get()
