@@ -60,9 +60,10 @@ export function normalizeSelecting(name: string, value: string): string {
   if (name === 'accept-encoding') {
     const accepted = new Set<string>()
     for (const member of members) {
-      const [coding = '', ...params] = member.toLowerCase().split(';').map((part) => part.trim())
+      // (split() always gives a first part: the coding.)
+      const [coding, ...params] = member.toLowerCase().split(';').map((part) => part.trim())
       const q = params.find((param) => /^q\s*=/.test(param))
-      if (q === undefined || Number(q.slice(q.indexOf('=') + 1).trim()) > 0) accepted.add(coding)
+      if (q === undefined || Number(q.slice(q.indexOf('=') + 1).trim()) > 0) accepted.add(coding!)
     }
     return [...accepted].sort().join(',')
   }
