@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { accelerate, forward, type AccelerateOptions } from '../../src/index.js'
-import { parseFlags } from '../../src/cli.js'
+import { parseFlags, USAGE } from '../../src/cli.js'
 import { listen, manualClock, request, type RequestOptions } from '../fixtures/http.js'
 
 type Origin = (req: IncomingMessage, res: ServerResponse, call: number, now: number) => void
@@ -195,6 +195,7 @@ t.test('RFC 9111 §4.2.4: stale served when the origin fails, unless the respons
 })
 
 t.test('the command serves stale for an hour by default; --stale-if-error sets it', async (t) => {
+  t.match(USAGE, /--stale-if-error SECONDS/)
   t.match(parseFlags(['--upstream', 'http://x']), { staleIfError: 3600 })
   t.match(parseFlags(['--upstream', 'http://x', '--stale-if-error', '0']), { staleIfError: 0 })
   t.match(parseFlags(['--upstream', 'http://x', '--stale-if-error', '86400']), { staleIfError: 86400 })
