@@ -268,3 +268,24 @@ t.test('RFC 9110 §14.1.2: several ranges go to the origin, even with a fresh en
   t.equal((await get()).text, '0123456789', 'the stored 200 is untouched')
   t.equal(seen.length, 2)
 })
+
+t.test('RFC 9110 §13.1.3: a Last-Modified-only entry is revalidated with If-Modified-Since alone', async (t) => {
+  const lastModified = 'Sun, 06 Nov 1994 08:49:37 GMT'
+  const { get, seen, clock } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', 'max-age=1')
+    res.setHeader('last-modified', lastModified)
+    // An origin that keeps to §13.1.3: with If-None-Match present, If-Modified-Since is ignored.
+    if (req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === lastModified) {
+      res.statusCode = 304
+      return res.end()
+    }
+    res.end('body')
+  })
+  await get()
+  clock.advance(2000)
+  const revalidated = await get()
+  t.equal(seen[1]!['if-none-match'], undefined, 'not the ETag the cache computed itself')
+  t.equal(seen[1]!['if-modified-since'], lastModified)
+  t.match(revalidated.headers['cache-status'], /fwd=stale; fwd-status=304/)
+  t.equal(revalidated.text, 'body')
+})
