@@ -33,6 +33,19 @@ async function setup(t: Test, origin: Origin, options: AccelerateOptions = {}) {
   return { get, seen, clock }
 }
 
+/** An origin whose responses are fresh for a second, with `validators`: 304 when `current(req)`. */
+function validating(validators: Record<string, string>, current: (req: IncomingMessage) => boolean): Origin {
+  return (req, res) => {
+    res.setHeader('cache-control', 'max-age=1')
+    for (const [name, value] of Object.entries(validators)) res.setHeader(name, value)
+    if (current(req)) {
+      res.statusCode = 304
+      return res.end()
+    }
+    res.end('body')
+  }
+}
+
 /** Requests twice; resolves how often the origin was asked (1: stored, 2: not). */
 async function asked(t: Test, headers: Record<string, string>, status = 200, options: AccelerateOptions = {}) {
   const { get, seen } = await setup(t, (_req, res) => {
@@ -144,15 +157,7 @@ t.test('RFC 9112 §6.3: an origin body longer than its Content-Length is served 
 })
 
 t.test('RFC 9111 §4.3.1: a stale entry is revalidated with its validators, the request prepared first', async (t) => {
-  const { get, seen, clock } = await setup(t, (req, res) => {
-    res.setHeader('cache-control', 'max-age=1')
-    res.setHeader('etag', '"v1"')
-    if (req.headers['if-none-match'] === '"v1"') {
-      res.statusCode = 304
-      return res.end()
-    }
-    res.end('body')
-  })
+  const { get, seen, clock } = await setup(t, validating({ etag: '"v1"' }, (req) => req.headers['if-none-match'] === '"v1"'))
   // A client's own validator does not reach the origin on a miss: the cache wants the body.
   const miss = await get('/', { headers: { 'if-none-match': '"other"' } })
   t.equal(miss.status, 200)
@@ -229,15 +234,7 @@ t.test('the new options are checked', async (t) => {
 })
 
 t.test('RFC 9110 §8.8.3: an unquoted entity-tag is quoted on its way to the origin', async (t) => {
-  const { get, seen, clock } = await setup(t, (req, res) => {
-    res.setHeader('cache-control', 'max-age=1')
-    res.setHeader('etag', 'abcdef')
-    if (req.headers['if-none-match'] === '"abcdef"') {
-      res.statusCode = 304
-      return res.end()
-    }
-    res.end('body')
-  })
+  const { get, seen, clock } = await setup(t, validating({ etag: 'abcdef' }, (req) => req.headers['if-none-match'] === '"abcdef"'))
   await get()
   clock.advance(2000)
   const revalidated = await get()
@@ -271,16 +268,9 @@ t.test('RFC 9110 §14.1.2: several ranges go to the origin, even with a fresh en
 
 t.test('RFC 9110 §13.1.3: a Last-Modified-only entry is revalidated with If-Modified-Since alone', async (t) => {
   const lastModified = 'Sun, 06 Nov 1994 08:49:37 GMT'
-  const { get, seen, clock } = await setup(t, (req, res) => {
-    res.setHeader('cache-control', 'max-age=1')
-    res.setHeader('last-modified', lastModified)
-    // An origin that keeps to §13.1.3: with If-None-Match present, If-Modified-Since is ignored.
-    if (req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === lastModified) {
-      res.statusCode = 304
-      return res.end()
-    }
-    res.end('body')
-  })
+  // An origin that keeps to §13.1.3: with If-None-Match present, If-Modified-Since is ignored.
+  const current = (req: IncomingMessage) => req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === lastModified
+  const { get, seen, clock } = await setup(t, validating({ 'last-modified': lastModified }, current))
   await get()
   clock.advance(2000)
   const revalidated = await get()
