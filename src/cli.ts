@@ -108,7 +108,8 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
   if (values.redis !== undefined && !/^(rediss?|unix):/.test(values.redis)) throw new UsageError(`--redis must be a redis:// URL, got ${JSON.stringify(values.redis)}`)
   const staleIfError = Number(values['stale-if-error'] ?? DEFAULT_STALE_IF_ERROR)
   if (!/^\d+$/.test(values['stale-if-error'] ?? '0') || !Number.isSafeInteger(staleIfError)) {
-    throw new UsageError(`--stale-if-error must be a whole number of seconds, got ${JSON.stringify(values['stale-if-error'])}`)
+    const got = JSON.stringify(values['stale-if-error'])
+    throw new UsageError(`--stale-if-error must be a whole number of seconds, got ${got}`)
   }
   if (values['purge-token'] === '') throw new UsageError('--purge-token must not be empty')
   return {

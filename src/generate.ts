@@ -186,7 +186,8 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     /** Opens the generation to its waiters: the response as each of them gets it. */
     function share(flight: Generation, { status, wholeBody }: Head, sent: HeaderRecord, fresh: Freshness, now: number): void {
       const names = varyNames(sent.vary)
-      const keyFor = (request: IncomingMessage) => (names.length > 0 ? variantKey(miss.base, names, request.headers, opts.normalizeVary) : miss.base)
+      const keyFor = (request: IncomingMessage) =>
+        names.length > 0 ? variantKey(miss.base, names, request.headers, opts.normalizeVary) : miss.base
       const key = names.length > 0 ? variantKey(miss.base, names, client.headers, opts.normalizeVary) : miss.base
       if (key !== miss.key) {
         aliases.push(key)

@@ -67,13 +67,32 @@ t.test('RFC 9213 §2.1: directives of a targeted field, typed', async (t) => {
   const rows: Array<[string | string[] | undefined, Record<string, string | true> | undefined, string]> = [
     ['max-age=60', { 'max-age': '60' }, 'an Integer, as delta-seconds text'],
     [['max-age=60', 'no-store'], { 'max-age': '60', 'no-store': true }, 'several lines are one dictionary'],
-    ['s-maxage=0, stale-while-revalidate=5, stale-if-error=9', { 's-maxage': '0', 'stale-while-revalidate': '5', 'stale-if-error': '9' }, 'every delta directive'],
+    [
+      's-maxage=0, stale-while-revalidate=5, stale-if-error=9',
+      { 's-maxage': '0', 'stale-while-revalidate': '5', 'stale-if-error': '9' },
+      'every delta directive',
+    ],
     ['max-age=99999999999', { 'max-age': '99999999999' }, 'large: delta-seconds caps it later'],
-    ['no-store, must-revalidate, proxy-revalidate, must-understand, public, immutable', { 'no-store': true, 'must-revalidate': true, 'proxy-revalidate': true, 'must-understand': true, public: true, immutable: true }, 'booleans'],
+    [
+      'no-store, must-revalidate, proxy-revalidate, must-understand, public, immutable',
+      {
+        'no-store': true, 'must-revalidate': true, 'proxy-revalidate': true, 'must-understand': true,
+        public: true, immutable: true,
+      },
+      'booleans',
+    ],
     ['no-store=?0, max-age=5', { 'max-age': '5' }, 'a false Boolean is absent'],
-    ['private=("set-cookie"), no-cache=("x")', { private: true, 'no-cache': true }, 'field names: taken as the whole response'],
+    [
+      'private=("set-cookie"), no-cache=("x")',
+      { private: true, 'no-cache': true },
+      'field names: taken as the whole response',
+    ],
     ['private=?0', {}, 'private false'],
-    ['foobar, max-age=60, ext="x", dec=1.5, list=(a), off=?0', { foobar: true, 'max-age': '60', ext: 'x', dec: '1.5', list: true }, 'extensions of any type are kept'],
+    [
+      'foobar, max-age=60, ext="x", dec=1.5, list=(a), off=?0',
+      { foobar: true, 'max-age': '60', ext: 'x', dec: '1.5', list: true },
+      'extensions of any type are kept',
+    ],
     ['max-age="60"', undefined, 'a String max-age: the field is invalid'],
     ['max-age=60.0', undefined, 'a Decimal max-age: invalid'],
     ['max-age=-1', undefined, 'a negative max-age: invalid'],
@@ -103,10 +122,26 @@ t.test('RFC 9213 §2.1: the first valid field of the target list rules; else Cac
     return [cc.get('max-age'), targeted]
   }
   t.same(ruled(all, true), ['10', true], 'Accelerator-Cache-Control first')
-  t.same(ruled({ ...all, 'accelerator-cache-control': 'Max-Age=1' }, true), ['20', true], 'an invalid own field: CDN-Cache-Control')
-  t.same(ruled({ ...all, 'accelerator-cache-control': '' }, true), ['20', true], 'an empty own field: CDN-Cache-Control')
-  t.same(ruled({ ...all, 'accelerator-cache-control': 'x=1,' }, false), ['30', false], 'without cdnCacheControl: Cache-Control')
-  t.same(ruled({ 'cdn-cache-control': 'max-age="1"', 'cache-control': 'max-age=30' }, true), ['30', false], 'an invalid CDN field: Cache-Control')
+  t.same(
+    ruled({ ...all, 'accelerator-cache-control': 'Max-Age=1' }, true),
+    ['20', true],
+    'an invalid own field: CDN-Cache-Control',
+  )
+  t.same(
+    ruled({ ...all, 'accelerator-cache-control': '' }, true),
+    ['20', true],
+    'an empty own field: CDN-Cache-Control',
+  )
+  t.same(
+    ruled({ ...all, 'accelerator-cache-control': 'x=1,' }, false),
+    ['30', false],
+    'without cdnCacheControl: Cache-Control',
+  )
+  t.same(
+    ruled({ 'cdn-cache-control': 'max-age="1"', 'cache-control': 'max-age=30' }, true),
+    ['30', false],
+    'an invalid CDN field: Cache-Control',
+  )
   t.same(ruled({ 'accelerator-cache-control': 'max-age=10' }, false), ['10', true], 'the own field in any mode')
   t.same(ruled({}, true), [undefined, false], 'nothing at all')
 })
