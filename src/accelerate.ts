@@ -15,7 +15,7 @@ import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
 import { answersNotModified } from './conditional.js'
 import { clientDemand, hasOriginOnlyPrecondition, isUnsafe } from './request.js'
-import { hitWriterFor, rangeResponse, statusHeadersFor } from './respond.js'
+import { hitWriterFor, isMultiRange, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
 import { variantKey, variantsTag, varyNames } from './vary.js'
 import { Flights } from './flights.js'
@@ -75,10 +75,11 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const { key, entry, record, storeDown } = await lookup(base, req.headers)
     const now = opts.now()
     const honored = entry && opts.honorClientNoCache
-    const demand = honored ? clientDemand(entry, now, req.headers, cc) : 'as-usual'
+    const demand = honored ? clientDemand(entry, now, req.headers, cc, opts) : 'as-usual'
     const forced = demand === 'revalidate'
     const acceptStale = demand === 'accept-stale'
-    if (entry && !forced && (now < entry.staleAt || acceptStale)) {
+    const usable = entry && !forced && (now < entry.staleAt || acceptStale)
+    if (usable && !isMultiRange(req.headers.range)) {
       return serveEntry(req, res, entry, now, 'hit', acceptStale ? 'max-stale' : undefined)
     }
     // A Range not answered from a fresh entry goes to the handler, and its answer is not stored.
@@ -149,7 +150,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     try {
       const first = await store.get(base)
       if (first?.variesOn === undefined) return { key: base, entry: first }
-      const key = variantKey(base, first.variesOn, headers)
+      const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
       return { key, entry: await store.get(key), record: first }
     } catch (err) {
       report(err as Error, { op: 'get', key: base })
@@ -191,7 +192,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   ): boolean {
     const names = varyNames(entry.headers.vary)
     const now = opts.now()
-    const own = names.length > 0 ? variantKey(base, names, req.headers) : base
+    const own = names.length > 0 ? variantKey(base, names, req.headers, opts.normalizeVary) : base
     if (own !== key || (detail === undefined && now >= entry.staleAt)) return false
     serveEntry(req, res, entry, now, 'hit', detail)
     return true

@@ -29,6 +29,10 @@ Options:
                               PURGE /path                      drops that URL
                               POST /.accelerator/purge         {"tags":[...],"urls":[...],"soft":false}
                             without it, PURGE and that path go to the origin like any request
+  --stale-if-error SECONDS  serve a stale entry for up to SECONDS past its freshness when the origin
+                            cannot be reached or answers 5xx (RFC 9111 §4.2.4), unless it says
+                            must-revalidate, proxy-revalidate, no-cache or s-maxage (default
+                            3600; 0 turns it off; the response's own stale-if-error wins)
   --keep-surrogate-headers  pass Surrogate-Key, Cache-Tag and Surrogate-Control on to clients
   --trust-forwarded-headers pass on the client's Forwarded, X-Forwarded-Host/-Proto/-Port/...,
                             X-Original-URL and other override headers (only behind a front
@@ -48,10 +52,15 @@ export interface ProxyConfig {
   maxBytes: number
   purgeToken?: string
   keepSurrogateHeaders: boolean
+  /** Seconds a stale entry is served when the origin fails (RFC 9111 §4.2.4). @default 3600 */
+  staleIfError?: number
   /** Pass on the client's override headers (see forward()'s option). @default false */
   trustForwardedHeaders?: boolean
   log: boolean
 }
+
+/** Seconds a stale entry stands in for an origin that fails, unless --stale-if-error says. */
+const DEFAULT_STALE_IF_ERROR = 3600
 
 /** How long the proxy waits for Redis at startup before serving anyway (uncached until it answers). */
 const REDIS_WAIT_MS = 2000
@@ -75,6 +84,7 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
         redis: { type: 'string' },
         'max-bytes': { type: 'string' },
         'purge-token': { type: 'string' },
+        'stale-if-error': { type: 'string' },
         'keep-surrogate-headers': { type: 'boolean' },
         'trust-forwarded-headers': { type: 'boolean' },
         log: { type: 'boolean' },
@@ -96,6 +106,11 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
   const port = Number(values.port ?? 3000)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, got ${JSON.stringify(values.port)}`)
   if (values.redis !== undefined && !/^(rediss?|unix):/.test(values.redis)) throw new UsageError(`--redis must be a redis:// URL, got ${JSON.stringify(values.redis)}`)
+  const staleIfError = Number(values['stale-if-error'] ?? DEFAULT_STALE_IF_ERROR)
+  if (!/^\d+$/.test(values['stale-if-error'] ?? '0') || !Number.isSafeInteger(staleIfError)) {
+    const got = JSON.stringify(values['stale-if-error'])
+    throw new UsageError(`--stale-if-error must be a whole number of seconds, got ${got}`)
+  }
   if (values['purge-token'] === '') throw new UsageError('--purge-token must not be empty')
   return {
     upstream,
@@ -105,6 +120,7 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
     maxBytes: parseSize(values['max-bytes'] ?? '256m'),
     ...(values['purge-token'] === undefined ? {} : { purgeToken: values['purge-token'] }),
     keepSurrogateHeaders: values['keep-surrogate-headers'] ?? false,
+    staleIfError,
     trustForwardedHeaders: values['trust-forwarded-headers'] ?? false,
     log: values.log ?? false,
   }
@@ -130,7 +146,13 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
   } else store = new MemoryStore({ maxBytes: config.maxBytes })
   const trustForwardedHeaders = config.trustForwardedHeaders ?? false
   const upstream = forward(config.upstream, { trustForwardedHeaders })
-  const app = accelerate(upstream, { store, sharedCache: true, surrogateKeys: true, keepSurrogateHeaders: config.keepSurrogateHeaders })
+  const app = accelerate(upstream, {
+    store,
+    sharedCache: true,
+    surrogateKeys: true,
+    keepSurrogateHeaders: config.keepSurrogateHeaders,
+    staleIfError: config.staleIfError ?? DEFAULT_STALE_IF_ERROR,
+  })
   const purge = config.purgeToken === undefined ? undefined : purgeApi(app, config.purgeToken)
   const server = http.createServer((req, res) => {
     if (config.log) logWhenDone(req, res, out)

@@ -173,3 +173,21 @@ export function notModifiedHeaders<T extends Record<string, unknown>>(headers: T
   const kept = Object.entries(headers).filter(([name]) => !BODY_HEADERS.has(name))
   return Object.fromEntries(kept) as T
 }
+
+/**
+ * An If-None-Match value with each bare entity-tag quoted (`abcdef` → `"abcdef"`), as RFC 9110
+ * §8.8.3 spells entity-tags: an origin that sent its ETag unquoted gets a well-formed validator
+ * back. `*`, quoted and weak tags, and members that are not etagc are kept as they are.
+ */
+export function quoteEntityTags(value: string): string {
+  return value
+    .split(',')
+    .map((member) => {
+      const tag = member.trim()
+      if (tag === '' || tag === '*' || tag.startsWith('"') || tag.startsWith('W/"')) return tag
+      for (let i = 0; i < tag.length; i++) if (!isEtagc(tag.charCodeAt(i))) return tag
+      return `"${tag}"`
+    })
+    .filter((tag) => tag !== '')
+    .join(', ')
+}

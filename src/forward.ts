@@ -17,6 +17,7 @@ import {
   type Prepared,
   type Refusal,
 } from './proxy-request.js'
+import { quoteEntityTags } from './conditional.js'
 
 /** Options of {@link forward}. */
 export interface ForwardOptions {
@@ -102,17 +103,23 @@ export function forward(upstream: string | URL, { agent, via = '1.1 node-acceler
           }
         } else if (statusCode === 102) res.writeProcessing()
       })
-      upstreamReq.on('response', (upstreamRes) => {
+      let upstreamRes: IncomingMessage | undefined
+      upstreamReq.on('response', (response) => {
+        upstreamRes = response
         // (A response from http.request always has its statusCode.) RFC 9112 §4: a reason
         // phrase is ignorable; one Node will not write (a control character) is left out.
-        const message = upstreamRes.statusMessage!
+        const message = response.statusMessage!
         const reason = /^[\t\x20-\x7e\x80-\xff]*$/.test(message) ? message : undefined
-        res.writeHead(upstreamRes.statusCode!, reason, responseHeaders(upstreamRes.rawHeaders, via))
+        res.writeHead(response.statusCode!, reason, responseHeaders(response.rawHeaders, via))
         // An origin that resets mid-body cuts the client too (pipeline destroys the response): a
         // partial body is never complete.
-        pipeline(upstreamRes, res, () => resolve())
+        pipeline(response, res, () => resolve())
       })
       upstreamReq.on('error', (err) => {
+        // RFC 9112 §6.3: bytes past the declared Content-Length are not part of the response.
+        // Node's parser fails on them once it has the whole body (the socket is not reused):
+        // the declared body is served, and stored.
+        if (upstreamRes?.complete) return
         if (res.headersSent) return resolve(void res.destroy(err))
         res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '12' })
         res.end('Bad Gateway\n')
@@ -154,7 +161,13 @@ function requestHeaders(
   upstreamHost: string,
   trustForwarded: boolean,
 ): string[] {
+  // The validators are the request's as the cache left them (its stored entry's, RFC 9111
+  // §4.3.1, or none on a miss it means to store), not those the client sent.
   const headers = without(lines, APPENDED)
+  const { 'if-none-match': ifNoneMatch, 'if-modified-since': ifModifiedSince } = req.headers
+  // RFC 9110 §8.8.3: an entity-tag is quoted, though the origin may have sent its ETag bare.
+  if (ifNoneMatch !== undefined) headers.push('If-None-Match', quoteEntityTags(ifNoneMatch))
+  if (ifModifiedSince !== undefined) headers.push('If-Modified-Since', ifModifiedSince)
   const host = req.headers.host
   // RFC 9112 §3.2: an HTTP/1.1 request carries a Host; an HTTP/1.0 client may have sent none.
   if (host === undefined) headers.push('Host', upstreamHost)
@@ -167,8 +180,9 @@ function requestHeaders(
   return headers
 }
 
-/** The request headers this hop appends to: the client's value, then its own. */
-const APPENDED = new Set(['via', 'x-forwarded-for'])
+/** The request headers this hop appends to (the client's value, then its own), or sets itself. */
+const APPENDED = new Set(['via', 'x-forwarded-for', 'if-none-match', 'if-modified-since'])
+
 
 /** The origin's headers as it sent them, less hop-by-hop ones, with this hop's Via appended. */
 function responseHeaders(raw: readonly string[], via: string): string[] {

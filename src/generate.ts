@@ -186,8 +186,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     /** Opens the generation to its waiters: the response as each of them gets it. */
     function share(flight: Generation, { status, wholeBody }: Head, sent: HeaderRecord, fresh: Freshness, now: number): void {
       const names = varyNames(sent.vary)
-      const keyFor = (request: IncomingMessage) => (names.length > 0 ? variantKey(miss.base, names, request.headers) : miss.base)
-      const key = names.length > 0 ? variantKey(miss.base, names, client.headers) : miss.base
+      const keyFor = (request: IncomingMessage) =>
+        names.length > 0 ? variantKey(miss.base, names, request.headers, opts.normalizeVary) : miss.base
+      const key = names.length > 0 ? variantKey(miss.base, names, client.headers, opts.normalizeVary) : miss.base
       if (key !== miss.key) {
         aliases.push(key)
         flights.alias(key, flight)
@@ -307,7 +308,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     const tags = body && (declared === undefined || Number(declared) === body.length) ? withSurrogateTags(tagsOf(res, gen.key), { tags: surrogateTags }) : undefined
     if (!body || !tags) return
     const names = varyNames(head.headers.vary)
-    const key = names.length > 0 ? variantKey(gen.base, names, headers) : gen.base
+    const key = names.length > 0 ? variantKey(gen.base, names, headers, opts.normalizeVary) : gen.base
     const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged(res, { ...gen, key }, tags)!, fresh, storedAt, opts)
     if (!(await put(key, entry, since))) return
     if (names.length > 0 && !coversVariant(gen.record, names, entry.expiresAt)) await put(gen.base, varyRecord(names, storedAt, entry.expiresAt), since, false)

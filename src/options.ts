@@ -40,6 +40,21 @@ export interface AccelerateOptions {
    * methods invalidating what they change. @default false
    */
   sharedCache?: boolean
+  /**
+   * Read `CDN-Cache-Control` (RFC 9213) as this cache's Cache-Control when it is a valid
+   * Structured Field dictionary: it then rules over `Cache-Control` and `Expires` for storing,
+   * freshness and stale serving, and is passed on to the client untouched.
+   * `Accelerator-Cache-Control`, the field targeted at this cache alone, is read in any mode and
+   * ranks first. @default sharedCache
+   */
+  cdnCacheControl?: boolean
+  /**
+   * Select variants on normalised request header values (RFC 9111 §4.1): `Accept-Encoding` by the
+   * set of codings accepted, `Accept-Language` ignoring order, case and whitespace, any other
+   * header ignoring whitespace around its list members. `false` keys variants on the values as
+   * sent. @default true
+   */
+  normalizeVary?: boolean
   /** Take tags and the TTL from `Surrogate-Key`, `Cache-Tag` and `Surrogate-Control`, and strip them. @default false */
   surrogateKeys?: boolean
   /** With `surrogateKeys`, still send the surrogate headers to the client. @default false */
@@ -72,6 +87,8 @@ export interface ResolvedOptions {
   staleIfError: number
   honorClientNoCache: boolean
   sharedCache: boolean
+  cdnCacheControl: boolean
+  normalizeVary: boolean
   surrogateKeys: boolean
   keepSurrogateHeaders: boolean
   coalesceTimeoutMs: number
@@ -116,6 +133,8 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
     staleIfError: seconds(options, 'staleIfError', 0),
     honorClientNoCache: bool(options, 'honorClientNoCache', bool(options, 'sharedCache', false)),
     sharedCache: bool(options, 'sharedCache', false),
+    cdnCacheControl: bool(options, 'cdnCacheControl', bool(options, 'sharedCache', false)),
+    normalizeVary: bool(options, 'normalizeVary', true),
     surrogateKeys: bool(options, 'surrogateKeys', false),
     keepSurrogateHeaders: bool(options, 'keepSurrogateHeaders', false),
     coalesceTimeoutMs: wholeNumber(options, 'coalesceTimeoutMs', 5000),
@@ -133,7 +152,10 @@ function fn<K extends 'key' | 'unless' | 'onError' | 'now'>(options: AccelerateO
   return value
 }
 
-function bool(options: AccelerateOptions, name: 'honorCacheControl' | 'honorClientNoCache' | 'xCache' | 'sharedCache' | 'surrogateKeys' | 'keepSurrogateHeaders', fallback: boolean): boolean {
+type BooleanOption = 'honorCacheControl' | 'honorClientNoCache' | 'xCache' | 'sharedCache' | 'cdnCacheControl'
+  | 'normalizeVary' | 'surrogateKeys' | 'keepSurrogateHeaders'
+
+function bool(options: AccelerateOptions, name: BooleanOption, fallback: boolean): boolean {
   const value = options[name] ?? fallback
   if (typeof value !== 'boolean') throw new TypeError(`expected options.${name} to be a boolean, got ${describe(value)}`)
   return value

@@ -43,3 +43,23 @@ export function ifRangeMatches(headers: IncomingHttpHeaders, entry: CacheEntry):
   const date = parseHttpDate(value)
   return date !== undefined && date === parseHttpDate(entry.headers['last-modified'])
 }
+
+/**
+ * Whether a Range header asks for several byte ranges (RFC 9110 §14.1.2, `bytes=0-1,4-5`): a
+ * multipart answer the cache does not build, so the request goes to the origin even when a fresh
+ * entry is stored. (A Range that does not parse is ignored instead, RFC 9110 §14.2: the full
+ * stored response answers it.)
+ */
+export function isMultiRange(value: string | undefined): boolean {
+  const match = value === undefined ? null : /^\s*bytes\s*=(.*)$/is.exec(value)
+  if (!match) return false
+  const ranges = match[1]!.split(',').map((range) => range.trim()).filter((range) => range !== '')
+  if (ranges.length < 2 || ranges.length > MAX_FORWARDED_RANGES) return false
+  return ranges.every((range) => /^(\d+\s*-\s*\d*|-\s*\d+)$/.test(range))
+}
+
+/**
+ * More ranges than this are ignored (RFC 9110 §14.2 allows it; §17.15 warns of their cost): the
+ * full stored response answers them, and they never reach the origin (CVE-2011-3192).
+ */
+const MAX_FORWARDED_RANGES = 16

@@ -1,7 +1,8 @@
 /** What the request asks of the cache: pure predicates over its headers. */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheEntry } from './store.js'
-import { deltaSeconds, parseCacheControl, type CacheControl } from './cache-control.js'
+import { deltaSeconds, type CacheControl } from './cache-control.js'
+import { responseDirectives, type TargetOptions } from './targeted.js'
 
 /** Sets `rawHeaders` on a live request: an own property, as HTTP/2's request only has a getter. */
 export function setRawHeaders(req: { rawHeaders: string[] }, raw: string[]): void {
@@ -31,7 +32,13 @@ export function isUnsafe(method: string | undefined): boolean {
  * (no-cache, an age over its max-age, less freshness left than its min-fresh), `accept-stale`
  * (stale, but within its max-stale, and the response does not forbid it), or `as-usual`.
  */
-export function clientDemand(entry: CacheEntry, now: number, headers: IncomingHttpHeaders, cc: CacheControl): 'revalidate' | 'accept-stale' | 'as-usual' {
+export function clientDemand(
+  entry: CacheEntry,
+  now: number,
+  headers: IncomingHttpHeaders,
+  cc: CacheControl,
+  targets: TargetOptions = {},
+): 'revalidate' | 'accept-stale' | 'as-usual' {
   if (wantsRegeneration(headers, cc)) return 'revalidate'
   const age = entry.initialAge + Math.max(0, (now - entry.storedAt) / 1000)
   const maxAge = deltaSeconds(cc.get('max-age'))
@@ -39,8 +46,9 @@ export function clientDemand(entry: CacheEntry, now: number, headers: IncomingHt
   const minFresh = deltaSeconds(cc.get('min-fresh'))
   if (minFresh !== undefined && (entry.staleAt - now) / 1000 < minFresh) return 'revalidate'
   if (now < entry.staleAt || !cc.has('max-stale')) return 'as-usual'
-  // RFC 9111 §5.2.2.2: must-revalidate (and no-cache) outrank a client's max-stale.
-  const strict = parseCacheControl(entry.headers['cache-control'])
+  // RFC 9111 §5.2.2.2: must-revalidate (and no-cache) outrank a client's max-stale; RFC 9213
+  // §2.1: as a targeted field says them.
+  const strict = responseDirectives(entry.headers, targets).cc
   if (strict.has('must-revalidate') || strict.has('proxy-revalidate') || strict.has('no-cache')) return 'as-usual'
   const maxStale = cc.get('max-stale') === true ? Infinity : deltaSeconds(cc.get('max-stale'))
   return maxStale !== undefined && (now - entry.staleAt) / 1000 <= maxStale ? 'accept-stale' : 'as-usual'

@@ -5,6 +5,8 @@ import type { Replacement } from './tee.js'
 import { answersNotModified, notModifiedHeaders } from './conditional.js'
 import { merged } from './merged.js'
 import { ifRangeMatches, parseRange } from './range.js'
+// The cache answers one range; the flow sends several to the origin (RFC 9110 §14.1.2).
+export { isMultiRange } from './range.js'
 
 /** Builds the cache's status headers for a Cache-Status member's parameters (RFC 9211). */
 export type StatusHeaders = (params: string, xCache: 'HIT' | 'MISS', existing?: string | string[]) => Record<string, string>

@@ -4,6 +4,7 @@ import type { CacheEntry } from './store.js'
 import type { HeaderRecord } from './tee.js'
 import { BODY_HEADERS } from './conditional.js'
 import { setRawHeaders } from './request.js'
+import { strongEtag } from './etag.js'
 
 /**
  * Replaces the request's own validators with the stored entry's (RFC 9111 §4.3.1), so that a
@@ -19,7 +20,10 @@ export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeader
   delete headers['if-modified-since']
   const raw = req.rawHeaders.filter((_, i, all) => !/^if-(none-match|modified-since)$/i.test(all[i - (i % 2)]!))
   const { etag, 'last-modified': lastModified } = entry?.headers ?? {}
-  if (typeof etag === 'string') raw.push('If-None-Match', (headers['if-none-match'] = etag))
+  // RFC 9110 §13.1.3: with If-None-Match, If-Modified-Since is ignored; an ETag the cache computed
+  // from the body (the handler sent none) would keep a Last-Modified origin from answering 304.
+  const computed = typeof lastModified === 'string' && etag === strongEtag(entry!.body)
+  if (typeof etag === 'string' && !computed) raw.push('If-None-Match', (headers['if-none-match'] = etag))
   if (typeof lastModified === 'string') raw.push('If-Modified-Since', (headers['if-modified-since'] = lastModified))
   setRawHeaders(req, raw)
   return asSent

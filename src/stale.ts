@@ -2,13 +2,18 @@
  * Stale windows (RFC 5861, RFC 9111 §4.2.4): how long after going stale an entry may still be
  * served, while it is regenerated in the background or when its regeneration fails.
  */
-import { deltaSeconds, parseCacheControl } from './cache-control.js'
+import { deltaSeconds } from './cache-control.js'
+import { responseDirectives } from './targeted.js'
 import type { CacheEntry } from './store.js'
 
 /** The window options, in seconds. */
 export interface StaleOptions {
   staleWhileRevalidate: number
   staleIfError: number
+  /** Read `CDN-Cache-Control` (RFC 9213) over Cache-Control. @default false */
+  cdnCacheControl?: boolean
+  /** A shared cache, for which s-maxage also means proxy-revalidate (RFC 9111 §5.2.2.10). */
+  sharedCache?: boolean
 }
 
 /** The windows of a response, in seconds after it goes stale. */
@@ -26,9 +31,12 @@ const MAX_KEEP = 24 * 60 * 60
  * options do not apply to it (its own explicit directives still do: they are more specific).
  */
 export function staleWindows(headers: Readonly<Record<string, string | string[] | undefined>>, options: StaleOptions): StaleWindows {
-  const cc = parseCacheControl(headers['cache-control'])
+  // RFC 9213 §2.1: a targeted field (Accelerator-Cache-Control, CDN-Cache-Control) rules.
+  const { cc } = responseDirectives(headers, options)
   // no-cache (RFC 9111 §5.2.2.4) forbids any reuse without revalidation, stale or not.
+  // RFC 9111 §5.2.2.10: in a shared cache, s-maxage carries proxy-revalidate's semantics.
   const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache')
+    || (options.sharedCache === true && cc.has('s-maxage'))
   return {
     whileRevalidate: deltaSeconds(cc.get('stale-while-revalidate')) ?? (strict ? 0 : options.staleWhileRevalidate),
     ifError: deltaSeconds(cc.get('stale-if-error')) ?? (strict ? 0 : options.staleIfError),

@@ -24,12 +24,51 @@ const MAX_VARIANT_LENGTH = 256
 
 /**
  * The key of the variant that `headers` select among `names`: values as sent (Node joins repeated
- * lines), an absent header distinct from an empty one.
+ * lines), an absent header distinct from an empty one. With `normalize` (the default), values
+ * that mean the same select the same variant (see {@link normalizeSelecting}).
  */
-export function variantKey(base: string, names: readonly string[], headers: IncomingHttpHeaders): string {
-  const values = JSON.stringify(names.map((name) => headers[name] ?? null))
+export function variantKey(
+  base: string,
+  names: readonly string[],
+  headers: IncomingHttpHeaders,
+  normalize = true,
+): string {
+  const values = JSON.stringify(names.map((name) => selecting(name, headers, normalize)))
   const variant = values.length > MAX_VARIANT_LENGTH ? createHash('sha256').update(values).digest('base64url') : values
   return `${base}\u0000vary\u0000${variant}`
+}
+
+function selecting(name: string, headers: IncomingHttpHeaders, normalize: boolean): string | string[] | null {
+  // Own properties only: a Vary naming `__proto__` or `constructor` must not read Object's.
+  const value = Object.hasOwn(headers, name) ? headers[name] : undefined
+  if (value === undefined) return null
+  return normalize ? normalizeSelecting(name, Array.isArray(value) ? value.join(', ') : value) : value
+}
+
+/**
+ * A selecting header's value in a form that two requests meaning the same share (RFC 9111 §4.1
+ * lets a cache normalise them), so that Chrome, Firefox and curl share variants:
+ * - `Accept-Encoding`: the content codings accepted (q > 0), lower-cased, sorted and deduplicated
+ *   (`gzip, deflate, br, zstd` = `deflate, gzip, br, zstd`). The set is kept whole, not bucketed:
+ *   every client of a variant accepts whatever coding the origin chose for it.
+ * - `Accept-Language`: its members lower-cased, without whitespace, sorted (order, case and
+ *   spaces ignored; q-values kept with their language).
+ * - any other: whitespace around its comma-separated members removed (`1,2` = ` 1, 2 `).
+ */
+export function normalizeSelecting(name: string, value: string): string {
+  const members = value.split(',').map((member) => member.trim()).filter((member) => member !== '')
+  if (name === 'accept-encoding') {
+    const accepted = new Set<string>()
+    for (const member of members) {
+      // (split() always gives a first part: the coding.)
+      const [coding, ...params] = member.toLowerCase().split(';').map((part) => part.trim())
+      const q = params.find((param) => /^q\s*=/.test(param))
+      if (q === undefined || Number(q.slice(q.indexOf('=') + 1).trim()) > 0) accepted.add(coding!)
+    }
+    return [...accepted].sort().join(',')
+  }
+  if (name !== 'accept-language') return members.join(',')
+  return members.map((member) => member.toLowerCase().replace(/\s+/g, '')).sort().join(',')
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import t from 'tap'
 import type { Test } from 'tap'
-import { isNotModified, notModifiedHeaders } from '../src/conditional.js'
+import { isNotModified, notModifiedHeaders, quoteEntityTags } from '../src/conditional.js'
 
 type ResHeaders = Record<string, string | string[] | number | undefined>
 /** [name, request headers, response headers, expected isNotModified]. */
@@ -269,4 +269,11 @@ t.test('notModifiedHeaders', async t => {
     t.equal(Object.getPrototypeOf(out), Object.prototype)
     t.equal(out.etag, '"foo"')
   })
+})
+
+t.test('quoteEntityTags: bare entity-tags quoted (RFC 9110 §8.8.3), the rest kept', async (t) => {
+  t.equal(quoteEntityTags('abcdef'), '"abcdef"')
+  t.equal(quoteEntityTags('"a", b ,W/"c", *'), '"a", "b", W/"c", *')
+  t.equal(quoteEntityTags('a b, ,c'), 'a b, "c"', 'a member with a space is no entity-tag: kept')
+  t.equal(quoteEntityTags('caf\u00e9'), '"caf\u00e9"', 'obs-text is etagc')
 })

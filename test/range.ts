@@ -1,6 +1,6 @@
 // Range parsing (RFC 9110 §14.1.2) and If-Range (RFC 9110 §13.1.5).
 import t from 'tap'
-import { ifRangeMatches, parseRange } from '../src/range.js'
+import { ifRangeMatches, isMultiRange, parseRange } from '../src/range.js'
 import { makeEntry } from './fixtures/store-conformance.js'
 
 t.test('parseRange against a 10-byte body', async (t) => {
@@ -35,4 +35,16 @@ t.test('ifRangeMatches: a strong ETag compared strongly, or exactly the Last-Mod
   t.ok(ifRangeMatches({ 'if-range': 'Sun, 06 Nov 1994 08:49:37 GMT' }, entry))
   t.notOk(ifRangeMatches({ 'if-range': 'Sun, 06 Nov 1994 08:49:38 GMT' }, entry))
   t.notOk(ifRangeMatches({ 'if-range': 'garbage' }, entry))
+})
+
+t.test('isMultiRange: several byte ranges (RFC 9110 §14.1.2)', async (t) => {
+  t.ok(isMultiRange('bytes=0-1,4-5'))
+  t.ok(isMultiRange('Bytes = 0-1 , -5, 7-'))
+  t.notOk(isMultiRange('bytes=0-1'), 'one range')
+  t.notOk(isMultiRange('bytes=0-1,'), 'one range and an empty member')
+  t.notOk(isMultiRange('bytes=0-1,x'), 'not a range-set: ignored, not sent on')
+  t.notOk(isMultiRange('items=0-1,4-5'), 'another unit')
+  t.notOk(isMultiRange(undefined))
+  t.ok(isMultiRange(`bytes=${'0-0,'.repeat(15)}0-0`), '16 ranges go on')
+  t.notOk(isMultiRange(`bytes=${'0-0,'.repeat(16)}0-0`), '17 are ignored: the whole stored response answers')
 })

@@ -36,6 +36,14 @@ t.test('clientDemand', async (t) => {
   }
 })
 
+t.test('RFC 9213 §2.1: a targeted must-revalidate outranks max-stale; an untargeted one does not then', async (t) => {
+  const headers = { 'cache-control': 'max-age=100', 'cdn-cache-control': 'max-age=100, must-revalidate' }
+  const entry = makeEntry({ storedAt: at, staleAt: at + 100_000, expiresAt: at + 1_000_000, headers })
+  const cc = parseCacheControl('max-stale')
+  t.equal(clientDemand(entry, at + 110_000, {}, cc, { cdnCacheControl: true }), 'as-usual')
+  t.equal(clientDemand(entry, at + 110_000, {}, cc), 'accept-stale', 'CDN-Cache-Control unread')
+})
+
 t.test('the small predicates', async (t) => {
   t.ok(wantsRegeneration({ pragma: 'no-cache' }, parseCacheControl(undefined)))
   t.notOk(wantsRegeneration({ pragma: 'no-cache', 'cache-control': 'max-age=5' }, parseCacheControl('max-age=5')), 'Pragma only without Cache-Control (RFC 9111 §5.4)')

@@ -1,6 +1,6 @@
 // Variant keys and vary records.
 import t from 'tap'
-import { coversVariant, variantKey, variantsTag, varyNames, varyRecord } from '../src/vary.js'
+import { coversVariant, normalizeSelecting, variantKey, variantsTag, varyNames, varyRecord } from '../src/vary.js'
 
 t.test('varyNames: lower-cased, deduplicated, sorted; * alone', async (t) => {
   t.same(varyNames(undefined), [])
@@ -16,11 +16,66 @@ t.test('variantKey: values as sent, absent distinct from empty, long values hash
   const a = variantKey('base', names, { 'accept-encoding': 'gzip' })
   t.equal(a, 'base\u0000vary\u0000["gzip",null]')
   t.not(variantKey('base', names, { 'accept-encoding': 'gzip', 'x-tenant': '' }), a)
-  t.not(variantKey('base', names, { 'accept-encoding': 'GZIP' }), a, 'values are case-sensitive')
+  t.not(
+    variantKey('base', names, { 'accept-encoding': 'GZIP' }, false),
+    variantKey('base', names, { 'accept-encoding': 'gzip' }, false),
+    'values as sent: case-sensitive',
+  )
+  t.not(
+    variantKey('base', ['x-tenant'], { 'x-tenant': 'A' }),
+    variantKey('base', ['x-tenant'], { 'x-tenant': 'a' }),
+    'other headers stay case-sensitive',
+  )
+  t.equal(
+    variantKey('base', ['x-tenant'], { 'x-tenant': ['1', '2'] }),
+    variantKey('base', ['x-tenant'], { 'x-tenant': '1,2' }),
+    'repeated lines are one list',
+  )
+  t.equal(
+    variantKey('base', ['x-tenant'], { 'x-tenant': ['1', '2'] }, false),
+    'base\u0000vary\u0000[["1","2"]]',
+    'as sent, unnormalised',
+  )
   const long = variantKey('base', ['cookie'], { cookie: 'c'.repeat(10_000) })
   t.ok(long.length < 100, 'a 10 KB cookie makes a short key')
   t.equal(long, variantKey('base', ['cookie'], { cookie: 'c'.repeat(10_000) }), 'and the same one each time')
   t.not(long, variantKey('base', ['cookie'], { cookie: 'c'.repeat(9_999) + 'd' }))
+})
+
+t.test('RFC 9111 §4.1: selecting header values normalised', async (t) => {
+  const chrome = 'gzip, deflate, br, zstd'
+  const curl = 'deflate, gzip, br, zstd'
+  const same = (name: string, a: string, b: string, why: string) => t.equal(
+    normalizeSelecting(name, a),
+    normalizeSelecting(name, b),
+    why,
+  )
+  const apart = (name: string, a: string, b: string, why: string) => t.not(
+    normalizeSelecting(name, a),
+    normalizeSelecting(name, b),
+    why,
+  )
+  t.equal(normalizeSelecting('accept-encoding', chrome), 'br,deflate,gzip,zstd')
+  same('accept-encoding', chrome, curl, 'Chrome, Firefox and curl --compressed share')
+  same('accept-encoding', 'GZIP;q=1.0, br;q=0.5', 'br, gzip', 'case and q-values of accepted codings do not matter')
+  same('accept-encoding', 'gzip, br;q=0', 'gzip', 'q=0 is not accepted')
+  same('accept-encoding', 'gzip, br; q = 0.000', 'gzip', 'q=0 with spaces and decimals')
+  same('accept-encoding', 'gzip, gzip', 'gzip', 'duplicates')
+  apart(
+    'accept-encoding',
+    'gzip',
+    'gzip, br',
+    'another set of codings: another variant (a br answer must not reach a gzip-only client)',
+  )
+  apart('accept-encoding', '', 'identity', 'empty is not identity spelled out')
+  same('accept-language', 'en, de', 'de, en', 'Accept-Language: order')
+  same('accept-language', 'en, de', 'eN, De', 'case')
+  same('accept-language', 'en, de', ' en ,   de', 'whitespace')
+  same('accept-language', 'en;q=0.5, de', 'de,en; q=0.5', 'q-values stay with their language')
+  apart('accept-language', 'en;q=0.5, de', 'en, de;q=0.5', 'other q-values')
+  same('foo', '1,2', ' 1, 2 ', 'other headers: whitespace around members')
+  same('foo', '1,,2', '1, 2', 'empty members')
+  apart('foo', '1,2', '2,1', 'other headers: order counts')
 })
 
 t.test('variantsTag and varyRecord', async (t) => {

@@ -104,7 +104,10 @@ t.test('Last-Modified is sent as If-Modified-Since', async (t) => {
   const { etag } = (await request(url + '/')).headers
   clock.advance(10_000)
   t.equal((await request(url + '/')).text, 'dated')
-  t.same(seen, [[undefined, undefined], [etag, 'Sun, 06 Nov 1994 08:49:37 GMT']], 'the computed ETag and the Last-Modified')
+  // RFC 9110 §13.1.3: If-None-Match would make a handler that keeps to it (Express's fresh())
+  // ignore If-Modified-Since, and the handler never sent that ETag: the Last-Modified alone.
+  t.not(etag, undefined, 'the entry has its computed ETag')
+  t.same(seen, [[undefined, undefined], [undefined, 'Sun, 06 Nov 1994 08:49:37 GMT']], 'the Last-Modified alone')
 })
 
 t.test('a stale entry the handler replaces with new content is stored anew', async (t) => {
