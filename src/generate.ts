@@ -147,6 +147,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
         return revalidated(head, surrogate, now)
       }
       if (stale && head.status >= 500 && now < miss.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
+      if (!miss.background) responded(opts, req, res, miss.key, 'miss')
       const cacheFor = mayStore ? cacheForOf(res, surrogate, miss.key) : undefined
       const fresh = mayStore ? freshness(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : undefined
       const added: Record<string, string> = {}
@@ -178,7 +179,6 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       } else land() // a 304 with a body never pulled: one waiter leads the next generation
       const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
       const ours = statusHeaders(`${stale ? 'fwd=stale' : 'fwd=miss'}${capture ? '; stored' : ''}`, 'MISS', existing)
-      if (!miss.background) responded(opts, req, res, miss.key, 'miss')
       const sink = capture ? bodySink(flight) : undefined
       if (!notModified) return { capture, extraHeaders: merged(added, ours), omitHeaders, sink }
       counts.notModified++
