@@ -9,12 +9,11 @@
  * TracingChannels (`generate`, `store`, `invalidate`) need Node 20.13 or later, where
  * `TracingChannel.hasSubscribers` exists.
  */
-import { channel, tracingChannel, type TracingChannel } from 'node:diagnostics_channel'
+import { channel, tracingChannel } from 'node:diagnostics_channel'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
-import type { Accelerator } from './types.js'
+import type { AcceleratedResponse, Accelerator } from './types.js'
 import type { Miss, Run } from './generate.js'
-import type { AcceleratedResponse } from './types.js'
 import { answersNotModified } from './conditional.js'
 
 /** The channels' names; each starts with `node-accelerator:`. */
@@ -25,9 +24,9 @@ export const CHANNELS = {
   generate: 'node-accelerator:generate',
   /** A TracingChannel around each call to the store, context {@link StoreContext}. */
   store: 'node-accelerator:store',
-  /** A TracingChannel around each `invalidateTags`, `invalidate`, `clear`: {@link InvalidateContext}. */
+  /** A TracingChannel around `invalidateTags`, `invalidate`, `clear`: {@link InvalidateContext}. */
   invalidate: 'node-accelerator:invalidate',
-  /** A channel: one {@link EvictMessage} per entry a MemoryStore drops for room (stores/memory.ts). */
+  /** A channel: one {@link EvictMessage} per entry a MemoryStore drops for room. */
   evict: 'node-accelerator:evict',
 } as const
 
@@ -42,10 +41,12 @@ export const CHANNELS = {
  * - `bypass`: not looked up (other methods, `unless`, no key, after `close()`);
  * - `only-if-cached`: the `504` for `Cache-Control: only-if-cached` with nothing stored.
  */
-export type Outcome = 'hit' | 'not-modified' | 'stale' | 'miss' | 'revalidated' | 'bypass' | 'only-if-cached'
+export type Outcome = (typeof OUTCOMES)[number]
 
 /** Every {@link Outcome}, in the order above. */
-export const OUTCOMES: readonly Outcome[] = ['hit', 'not-modified', 'stale', 'miss', 'revalidated', 'bypass', 'only-if-cached']
+export const OUTCOMES = [
+  'hit', 'not-modified', 'stale', 'miss', 'revalidated', 'bypass', 'only-if-cached',
+] as const
 
 /**
  * Published on `node-accelerator:response` once per response, when the cache decided it (before
@@ -63,8 +64,8 @@ export interface ResponseMessage {
 }
 
 /**
- * The context of a `node-accelerator:generate` trace: `start` when the handler is called, `asyncEnd`
- * once the generation is over (its response finished and stored, or known not to be).
+ * The context of a `node-accelerator:generate` trace: `start` when the handler is called,
+ * `asyncEnd` once the generation is over (its response finished and stored, or known not to be).
  */
 export interface GenerateContext {
   accelerator: Accelerator
@@ -72,15 +73,15 @@ export interface GenerateContext {
   req: IncomingMessage
   res: ServerResponse
   key: string
-  /** A background refresh of a stale entry (stale-while-revalidate, soft purge): no client waits. */
+  /** A background refresh of a stale entry (stale-while-revalidate, soft purge): nobody waits. */
   background: boolean
 }
 
 /** The store operations the accelerator calls. */
-export type StoreOp = 'get' | 'checkpoint' | 'set' | 'delete' | 'invalidateTags' | 'clear'
+export type StoreOp = (typeof STORE_OPS)[number]
 
 /** Every {@link StoreOp}. */
-export const STORE_OPS: readonly StoreOp[] = ['get', 'checkpoint', 'set', 'delete', 'invalidateTags', 'clear']
+export const STORE_OPS = ['get', 'checkpoint', 'set', 'delete', 'invalidateTags', 'clear'] as const
 
 /**
  * The context of a `node-accelerator:store` trace, around one store call: `result` on `asyncEnd`,
@@ -101,12 +102,12 @@ export interface StoreContext {
 }
 
 /** How an invalidation was asked for. */
-export type InvalidationKind = 'tags' | 'soft-tags' | 'url' | 'clear'
+export type InvalidationKind = (typeof INVALIDATION_KINDS)[number]
 
 /** Every {@link InvalidationKind}. */
-export const INVALIDATION_KINDS: readonly InvalidationKind[] = ['tags', 'soft-tags', 'url', 'clear']
+export const INVALIDATION_KINDS = ['tags', 'soft-tags', 'url', 'clear'] as const
 
-/** The context of a `node-accelerator:invalidate` trace: `result` is how many entries it affected. */
+/** The context of a `node-accelerator:invalidate` trace: `result`, how many entries it affected. */
 export interface InvalidateContext {
   accelerator: Accelerator
   kind: InvalidationKind
@@ -154,10 +155,15 @@ export function withDiagnostics<A extends Accelerator>(opts: object, accelerator
   accelerators.set(opts, accelerator)
   stores.set(accelerator, stores.get(opts)!)
   const { invalidateTags, invalidate, clear } = accelerator
-  const traced = <T>(context: Omit<InvalidateContext, 'accelerator'>, call: () => Promise<T>): Promise<T> =>
-    invalidations.hasSubscribers ? invalidations.tracePromise(call, { accelerator, ...context }) : call()
-  accelerator.invalidateTags = (tags: readonly string[], options?: InvalidateOptions) =>
-    traced({ kind: options?.soft === true ? 'soft-tags' : 'tags', tags }, () => invalidateTags(tags, options))
+  type Fields = Omit<InvalidateContext, 'accelerator'>
+  const traced = <T>(fields: Fields, call: () => Promise<T>): Promise<T> => {
+    if (!invalidations.hasSubscribers) return call()
+    return invalidations.tracePromise(call, { accelerator, ...fields })
+  }
+  accelerator.invalidateTags = (tags: readonly string[], options?: InvalidateOptions) => {
+    const kind = options?.soft === true ? 'soft-tags' : 'tags'
+    return traced({ kind, tags }, () => invalidateTags(tags, options))
+  }
   accelerator.invalidate = (url: string, options?: { method?: string; host?: string }) =>
     traced({ kind: 'url', url }, () => invalidate(url, options))
   accelerator.clear = () => traced({ kind: 'clear' }, () => clear())
@@ -165,25 +171,40 @@ export function withDiagnostics<A extends Accelerator>(opts: object, accelerator
 }
 
 /**
- * The store as the accelerator calls it: each call traced on `node-accelerator:store` while anyone
- * subscribes, and handed straight through (the same promise) otherwise.
+ * The store as the accelerator calls it: each call traced on `node-accelerator:store` while
+ * anyone subscribes, and handed straight through (the store's own promise) otherwise.
  */
 export function observedStore(opts: object, store: CacheStore): CacheStore {
   stores.set(opts, store)
-  const traced = <T>(context: Omit<StoreContext, 'accelerator'>, call: () => Promise<T>): Promise<T> =>
-    storeCalls.tracePromise(call, { accelerator: acceleratorOf(opts), ...context })
+  type Fields = Omit<StoreContext, 'accelerator'>
+  const traced = <T>(fields: Fields, call: () => Promise<T>): Promise<T> =>
+    storeCalls.tracePromise(call, { accelerator: acceleratorOf(opts), ...fields })
   const observed: CacheStore = {
-    get: (key) => (storeCalls.hasSubscribers ? traced({ op: 'get', key }, () => store.get(key)) : store.get(key)),
-    checkpoint: () => (storeCalls.hasSubscribers ? traced({ op: 'checkpoint' }, () => store.checkpoint()) : store.checkpoint()),
-    set: (key, entry, since) =>
-      storeCalls.hasSubscribers ? traced({ op: 'set', key, entry }, () => store.set(key, entry, since)) : store.set(key, entry, since),
-    delete: (key) => (storeCalls.hasSubscribers ? traced({ op: 'delete', key }, () => store.delete(key)) : store.delete(key)),
-    invalidateTags: (tags, options) =>
-      storeCalls.hasSubscribers
-        ? traced({ op: 'invalidateTags', tags, soft: options?.soft === true }, () => store.invalidateTags(tags, options))
-        : store.invalidateTags(tags, options),
-    clear: (keyPrefix) =>
-      storeCalls.hasSubscribers ? traced({ op: 'clear', keyPrefix }, () => store.clear(keyPrefix)) : store.clear(keyPrefix),
+    get(key) {
+      if (!storeCalls.hasSubscribers) return store.get(key)
+      return traced({ op: 'get', key }, () => store.get(key))
+    },
+    checkpoint() {
+      if (!storeCalls.hasSubscribers) return store.checkpoint()
+      return traced({ op: 'checkpoint' }, () => store.checkpoint())
+    },
+    set(key, entry, since) {
+      if (!storeCalls.hasSubscribers) return store.set(key, entry, since)
+      return traced({ op: 'set', key, entry }, () => store.set(key, entry, since))
+    },
+    delete(key) {
+      if (!storeCalls.hasSubscribers) return store.delete(key)
+      return traced({ op: 'delete', key }, () => store.delete(key))
+    },
+    invalidateTags(tags, options) {
+      if (!storeCalls.hasSubscribers) return store.invalidateTags(tags, options)
+      const soft = options?.soft === true
+      return traced({ op: 'invalidateTags', tags, soft }, () => store.invalidateTags(tags, options))
+    },
+    clear(keyPrefix) {
+      if (!storeCalls.hasSubscribers) return store.clear(keyPrefix)
+      return traced({ op: 'clear', keyPrefix }, () => store.clear(keyPrefix))
+    },
     close: () => store.close(),
   }
   // Only a store that knows its size has size(): stats() reports entries and bytes when known.
@@ -192,30 +213,52 @@ export function observedStore(opts: object, store: CacheStore): CacheStore {
 }
 
 /** A generation as generate.ts runs it. */
-export type Generate = (req: IncomingMessage, res: AcceleratedResponse, run: Run, miss: Miss) => Promise<void>
+export type Generate = (
+  req: IncomingMessage,
+  res: AcceleratedResponse,
+  run: Run,
+  miss: Miss,
+) => Promise<void>
 
 /** `generate`, traced on `node-accelerator:generate` while anyone subscribes. */
 export function tracedGenerate(opts: object, generate: Generate): Generate {
   return (req, res, run, miss) => {
     if (!generations.hasSubscribers) return generate(req, res, run, miss)
-    const context = { accelerator: acceleratorOf(opts), req, res, key: miss.key, background: miss.background === true }
+    const background = miss.background === true
+    const context = { accelerator: acceleratorOf(opts), req, res, key: miss.key, background }
     return generations.tracePromise(generate, context, undefined, req, res, run, miss)
   }
 }
 
 /** Publishes a response's outcome on `node-accelerator:response`, when anyone subscribes. */
-export function responded(opts: object, req: IncomingMessage, res: ServerResponse, key: string | undefined, outcome: Outcome): void {
-  if (responses.hasSubscribers) responses.publish({ accelerator: acceleratorOf(opts), req, res, key, outcome } satisfies ResponseMessage)
+export function responded(
+  opts: object,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string | undefined,
+  outcome: Outcome,
+): void {
+  if (!responses.hasSubscribers) return
+  const message: ResponseMessage = { accelerator: acceleratorOf(opts), req, res, key, outcome }
+  responses.publish(message)
 }
 
 /**
  * Publishes the outcome of a response served from a stored entry at `now`: stale past its
- * `staleAt`, else a 304 exactly when the hit path answers one (RFC 9110 §13.2.1, for a range too),
- * else a hit.
+ * `staleAt`, else a 304 exactly when the hit path answers one (RFC 9110 §13.2.1, for a Range
+ * too), else a hit.
  */
-export function servedEntry(opts: object, req: IncomingMessage, res: ServerResponse, key: string, entry: CacheEntry, now: number): void {
+export function servedEntry(
+  opts: object,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string,
+  entry: CacheEntry,
+  now: number,
+): void {
   if (!responses.hasSubscribers) return
   const notModified = answersNotModified(req.headers, entry.status, entry.headers)
   const outcome = now >= entry.staleAt ? 'stale' : notModified ? 'not-modified' : 'hit'
-  responses.publish({ accelerator: acceleratorOf(opts), req, res, key, outcome } satisfies ResponseMessage)
+  const message: ResponseMessage = { accelerator: acceleratorOf(opts), req, res, key, outcome }
+  responses.publish(message)
 }

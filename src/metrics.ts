@@ -14,10 +14,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, register as defaultRegistry } from 'prom-client'
 import type { Accelerator, Stats } from './types.js'
 import { describe } from './options.js'
-import {
-  CHANNELS, INVALIDATION_KINDS, OUTCOMES, STORE_OPS, storeOf,
-  type EvictMessage, type GenerateContext, type InvalidateContext, type ResponseMessage, type StoreContext,
-} from './diagnostics.js'
+import { CHANNELS, INVALIDATION_KINDS, OUTCOMES, STORE_OPS, storeOf } from './diagnostics.js'
+import type { EvictMessage, GenerateContext, InvalidateContext, ResponseMessage, StoreContext } from './diagnostics.js'
 
 export { Registry }
 
@@ -30,7 +28,9 @@ export interface MetricsOptions {
 /** Handler runs: from 5 ms to 10 s. */
 const HANDLER_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 /** Store calls: from 0.1 ms (in memory) to 1 s (a Redis timing out is at 0.1 s by default). */
-const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
+const STORE_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+]
 
 /** The one metric name that tells whether a registry has an accelerator's metrics already. */
 const FIRST = 'accelerator_responses_total'
@@ -40,15 +40,20 @@ const FIRST = 'accelerator_responses_total'
  * and starts counting; returns a function that stops counting and removes them again. One
  * accelerator per registry: give a second one a `new Registry()` of its own.
  */
-export function registerMetrics(accelerator: Accelerator, registry: Registry = defaultRegistry, options: MetricsOptions = {}): () => void {
+export function registerMetrics(
+  accelerator: Accelerator,
+  registry: Registry = defaultRegistry,
+  options: MetricsOptions = {},
+): () => void {
   if (typeof accelerator !== 'function' || typeof accelerator.stats !== 'function') {
-    throw new TypeError(`expected accelerator to be what accelerate() returns, got ${describe(accelerator)}`)
+    const got = describe(accelerator)
+    throw new TypeError(`expected accelerator to be what accelerate() returns, got ${got}`)
   }
   if (!(registry instanceof Registry)) {
     throw new TypeError(`expected registry to be a prom-client Registry, got ${describe(registry)}`)
   }
   if (registry.getSingleMetric(FIRST) !== undefined) {
-    const fix = 'give each accelerator a new Registry() (or call the function registerMetrics returned first)'
+    const fix = 'give each accelerator a new Registry() (or first call what registerMetrics returned)'
     throw new Error(`registerMetrics: this registry already has an accelerator's metrics; ${fix}`)
   }
   const now = options.now ?? (() => performance.now())
@@ -57,13 +62,13 @@ export function registerMetrics(accelerator: Accelerator, registry: Registry = d
 
   const responses = new Counter({
     name: 'accelerator_responses_total',
-    help: 'Responses by what the cache did (Cache-Status): hit, not-modified, stale, miss, revalidated, bypass, only-if-cached.',
+    help: 'Responses by what the cache did, as Cache-Status says (hit, not-modified, stale, miss, ...).',
     labelNames: ['outcome'],
     registers,
   })
   const handler = new Histogram({
     name: 'accelerator_handler_duration_seconds',
-    help: 'Handler runs (generations), from the call until the response is finished and stored; kind "refresh" runs in the background.',
+    help: 'Handler runs, until their response is finished and stored (refresh: in the background).',
     labelNames: ['kind'],
     buckets: HANDLER_BUCKETS,
     registers,
@@ -77,7 +82,7 @@ export function registerMetrics(accelerator: Accelerator, registry: Registry = d
   })
   const storeErrors = new Counter({
     name: 'accelerator_store_errors_total',
-    help: 'Store calls that failed or timed out, by operation (the accelerator served on without the store).',
+    help: 'Store calls that failed or timed out, by operation (served on without the store).',
     labelNames: ['op'],
     registers,
   })
@@ -98,15 +103,17 @@ export function registerMetrics(accelerator: Accelerator, registry: Registry = d
     help: 'Entries the in-memory store dropped to make room (bytes or entries at their bound).',
     registers,
   })
-  const fromStats = (name: string, help: string, read: (stats: Stats) => number) => statCounter(registers, name, help, () => read(stats()))
+  const fromStats = (name: string, help: string, read: (stats: Stats) => number) =>
+    statCounter(registers, name, help, () => read(stats()))
   fromStats('accelerator_stored_total', 'Responses stored.', (s) => s.stores)
-  fromStats('accelerator_stored_bytes_total', 'Body bytes stored, summed over every response stored.', (s) => s.bytesStored)
-  fromStats('accelerator_coalesced_total', "Requests that waited on another request's generation of the same key.", (s) => s.coalesced)
-  fromStats('accelerator_errors_total', 'Failures reported to onError (the accelerator served on).', (s) => s.errors)
+  fromStats('accelerator_stored_bytes_total', 'Body bytes of the responses stored.', (s) => s.bytesStored)
+  const coalesced = "Requests that waited on another request's generation of their key."
+  fromStats('accelerator_coalesced_total', coalesced, (s) => s.coalesced)
+  fromStats('accelerator_errors_total', 'Failures reported to onError (served on).', (s) => s.errors)
   // Only a store that knows its size says it (MemoryStore does; RedisStore does not).
   if (stats().entries !== undefined) {
     gauge(registers, 'accelerator_store_entries', 'Entries the store holds.', () => stats().entries!)
-    gauge(registers, 'accelerator_store_bytes', 'Bytes the store holds, as it counts them.', () => stats().bytes!)
+    gauge(registers, 'accelerator_store_bytes', 'Bytes the store holds, as it counts.', () => stats().bytes!)
   }
   for (const outcome of OUTCOMES) responses.inc({ outcome }, 0)
   for (const kind of ['request', 'refresh']) handler.zero({ kind })
@@ -135,7 +142,8 @@ export function registerMetrics(accelerator: Accelerator, registry: Registry = d
   const generate = {
     start: started,
     asyncEnd(context: GenerateContext) {
-      if (startedAt.has(context)) handler.observe({ kind: context.background ? 'refresh' : 'request' }, seconds(context))
+      if (!startedAt.has(context)) return
+      handler.observe({ kind: context.background ? 'refresh' : 'request' }, seconds(context))
     },
   }
   const store = {
@@ -151,7 +159,8 @@ export function registerMetrics(accelerator: Accelerator, registry: Registry = d
     asyncEnd(context: InvalidateContext) {
       if (context.accelerator !== accelerator || context.error !== undefined) return
       invalidations.inc({ kind: context.kind })
-      if (typeof context.result === 'number') invalidated.inc({ kind: context.kind }, context.result)
+      const { kind, result } = context
+      if (typeof result === 'number') invalidated.inc({ kind }, result)
     },
   }
   subscribe(CHANNELS.response, onResponse)
@@ -175,13 +184,15 @@ export function registerMetrics(accelerator: Accelerator, registry: Registry = d
 
 /** Every metric name registerMetrics may register. */
 const NAMES = [
-  'accelerator_responses_total', 'accelerator_handler_duration_seconds', 'accelerator_store_duration_seconds',
-  'accelerator_store_errors_total', 'accelerator_invalidations_total', 'accelerator_invalidated_entries_total',
+  'accelerator_responses_total', 'accelerator_handler_duration_seconds',
+  'accelerator_store_duration_seconds', 'accelerator_store_errors_total',
+  'accelerator_invalidations_total', 'accelerator_invalidated_entries_total',
   'accelerator_evictions_total', 'accelerator_stored_total', 'accelerator_stored_bytes_total',
-  'accelerator_coalesced_total', 'accelerator_errors_total', 'accelerator_store_entries', 'accelerator_store_bytes',
+  'accelerator_coalesced_total', 'accelerator_errors_total',
+  'accelerator_store_entries', 'accelerator_store_bytes',
 ]
 
-/** A counter that follows one of the accelerator's own counters (which only grow), read at each scrape. */
+/** A counter following one of the accelerator's own (which only grow), read at each scrape. */
 function statCounter(registers: Registry[], name: string, help: string, read: () => number): void {
   let counted = 0
   new Counter({
@@ -212,7 +223,10 @@ function gauge(registers: Registry[], name: string, help: string, read: () => nu
  * A `(req, res)` listener answering with `registry`'s metrics in Prometheus' text format (for
  * `GET /metrics`); a collector that throws gets a `500` naming it.
  */
-export function metricsListener(registry: Registry = defaultRegistry): (req: IncomingMessage, res: ServerResponse) => void {
+export function metricsListener(
+  registry: Registry = defaultRegistry,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const text = 'text/plain; charset=utf-8'
   return (req, res) => {
     registry.metrics().then(
       (text) => {
@@ -220,7 +234,7 @@ export function metricsListener(registry: Registry = defaultRegistry): (req: Inc
         res.end(req.method === 'HEAD' ? undefined : text)
       },
       (err: Error) => {
-        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' })
+        res.writeHead(500, { 'content-type': text, 'cache-control': 'no-store' })
         res.end(`collecting metrics failed: ${err.message}\n`)
       },
     )
