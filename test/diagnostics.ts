@@ -4,6 +4,7 @@
 // naming its accelerator; and the OpenTelemetry-style subscriber of the README.
 import t, { type Test } from 'tap'
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { createRequire } from 'node:module'
 import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { accelerate, MemoryStore, type Accelerator } from '../src/index.js'
@@ -12,6 +13,7 @@ import {
 } from '../src/diagnostics.js'
 import { counted, eventually, gate, listen, manualClock, request } from './fixtures/http.js'
 import { FailingStore } from './fixtures/failing-store.js'
+import { startProxy } from '../src/cli.js'
 
 /** Every message published on a channel while the test runs. */
 function collect<M>(t: Test, name: string): M[] {
@@ -297,4 +299,16 @@ t.test('README: the cache outcome on each request\'s HTTP server span, waiters i
   await request(url + '/', { method: 'DELETE' })
   await request(url + '/')
   t.same(recorded.map(({ attributes }) => attributes['http.cache.outcome']), ['miss', 'hit', 'bypass', 'hit'])
+})
+
+t.test('neither the core nor the proxy without --metrics loads prom-client', async (t) => {
+  const origin = await listen(t, (_req, res) => res.end('origin'))
+  const config = { upstream: new URL(origin), port: 0, host: '127.0.0.1', maxBytes: 1 << 20, keepSurrogateHeaders: false, log: false }
+  const proxy = await startProxy(config, () => {})
+  t.teardown(() => proxy.close())
+  t.equal((await request(proxy.url + '/metrics')).text, 'origin', '/metrics is the origin\'s')
+  // prom-client is CommonJS: loading it, from ESM too, puts it in require's cache.
+  const loaded = Object.keys(createRequire(import.meta.url).cache)
+  t.notOk(loaded.some((path) => path.includes('prom-client')), 'not loaded')
+  t.ok(loaded.length > 0, 'the cache is where CommonJS modules show')
 })
