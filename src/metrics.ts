@@ -52,6 +52,9 @@ export function registerMetrics(
   if (!(registry instanceof Registry)) {
     throw new TypeError(`expected registry to be a prom-client Registry, got ${describe(registry)}`)
   }
+  if (options.now !== undefined && typeof options.now !== 'function') {
+    throw new TypeError(`expected options.now to be a function returning milliseconds, got ${describe(options.now)}`)
+  }
   if (registry.getSingleMetric(FIRST) !== undefined) {
     const fix = 'give each accelerator a new Registry() (or first call what registerMetrics returned)'
     throw new Error(`registerMetrics: this registry already has an accelerator's metrics; ${fix}`)

@@ -223,6 +223,10 @@ t.test('bad arguments are TypeErrors naming them', async (t) => {
     name: 'TypeError',
     message: /^expected registry to be a prom-client Registry, got .*default/,
   })
+  t.throws(() => registerMetrics(accelerate(() => 'x'), new Registry(), { now: 5 as never }), {
+    name: 'TypeError',
+    message: 'expected options.now to be a function returning milliseconds, got 5',
+  })
 })
 
 t.test('the default registry; HEAD; a collector that throws is a 500 that says so', async (t) => {
