@@ -179,6 +179,8 @@ export function observedStore(opts: object, store: CacheStore): CacheStore {
   type Fields = Omit<StoreContext, 'accelerator'>
   const traced = <T>(fields: Fields, call: () => Promise<T>): Promise<T> =>
     storeCalls.tracePromise(call, { accelerator: acceleratorOf(opts), ...fields })
+  // The contract's methods only, explicitly (a Proxy would cost every hit a trap): a method added
+  // to CacheStore, optional ones included, must be added here too.
   const observed: CacheStore = {
     get(key) {
       if (!storeCalls.hasSubscribers) return store.get(key)
