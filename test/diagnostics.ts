@@ -16,9 +16,12 @@ import { FailingStore } from './fixtures/failing-store.js'
 import { startProxy } from '../src/cli.js'
 
 /** Every message published on a channel while the test runs. */
-function collect<M>(t: Test, name: string): M[] {
+function collect<M>(t: Test, name: string, each?: (message: M) => void): M[] {
   const messages: M[] = []
-  const onMessage = (message: unknown) => void messages.push(message as M)
+  const onMessage = (message: unknown) => {
+    each?.(message as M)
+    messages.push(message as M)
+  }
   subscribe(name, onMessage)
   t.teardown(() => void unsubscribe(name, onMessage))
   return messages
@@ -52,7 +55,9 @@ t.test('one response message per response: its key and its Cache-Status outcome'
   })
   const app = accelerate(origin, { now: clock.now, key: (req) => req.url, staleWhileRevalidate: 30 })
   const other = accelerate(() => 'other', { key: (req) => req.url })
-  const messages = collect<ResponseMessage>(t, CHANNELS.response)
+  // Published before the response's headers go out: a subscriber can still add to its span.
+  const headersSent: boolean[] = []
+  const messages = collect<ResponseMessage>(t, CHANNELS.response, ({ res }) => headersSent.push(res.headersSent))
   const url = await listen(t, app)
   const otherUrl = await listen(t, other)
 
@@ -109,7 +114,8 @@ t.test('one response message per response: its key and its Cache-Status outcome'
   ], 'each outcome is what Cache-Status says')
   t.same(messages.filter((message) => message.accelerator === other).map(said), [{ key: '/x', outcome: 'miss' }], 'the other accelerator\'s own')
   t.equal(messages.length, mine.length + 1, 'the background refresh answers no client: no message')
-  for (const { req, res } of mine) t.ok(req.url !== undefined && typeof res.writeHead === 'function', 'with its req and res')
+  t.ok(mine.every(({ req, res }) => req.url !== undefined && res.req === req), 'with its req and res')
+  t.same(headersSent, messages.map(() => false), 'each before its headers were sent')
 })
 
 t.test('stale-if-error: the stale entry served when the handler fails is a stale outcome', async (t) => {
@@ -120,13 +126,15 @@ t.test('stale-if-error: the stale entry served when the handler fails is a stale
     return 'v1'
   })
   const app = accelerate(origin, { now: clock.now, key: (req) => req.url, staleIfError: 60, onError: () => {} })
-  const messages = collect<ResponseMessage>(t, CHANNELS.response)
+  const headersSent: boolean[] = []
+  const messages = collect<ResponseMessage>(t, CHANNELS.response, ({ res }) => headersSent.push(res.headersSent))
   const url = await listen(t, app)
   await request(url + '/')
   clock.advance(20_000)
   const reply = await request(url + '/')
   t.equal(reply.text, 'v1')
   t.same(messages.map(said), [{ key: '/', outcome: 'miss' }, { key: '/', outcome: 'stale' }])
+  t.same(headersSent, [false, false])
 })
 
 t.test('a trace around each generation: its context reaches the handler, background refreshes say so', async (t) => {
