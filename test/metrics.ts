@@ -7,6 +7,8 @@ import { metricsListener, registerMetrics, Registry } from '../src/metrics.js'
 import { loadMetrics, parseFlags, startProxy, USAGE } from '../src/cli.js'
 import { counted, eventually, gate, listen, manualClock, request } from './fixtures/http.js'
 import { FailingStore } from './fixtures/failing-store.js'
+import { startRedis } from './fixtures/redis-server.js'
+import { RedisStore } from '../stores/redis.js'
 
 /** A scrape: each sample by its name and labels (sorted, `le` included), e.g. `x_total{op="get"}`. */
 async function scrape(url: string): Promise<Map<string, number>> {
@@ -189,6 +191,38 @@ t.test('store errors by operation; a store that does not know its size has no si
   t.equal(samples.get('accelerator_responses_total{outcome="miss"}'), 2, 'both served')
   t.notOk(samples.has('accelerator_store_entries'))
   t.notOk(samples.has('accelerator_store_bytes'))
+})
+
+t.test('on a real Redis: its calls, their failures once it is gone, no size metrics', async (t) => {
+  const server = await startRedis(t)
+  const store = new RedisStore({ url: server.url })
+  t.teardown(() => store.close())
+  await store.ready()
+  const errors: string[] = []
+  const origin = counted((_req, res) => {
+    res.cacheFor = 60
+    return 'body'
+  })
+  const app = accelerate(origin, { store, onError: (_err, { op }) => errors.push(op) })
+  const registry = new Registry()
+  t.teardown(registerMetrics(app, registry))
+  const url = await listen(t, app)
+  await request(url + '/') // miss: get, checkpoint, set
+  await eventually(() => app.stats().stores === 1, 'stored in Redis')
+  await request(url + '/') // hit: get
+  await server.kill()
+  t.equal((await request(url + '/')).text, 'body', 'served without the store: get fails, nothing more asked')
+  const samples = await scrape((await listen(t, metricsListener(registry))) + '/metrics')
+  t.same(errors, ['get'])
+  t.equal(origin.calls, 2)
+  t.equal(samples.get('accelerator_store_duration_seconds_count{op="get"}'), 3)
+  t.equal(samples.get('accelerator_store_duration_seconds_count{op="checkpoint"}'), 1)
+  t.equal(samples.get('accelerator_store_duration_seconds_count{op="set"}'), 1)
+  t.equal(samples.get('accelerator_store_errors_total{op="get"}'), 1)
+  t.equal(samples.get('accelerator_store_errors_total{op="set"}'), 0)
+  t.same(['miss', 'hit'].map((outcome) => samples.get(`accelerator_responses_total{outcome="${outcome}"}`)), [2, 1])
+  t.equal(samples.get('accelerator_stored_total'), 1)
+  t.notOk(samples.has('accelerator_store_entries'), 'Redis does not say its size')
 })
 
 t.test('metrics keep to their accelerator; unregistering stops counting and removes them', async (t) => {
