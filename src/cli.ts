@@ -181,11 +181,14 @@ type MetricsModule = typeof import('./metrics.js')
  * Loads node-accelerator/metrics, and with it prom-client (an optional peer dependency): only
  * for --metrics. Rejects with what to install when it is missing (`load` is for tests).
  */
-export async function loadMetrics(load: () => Promise<MetricsModule> = () => import('./metrics.js')): Promise<MetricsModule> {
+export async function loadMetrics(
+  load: () => Promise<MetricsModule> = () => import('./metrics.js'),
+): Promise<MetricsModule> {
   try {
     return await load()
   } catch (err) {
-    throw new Error(`--metrics needs prom-client (an optional peer dependency): run "npm install prom-client" (${(err as Error).message})`)
+    const what = '--metrics needs prom-client (an optional peer dependency): run "npm install prom-client"'
+    throw new Error(`${what} (${(err as Error).message})`)
   }
 }
 
@@ -197,7 +200,8 @@ export function metricsRoute(app: Accelerator, metrics: MetricsModule) {
   return {
     /** Answers a request for the metrics; false for any other request. */
     serve(req: http.IncomingMessage, res: http.ServerResponse): boolean {
-      if ((req.method !== 'GET' && req.method !== 'HEAD') || String(req.url).split('?')[0] !== METRICS_PATH) return false
+      const path = String(req.url).split('?')[0]
+      if ((req.method !== 'GET' && req.method !== 'HEAD') || path !== METRICS_PATH) return false
       listener(req, res)
       return true
     },

@@ -33,7 +33,9 @@ type Event = 'start' | 'end' | 'asyncStart' | 'asyncEnd' | 'error'
 function trace<C>(t: Test, name: string): Array<{ event: Event; context: C }> {
   const events: Array<{ event: Event; context: C }> = []
   const on = (event: Event) => (context: unknown) => void events.push({ event, context: context as C })
-  const handlers = { start: on('start'), end: on('end'), asyncStart: on('asyncStart'), asyncEnd: on('asyncEnd'), error: on('error') }
+  const handlers = {
+    start: on('start'), end: on('end'), asyncStart: on('asyncStart'), asyncEnd: on('asyncEnd'), error: on('error'),
+  }
   tracingChannel(name).subscribe(handlers as never)
   t.teardown(() => void tracingChannel(name).unsubscribe(handlers as never))
   return events
@@ -80,7 +82,8 @@ t.test('one response message per response: its key and its Cache-Status outcome'
   await send('/etag')
   // Two requests for /slow at once: the second waits on the first's generation and is served from it.
   const leader = send('/slow')
-  await eventually(() => origin.calls === 5, 'the leader runs the handler (after /page, /etag, their refresh and revalidation)')
+  // After /page, /etag, the refresh of /page and the revalidation of /etag:
+  await eventually(() => origin.calls === 5, 'the leader runs the handler')
   const waiter = send('/slow')
   await eventually(() => app.stats().coalesced === 1, 'the second request waits')
   slow.open()
@@ -112,7 +115,8 @@ t.test('one response message per response: its key and its Cache-Status outcome'
     'node-accelerator; hit; ttl=-5; detail=stale-while-revalidate',
     'node-accelerator; fwd=stale; fwd-status=304; stored; ttl=10',
   ], 'each outcome is what Cache-Status says')
-  t.same(messages.filter((message) => message.accelerator === other).map(said), [{ key: '/x', outcome: 'miss' }], 'the other accelerator\'s own')
+  const others = messages.filter((message) => message.accelerator === other)
+  t.same(others.map(said), [{ key: '/x', outcome: 'miss' }], 'the other accelerator\'s own')
   t.equal(messages.length, mine.length + 1, 'the background refresh answers no client: no message')
   t.ok(mine.every(({ req, res }) => req.url !== undefined && res.req === req), 'with its req and res')
   t.same(headersSent, messages.map(() => false), 'each before its headers were sent')
@@ -311,8 +315,8 @@ t.test('README: the cache outcome on each request\'s HTTP server span, waiters i
 
 t.test('neither the core nor the proxy without --metrics loads prom-client', async (t) => {
   const origin = await listen(t, (_req, res) => res.end('origin'))
-  const config = { upstream: new URL(origin), port: 0, host: '127.0.0.1', maxBytes: 1 << 20, keepSurrogateHeaders: false, log: false }
-  const proxy = await startProxy(config, () => {})
+  const config = { upstream: new URL(origin), port: 0, host: '127.0.0.1', maxBytes: 1 << 20 }
+  const proxy = await startProxy({ ...config, keepSurrogateHeaders: false, log: false }, () => {})
   t.teardown(() => proxy.close())
   t.equal((await request(proxy.url + '/metrics')).text, 'origin', '/metrics is the origin\'s')
   // prom-client is CommonJS: loading it, from ESM too, puts it in require's cache.
