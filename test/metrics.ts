@@ -63,7 +63,7 @@ class TimedStore extends MemoryStore {
 
 const close = (a: number, b: number) => Math.abs(a - b) < 1e-9
 
-t.test('a scrape after known traffic: outcomes, handler and store seconds, stores, evictions, invalidations', async (t) => {
+t.test('a scrape after known traffic: outcomes, handler and store seconds, stores, evictions, purges', async (t) => {
   const cacheClock = manualClock()
   // The metrics' clock: a handler run takes 250 ms on it, a store call 1 ms, nothing else any time.
   const metricsClock = { elapsed: 0 }
