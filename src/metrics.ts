@@ -129,30 +129,42 @@ export function registerMetrics(
     invalidated.inc({ kind }, 0)
   }
 
-  const startedAt = new WeakMap<object, number>()
-  const started = (context: { accelerator: Accelerator }) => {
-    if (context.accelerator === accelerator) startedAt.set(context, now())
+  // Each series' child, made once: prom-client hashes a labels object on every call otherwise.
+  const byOutcome = new Map(OUTCOMES.map((outcome) => [outcome, responses.labels({ outcome })]))
+  const byKind = { request: handler.labels({ kind: 'request' }), refresh: handler.labels({ kind: 'refresh' }) }
+  const byOp = new Map(STORE_OPS.map((op) => [op, storeDuration.labels({ op })]))
+
+  // When a traced call started, on its context under a symbol of this registration's own (a
+  // WeakMap would cost each store call more than the rest of its metrics).
+  const startedAt = Symbol('startedAt')
+  type Timed = { [startedAt]?: number }
+  const started = (context: { accelerator: Accelerator } & Timed) => {
+    if (context.accelerator === accelerator) context[startedAt] = now()
   }
-  const seconds = (context: object) => (now() - startedAt.get(context)!) / 1000
+  const seconds = (context: Timed) => {
+    const at = context[startedAt]
+    return at === undefined ? undefined : (now() - at) / 1000
+  }
 
   const onResponse = (message: unknown) => {
     const { accelerator: from, outcome } = message as ResponseMessage
-    if (from === accelerator) responses.inc({ outcome })
+    if (from === accelerator) byOutcome.get(outcome)!.inc()
   }
   const onEvict = (message: unknown) => {
     if ((message as EvictMessage).store === storeOf(accelerator)) evictions.inc()
   }
   const generate = {
     start: started,
-    asyncEnd(context: GenerateContext) {
-      if (!startedAt.has(context)) return
-      handler.observe({ kind: context.background ? 'refresh' : 'request' }, seconds(context))
+    asyncEnd(context: GenerateContext & Timed) {
+      const elapsed = seconds(context)
+      if (elapsed !== undefined) byKind[context.background ? 'refresh' : 'request'].observe(elapsed)
     },
   }
   const store = {
     start: started,
-    asyncEnd(context: StoreContext) {
-      if (startedAt.has(context)) storeDuration.observe({ op: context.op }, seconds(context))
+    asyncEnd(context: StoreContext & Timed) {
+      const elapsed = seconds(context)
+      if (elapsed !== undefined) byOp.get(context.op)!.observe(elapsed)
     },
     error(context: StoreContext) {
       if (context.accelerator === accelerator) storeErrors.inc({ op: context.op })
