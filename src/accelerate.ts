@@ -25,6 +25,7 @@ import { dropChanged } from './drop-changed.js'
 import { handlerRunner, sendStatus } from './run-handler.js'
 import { memoize, type MemoizeOptions } from './memoize.js'
 import { generator, noCounts, type Miss, type Run } from './generate.js'
+import { observedStore, responded, servedEntry, withDiagnostics } from './diagnostics.js'
 
 /** Background refreshes queued per concurrent slot; beyond, dropped (a later request asks anew). */
 const QUEUED_REFRESHES_PER_SLOT = 100
@@ -40,7 +41,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     throw new TypeError(`expected handler to be a function, got ${describe(handler)}`)
   }
   const opts = resolveOptions(options)
-  const store: CacheStore = opts.store ?? new MemoryStore({ now: opts.now })
+  const store: CacheStore = observedStore(opts, opts.store ?? new MemoryStore({ now: opts.now }))
   const prefix = namespacePrefix(opts.namespace)
   const counts = noCounts()
   const report = safeReporter(opts.onError, () => counts.errors++)
@@ -63,6 +64,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const base = cacheKey(req)
     if (base === undefined) {
       counts.bypasses++
+      responded(opts, req, res, undefined, 'bypass')
       // RFC 9111 §4.4: what an unsafe method changed is dropped once it succeeded.
       if (!opts.sharedCache || !isUnsafe(req.method) || closed) return void run()
       return dropChanged(res, run, (sent) => dropAll(changedKeys(opts, keyRequest(req), sent)))
@@ -80,7 +82,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const acceptStale = demand === 'accept-stale'
     const usable = entry && !forced && (now < entry.staleAt || acceptStale)
     if (usable && !isMultiRange(req.headers.range)) {
-      return serveEntry(req, res, entry, now, 'hit', acceptStale ? 'max-stale' : undefined)
+      return serveEntry(req, res, key, entry, now, 'hit', acceptStale ? 'max-stale' : undefined)
     }
     // A Range not answered from a fresh entry goes to the handler, and its answer is not stored.
     if (req.headers.range !== undefined) {
@@ -95,10 +97,13 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       counts.staleHits++
       const none = parseCacheControl(undefined)
       if (!flight) refresh(req, { base, key, record, stale: entry, ifErrorUntil: 0, cc: none })
-      return serveEntry(req, res, entry, now, 'hit', 'stale-while-revalidate')
+      return serveEntry(req, res, key, entry, now, 'hit', 'stale-while-revalidate')
     }
-    // RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored → 504.
-    if (cc.has('only-if-cached')) return gatewayTimeout(res)
+    // RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored → 504 (no tee: it says so).
+    if (cc.has('only-if-cached')) {
+      responded(opts, req, res, key, 'only-if-cached')
+      return sendStatus(res, 504, statusHeaders('detail=only-if-cached', 'MISS'))
+    }
     await coalesce(req, res, run, { base, key, record, stale: entry, ifErrorUntil, cc, storeDown })
   }
 
@@ -159,14 +164,11 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   }
 
   function serveEntry(
-    req: IncomingMessage,
-    res: ServerResponse,
-    entry: CacheEntry,
-    now: number,
-    params: string,
-    detail?: string,
+    req: IncomingMessage, res: ServerResponse, key: string,
+    entry: CacheEntry, now: number, params: string, detail?: string,
   ): void {
     counts.hits++
+    servedEntry(opts, req, res, key, entry, now)
     if (req.headers.range !== undefined) {
       const range = rangeResponse(req, entry, now, statusHeaders, params, detail)
       const { status, headers, body } = range
@@ -194,7 +196,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     const now = opts.now()
     const own = names.length > 0 ? variantKey(base, names, req.headers, opts.normalizeVary) : base
     if (own !== key || (detail === undefined && now >= entry.staleAt)) return false
-    serveEntry(req, res, entry, now, 'hit', detail)
+    serveEntry(req, res, key, entry, now, 'hit', detail)
     return true
   }
 
@@ -246,11 +248,6 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     })
   }
 
-  /** The only-if-cached 504 (no tee: it says so itself). */
-  function gatewayTimeout(res: ServerResponse): void {
-    sendStatus(res, 504, statusHeaders('detail=only-if-cached', 'MISS'))
-  }
-
   function guard(req: IncomingMessage, res: ServerResponse, run: Run, canRefresh: boolean): void {
     serve(req, res as AcceleratedResponse, run, canRefresh).catch((err: Error) => {
       // A defect of the cache itself: report it, and never leave the client waiting.
@@ -262,7 +259,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     guard(req, res, (fallback, demand) => runHandler(req, res, fallback, 'handler', demand), true)
   }
-  return Object.assign(listener, {
+  return withDiagnostics(opts, Object.assign(listener, {
     middleware(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
       guard(req, res, async () => {
         next()
@@ -294,6 +291,5 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       await Promise.allSettled([...writes])
       if (opts.store === undefined) await store.close()
     },
-  })
+  }))
 }
-

@@ -14,6 +14,7 @@ import { forward } from './forward.js'
 import { purgeApi } from './purge.js'
 import { MemoryStore } from '../stores/memory.js'
 import type { CacheStore } from './store.js'
+import type { Accelerator } from './types.js'
 
 export const USAGE = `Usage: accelerator --upstream URL [options]
 
@@ -37,6 +38,8 @@ Options:
   --trust-forwarded-headers pass on the client's Forwarded, X-Forwarded-Host/-Proto/-Port/...,
                             X-Original-URL and other override headers (only behind a front
                             proxy that sets them); by default they are dropped
+  --metrics                 serve Prometheus metrics at GET /metrics (before the origin, which then
+                            never sees that path); needs prom-client: npm install prom-client
   --log                     print one line per request: method, path, status, cache status, time
   --help                    print this help
 
@@ -57,6 +60,8 @@ export interface ProxyConfig {
   /** Pass on the client's override headers (see forward()'s option). @default false */
   trustForwardedHeaders?: boolean
   log: boolean
+  /** Serve Prometheus metrics at `/metrics`. @default false */
+  metrics?: boolean
 }
 
 /** Seconds a stale entry stands in for an origin that fails, unless --stale-if-error says. */
@@ -88,6 +93,7 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
         'keep-surrogate-headers': { type: 'boolean' },
         'trust-forwarded-headers': { type: 'boolean' },
         log: { type: 'boolean' },
+        metrics: { type: 'boolean' },
         help: { type: 'boolean' },
       },
     }))
@@ -123,6 +129,7 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
     staleIfError,
     trustForwardedHeaders: values['trust-forwarded-headers'] ?? false,
     log: values.log ?? false,
+    metrics: values.metrics ?? false,
   }
 }
 
@@ -136,6 +143,8 @@ export function parseSize(text: string): number {
 
 /** Starts the proxy; resolves once it listens. `close()` stops it and releases everything. */
 export async function startProxy(config: ProxyConfig, out: (line: string) => void = console.log): Promise<{ server: http.Server; url: string; close(): Promise<void> }> {
+  // First: without prom-client, nothing else was started (no Redis connection left open).
+  const metricsModule = config.metrics ? await loadMetrics() : undefined
   let store: CacheStore
   if (config.redis !== undefined) {
     // Loaded only when asked for: memory-only proxies never load ioredis.
@@ -154,8 +163,11 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     staleIfError: config.staleIfError ?? DEFAULT_STALE_IF_ERROR,
   })
   const purge = config.purgeToken === undefined ? undefined : purgeApi(app, config.purgeToken)
+  const metrics = metricsModule && metricsRoute(app, metricsModule)
   const server = http.createServer((req, res) => {
     if (config.log) logWhenDone(req, res, out)
+    // The proxy's own: its metrics, its purge API. Then the origin.
+    if (metrics?.serve(req, res)) return
     // The purge API is the proxy's own and parses what it is sent itself (its 400s are JSON);
     // the cache and the origin both read the request as it will be forwarded.
     if (purge?.(req, res)) return
@@ -175,9 +187,47 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))
       await app.close()
+      metrics?.close()
       upstream.close()
       await store.close()
     },
+  }
+}
+
+/** Where --metrics serves the metrics. */
+export const METRICS_PATH = '/metrics'
+
+type MetricsModule = typeof import('./metrics.js')
+
+/**
+ * Loads node-accelerator/metrics, and with it prom-client (an optional peer dependency): only
+ * for --metrics. Rejects with what to install when it is missing (`load` is for tests).
+ */
+export async function loadMetrics(
+  load: () => Promise<MetricsModule> = () => import('./metrics.js'),
+): Promise<MetricsModule> {
+  try {
+    return await load()
+  } catch (err) {
+    const what = '--metrics needs prom-client (an optional peer dependency): run "npm install prom-client"'
+    throw new Error(`${what} (${(err as Error).message})`)
+  }
+}
+
+/** What --metrics adds: `GET /metrics` (and HEAD) answered from a prom-client registry of the proxy's own. */
+export function metricsRoute(app: Accelerator, metrics: MetricsModule) {
+  const registry = new metrics.Registry()
+  const close = metrics.registerMetrics(app, registry)
+  const listener = metrics.metricsListener(registry)
+  return {
+    /** Answers a request for the metrics; false for any other request. */
+    serve(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+      const path = String(req.url).split('?')[0]
+      if ((req.method !== 'GET' && req.method !== 'HEAD') || path !== METRICS_PATH) return false
+      listener(req, res)
+      return true
+    },
+    close,
   }
 }
 

@@ -28,6 +28,7 @@ import type { Flights } from './flights.js'
 import type { Generation, SharedHead } from './generation.js'
 import type { Demand } from './body.js'
 import { SURROGATE_HEADERS, surrogateInstructions, type SurrogateInstructions } from './surrogate.js'
+import { responded, tracedGenerate } from './diagnostics.js'
 
 /** A miss to generate: for a request, a revalidation, or a background refresh. */
 export interface Miss {
@@ -146,6 +147,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
         return revalidated(head, surrogate, now)
       }
       if (stale && head.status >= 500 && now < miss.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
+      if (!miss.background) responded(opts, req, res, miss.key, 'miss')
       const cacheFor = mayStore ? cacheForOf(res, surrogate, miss.key) : undefined
       const fresh = mayStore ? freshness(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : undefined
       const added: Record<string, string> = {}
@@ -204,9 +206,11 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
           counts.hits++
           if (answersNotModified(request.headers, status, headers)) {
             counts.notModified++
+            responded(opts, request, response, key, 'not-modified')
             response.writeHead(304, merged(notModifiedHeaders(headers), tail) as HeaderRecord)
             return false
           }
+          responded(opts, request, response, key, 'hit')
           response.writeHead(status, merged(headers, tail) as HeaderRecord)
           return request.method !== 'HEAD'
         },
@@ -236,6 +240,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     /** RFC 9111 §4.3.4: still current; the stored body with the handler's fresher headers. */
     function revalidated(head: Head, surrogate: SurrogateInstructions | undefined, now: number): HeadPlan {
       counts.revalidations++
+      if (!miss.background) responded(opts, req, res, miss.key, 'revalidated')
       const headers = { ...refreshedHeaders(stale!.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
       const fresh = mayStore ? freshness(client.headers, { status: stale!.status, headers, cacheFor: cacheForOf(res, surrogate, miss.key) }, opts, now) : undefined
       const tags = fresh && variantTagged(res, miss, withSurrogateTags(tagsOf(res, miss.key, userTags(stale!.tags)), surrogate))
@@ -256,6 +261,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     /** stale-if-error (RFC 5861 §4): the stale entry instead of the failure. */
     function staleOnError(now: number, fwdStatus = '') {
       counts.staleHits++
+      responded(opts, req, res, miss.key, 'stale')
       flight?.serve(stale!, miss.key, 'stale-if-error')
       land()
       return entryResponse(client, stale!, now, statusHeaders, `fwd=stale${fwdStatus}`, 'stale-if-error')
@@ -370,5 +376,5 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     }
   }
 
-  return generate
+  return tracedGenerate(opts, generate)
 }

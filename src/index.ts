@@ -7,6 +7,9 @@ export type { Body } from './body.js'
 export type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize } from './store.js'
 export type { ErrorContext, ErrorHandler } from './report.js'
 export type { KeyRequest, KeyFunction } from './key.js'
+// Tracing: the diagnostics channels' names and what they carry (README: "Metrics and tracing").
+export { CHANNELS } from './diagnostics.js'
+export type { EvictMessage, GenerateContext, InvalidateContext, Outcome, ResponseMessage, StoreContext } from './diagnostics.js'
 // Cache policies per route, conditional handlers, and key helpers (README: "Cache policies").
 export { cachePolicy, noCache, noStore, type CachePolicy, type CachePolicyOptions, type PolicyTags } from './cache-policy.js'
 export { withEtag, type EtagValue } from './with-etag.js'

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { channel } from 'node:diagnostics_channel'
 import { inspect } from 'node:util'
 import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
 // mnemonist's `./*.js` export has only a `require` condition, so an ESM import of this one module
@@ -22,6 +23,8 @@ export const HEADER_OVERHEAD = 40
  * (a Map entry, or a Set member when entries share the tag, with the room those tables keep free).
  */
 export const TAG_OVERHEAD = 96
+/** `{ store, key, bytes }` for each entry dropped to make room (src/diagnostics.ts: EvictMessage). */
+const evictions = channel('node-accelerator:evict')
 /** Bytes counted per recorded invalidation (a key's or a tag's) on top of its string: a Map entry. */
 const RECORD_OVERHEAD = 40
 /** The most bytes recorded invalidations may count, as a fraction of maxBytes, before pruning. */
@@ -165,7 +168,7 @@ export class MemoryStore implements CacheStore {
     // is declined for its size or expiry (not when refused above: a newer generation may be there).
     this.#remove(key)
     if (this.#now() >= entry.expiresAt || bytes > this.#maxBytes) return false
-    while (this.#bytes + bytes > this.#maxBytes) this.#remove(this.#leastRecentKey())
+    while (this.#bytes + bytes > this.#maxBytes) this.#evict(this.#lru.peek(this.#leastRecentKey())!)
 
     // A small Buffer is usually a view into a shared 8 KiB pool slab (Buffer.concat, Buffer.from):
     // holding the view would pin the whole slab, which the byte budget cannot see. Copy into
@@ -181,7 +184,7 @@ export class MemoryStore implements CacheStore {
 
     const held: Held = { key, entry, bytes }
     const evicted = this.#lru.setpop(key, held) // evicts by itself when maxEntries is reached
-    if (evicted !== null) this.#unindex(evicted.value)
+    if (evicted !== null) this.#evicted(evicted.value)
     this.#bytes += bytes
     for (const tag of entry.tags) {
       const indexed = this.#tagIndex.get(tag)
@@ -280,6 +283,18 @@ export class MemoryStore implements CacheStore {
     if (held === undefined) return false
     this.#drop(held)
     return true
+  }
+
+  // Makes room: takes the least recently used entry out of the LRU.
+  #evict(held: Held): void {
+    this.#lru.delete(held.key)
+    this.#evicted(held)
+  }
+
+  // An entry the LRU let go for room (bytes or count), out of the LRU already; said on the channel.
+  #evicted(held: Held): void {
+    this.#unindex(held)
+    if (evictions.hasSubscribers) evictions.publish({ store: this, key: held.key, bytes: held.bytes })
   }
 
   // Takes a held entry out of the LRU, the byte count and the tag index.
