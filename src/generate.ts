@@ -135,8 +135,15 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       over()
     }
 
-    /** What the client gets, decided when the handler's status and headers are final. */
+    /** What the client gets; each 304 sent is counted here, whoever decided it (stats()). */
     function plan(head: Head): HeadPlan {
+      const decided = decide(head)
+      if ((decided.replace ?? head).status === 304) counts.notModified++
+      return decided
+    }
+
+    /** What the client gets, decided when the handler's status and headers are final. */
+    function decide(head: Head): HeadPlan {
       const now = opts.now()
       // Headers meant for the cache alone leave the response here, and the stored entry too.
       const surrogate = opts.surrogateKeys ? surrogateInstructions(head.headers) : undefined
@@ -181,7 +188,6 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       const ours = statusHeaders(`${stale ? 'fwd=stale' : 'fwd=miss'}${capture ? '; stored' : ''}`, 'MISS', existing)
       const sink = capture ? bodySink(flight) : undefined
       if (!notModified) return { capture, extraHeaders: merged(added, ours), omitHeaders, sink }
-      counts.notModified++
       return { replace: { status: 304, headers: merged(notModifiedHeaders(sent), ours) }, capture, sink }
     }
 
@@ -269,7 +275,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     const fallback = () => {
       const now = opts.now()
       if (!stale || res.headersSent || now >= miss.ifErrorUntil) return false
-      tee.replace(staleOnError(now))
+      const replacement = staleOnError(now)
+      if (replacement.status === 304) counts.notModified++
+      tee.replace(replacement)
       return true
     }
     const demand: Demand = {

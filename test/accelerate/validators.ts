@@ -2,7 +2,7 @@
 // If-Modified-Since are answered 304 with the headers RFC 9110 §15.4.5 lists, on hits and misses.
 import t, { type Test } from 'tap'
 import { accelerate } from '../../src/index.js'
-import { counted, listen, request } from '../fixtures/http.js'
+import { counted, listen, manualClock, request } from '../fixtures/http.js'
 
 const lastModified = 'Sun, 06 Nov 1994 08:49:37 GMT'
 
@@ -150,4 +150,38 @@ t.test('on a miss: the handler\'s ETag set with setHeader answers 304 before any
   t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss; stored', 'end() gave the whole body: stored')
   t.equal((await request(url + '/')).text, 'x')
   t.equal(origin.calls, 1)
+})
+
+t.test('stats().notModified counts every 304 sent: hits, revalidations, stale-if-error, the handler\'s own', async (t) => {
+  const clock = manualClock()
+  let failing = false
+  const origin = counted((req, res) => {
+    if (failing) throw new Error('origin down')
+    res.cacheFor = 1
+    res.setHeader('cache-control', 'stale-if-error=600')
+    res.setHeader('etag', '"e"')
+    // A route that answers 304 itself, as Express's res.send does for a fresh request.
+    if (req.headers['if-none-match'] === '"e"') {
+      res.statusCode = 304
+      return void res.end()
+    }
+    res.end('the body')
+  })
+  const app = accelerate(origin, { now: clock.now, onError: () => {} })
+  const url = (await listen(t, app)) + '/n'
+  const conditional = { 'if-none-match': '"e"' }
+  const statuses: number[] = []
+  statuses.push((await request(url)).status) // miss, stored
+  statuses.push((await request(url, { headers: conditional })).status) // a hit answered 304
+  clock.advance(2000)
+  statuses.push((await request(url, { headers: conditional })).status) // revalidated: the origin's 304, then the client's
+  clock.advance(2000)
+  failing = true
+  statuses.push((await request(url, { headers: conditional })).status) // stale-if-error, the client's copy current
+  failing = false
+  const uncached = { ...conditional, 'cache-control': 'no-store' }
+  statuses.push((await request(url, { headers: uncached })).status) // the handler's own 304, passed through
+  t.same(statuses, [200, 304, 304, 304, 304])
+  t.equal(origin.calls, 4)
+  t.equal(app.stats().notModified, statuses.filter((status) => status === 304).length)
 })
