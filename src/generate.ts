@@ -13,10 +13,10 @@ import type { CacheControl } from './cache-control.js'
 import { describe } from './options.js'
 import { answersNotModified, isNotModified, notModifiedHeaders } from './conditional.js'
 import { isConditional } from './request.js'
-import { freshness, type Freshness } from './policy.js'
+import { freshness, storability, type Freshness, type NotStored } from './policy.js'
 import { strongEtag } from './etag.js'
 import { formatHttpDate } from './http-date.js'
-import { completion, holdClose, teeResponse, type BodySink, type Head, type HeaderRecord, type HeadPlan, type TeeResult } from './tee.js'
+import { completion, contentLength, holdClose, teeResponse, type BodySink, type Head, type HeaderRecord, type HeadPlan, type TeeResult } from './tee.js'
 import { sharedHeaders, toEntry } from './entry.js'
 import { merged } from './merged.js'
 import { entryResponse, type StatusHeaders } from './respond.js'
@@ -113,6 +113,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     const { stale, flight } = miss
     const method = req.method
     const mayStore = since !== undefined && !miss.cc.has('no-store') && !miss.uncached
+    /** Why a response to this request is not stored, whatever it says (RFC 9211 §2.8 detail). */
+    const notStorable = (): NotStored | 'store-down' | 'request-no-store' | 'range' =>
+      since === undefined ? 'store-down' : miss.uncached ? 'range' : 'request-no-store'
     // The handler gets the cache's own request: a GET for a HEAD (the entry serves both), with the
     // stored validators (RFC 9111 §4.3.1) or none, so that a route answering 304 itself still
     // gives the body to store. The client's own headers decide what the client gets.
@@ -120,6 +123,8 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     if (mayStore && method === 'HEAD') req.method = 'GET'
     bodyWanted(req, () => flight?.wanted === true)
     const aliases = [miss.key]
+    // Nothing opted the response in when its headers left (to tell a late res.cacheFor).
+    let optedOut = false
     let toStore: ToStore | undefined
     let over!: () => void
     const landed = new Promise<void>((resolve) => (over = resolve))
@@ -156,7 +161,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       if (stale && head.status >= 500 && now < miss.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
       if (!miss.background) responded(opts, req, res, miss.key, 'miss')
       const cacheFor = mayStore ? cacheForOf(res, surrogate, miss.key) : undefined
-      const fresh = mayStore ? freshness(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : undefined
+      const decided = mayStore ? storability(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : notStorable()
+      const fresh = typeof decided === 'string' ? undefined : decided
+      optedOut = decided === 'not-opted-in'
       const added: Record<string, string> = {}
       if (fresh !== undefined && head.headers.date === undefined) added.date = formatHttpDate(now)
       // A body given whole to end() has its ETag before its headers go out.
@@ -185,7 +192,11 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
         land()
       } else land() // a 304 with a body never pulled: one waiter leads the next generation
       const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
-      const ours = statusHeaders(`${stale ? 'fwd=stale' : 'fwd=miss'}${capture ? '; stored' : ''}`, 'MISS', existing)
+      // RFC 9211 §2.7-2.8: `stored` only for what is on its way into the store; else why not.
+      const size = capture ? contentLength(head.headers) ?? head.wholeBody()?.length : undefined
+      const detail = size !== undefined && size > opts.maxEntryBytes ? 'too-large' : typeof decided === 'string' ? decided : undefined
+      const outcome = `${stale ? 'fwd=stale' : 'fwd=miss'}${capture && detail === undefined ? '; stored' : ''}`
+      const ours = statusHeaders(detail === undefined ? outcome : `${outcome}; detail=${detail}`, 'MISS', existing)
       const sink = capture ? bodySink(flight) : undefined
       if (!notModified) return { capture, extraHeaders: merged(added, ours), omitHeaders, sink }
       return { replace: { status: 304, headers: merged(notModifiedHeaders(sent), ours) }, capture, sink }
@@ -306,6 +317,11 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     void finished.then((ok) => ok || saving || demand.shared() || land())
     try {
       await Promise.all([finished, run(fallback, demand)])
+      if (optedOut && (res.cacheFor ?? res.locals.cacheFor) !== undefined) {
+        const message = 'res.cacheFor was set after the response headers were sent, too late to store it; ' +
+          'set it before the first write (or writeHead)'
+        report(new Error(message), { op: 'cacheFor', key: miss.key })
+      }
       // Its response done and its handler too, with no complete body: nothing more will come.
       if (!saving) land()
       await landed
@@ -360,8 +376,10 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
 
   function optedInSeconds(res: AcceleratedResponse, key: string): number | undefined {
     const value: unknown = res.cacheFor ?? res.locals.cacheFor
-    if (value === undefined || (typeof value === 'number' && !Number.isNaN(value))) return value
-    report(new TypeError(`expected res.cacheFor to be a number of seconds, got ${describe(value)}`), { op: 'cacheFor', key })
+    if (value === undefined || (typeof value === 'number' && value >= 0)) return value
+    const what = typeof value === 'number' && !Number.isNaN(value) ? 'a number of seconds of at least 0' : 'a number of seconds'
+    const todo = 'the response is not stored; set 0 (or nothing) not to store it, a positive number to store it'
+    report(new TypeError(`expected res.cacheFor to be ${what}, got ${describe(value)}: ${todo}`), { op: 'cacheFor', key })
     return 0
   }
 

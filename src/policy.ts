@@ -49,36 +49,59 @@ const HEURISTIC_MAX = 24 * 60 * 60
 const NO_CACHE_KEEP = 60 * 60
 
 /**
+ * Why a response is not stored, as `Cache-Status`'s `detail` names it (RFC 9211 §2.8): its
+ * `status`; `no-store`, `private`, `set-cookie`, `authorization` (a response to an authenticated
+ * request that does not say it may be shared), `vary` (`Vary: *`), `event-stream`; `cache-for`
+ * (`res.cacheFor` of 0 or less); `not-opted-in` (nothing says it may be stored); `stale` (a
+ * lifetime already spent, or 0).
+ */
+export type NotStored =
+  | 'status' | 'no-store' | 'private' | 'set-cookie' | 'authorization' | 'vary' | 'event-stream'
+  | 'cache-for' | 'not-opted-in' | 'stale'
+
+/**
  * How long a response may be stored, or `undefined` when it must not be. The request method and
  * the client's own directives are the caller's concern; everything the response says is here.
  */
 export function freshness(
   reqHeaders: IncomingHttpHeaders,
-  { status, headers, cacheFor }: ResponseHead,
+  head: ResponseHead,
   policy: StoragePolicy,
   now: number,
 ): Freshness | undefined {
+  const decided = storability(reqHeaders, head, policy, now)
+  return typeof decided === 'string' ? undefined : decided
+}
+
+/** {@link freshness}, or why the response is not stored. */
+export function storability(
+  reqHeaders: IncomingHttpHeaders,
+  { status, headers, cacheFor }: ResponseHead,
+  policy: StoragePolicy,
+  now: number,
+): Freshness | NotStored {
   // RFC 9213 §2.1: a valid targeted field (Accelerator-Cache-Control, CDN-Cache-Control) rules
   // over Cache-Control and Expires.
   const { cc, targeted } = responseDirectives(headers, policy)
   // RFC 9111 §5.2.2.3: must-understand limits storing to a cache that understands the status;
   // one that does ignores no-store.
   const mustUnderstand = policy.sharedCache && cc.has('must-understand')
-  if (mustUnderstand ? !UNDERSTOOD_STATUSES.has(status) : !storableStatus(status, policy)) return undefined
+  if (mustUnderstand ? !UNDERSTOOD_STATUSES.has(status) : !storableStatus(status, policy)) return 'status'
   // RFC 9111 §3: no-store and private forbid a shared cache from storing, whatever else is said.
-  if ((cc.has('no-store') && !mustUnderstand) || cc.has('private')) return undefined
+  if (cc.has('no-store') && !mustUnderstand) return 'no-store'
+  if (cc.has('private')) return 'private'
   // One client's cookie must never be replayed to another.
-  if (headers['set-cookie'] !== undefined) return undefined
+  if (headers['set-cookie'] !== undefined) return 'set-cookie'
   // RFC 9111 §3.5: a response to an authenticated request is shared only when it says so.
-  if (reqHeaders.authorization !== undefined && !cc.has('public') && !cc.has('s-maxage') && !(policy.sharedCache && cc.has('must-revalidate'))) return undefined
+  if (reqHeaders.authorization !== undefined && !cc.has('public') && !cc.has('s-maxage') && !(policy.sharedCache && cc.has('must-revalidate'))) return 'authorization'
   // RFC 9110 §12.5.5: `Vary: *` means the response depends on more than request headers.
-  if (varyNames(headers.vary).includes('*')) return undefined
+  if (varyNames(headers.vary).includes('*')) return 'vary'
   // An event stream never ends; buffering it would only grow.
-  if (String(headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('text/event-stream')) return undefined
+  if (String(headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('text/event-stream')) return 'event-stream'
 
   // The app's own handler answers here and now: its Date is a label, not a time in transit.
   const initialAge = policy.sharedCache ? correctedInitialAge(headers, now) : parseAge(headers.age)
-  if (cacheFor !== undefined) return cacheFor > 0 ? { ttl: cacheFor, initialAge } : undefined
+  if (cacheFor !== undefined) return cacheFor > 0 ? { ttl: cacheFor, initialAge } : 'cache-for'
   // RFC 9213 §2.1: Expires is ignored along with Cache-Control when a targeted field rules.
   const expires = targeted ? undefined : headers.expires
   if (policy.sharedCache) {
@@ -88,7 +111,8 @@ export function freshness(
   // A response that declares its freshness is held to it, even to 0; the default is only for
   // responses that say nothing (RFC 9111 §4.2.1 order: s-maxage, max-age, Expires).
   const ttl = lifetime === undefined ? policy.defaultCacheFor : lifetime - initialAge
-  return ttl > 0 ? { ttl, initialAge } : undefined
+  if (ttl > 0) return { ttl, initialAge }
+  return lifetime === undefined ? 'not-opted-in' : 'stale'
 }
 
 /**
@@ -141,17 +165,17 @@ function sharedFreshness(
   now: number,
   initialAge: number,
   heuristicStatus: boolean,
-): Freshness | undefined {
+): Freshness | NotStored {
   const explicit = explicitLifetime(cc, headers, expires, now)
   const heuristic = heuristicStatus || cc.has('public')
   const lifetime = explicit ?? (heuristic ? heuristicLifetime(headers, now) : undefined)
-  if (lifetime === undefined && !heuristic) return undefined
+  if (lifetime === undefined && !heuristic) return 'not-opted-in'
   const keep = Math.min(Math.max(lifetime ?? 0, NO_CACHE_KEEP), HEURISTIC_MAX)
   if (cc.has('no-cache')) return { ttl: 0, initialAge, keep }
-  if (lifetime === undefined) return undefined
+  if (lifetime === undefined) return 'not-opted-in'
   const ttl = lifetime - initialAge
   const validated = headers.etag !== undefined || headers['last-modified'] !== undefined
-  if (ttl <= 0) return undefined
+  if (ttl <= 0) return 'stale'
   return validated ? { ttl, initialAge, keep } : { ttl, initialAge }
 }
 

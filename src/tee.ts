@@ -241,7 +241,8 @@ function normalize(value: unknown): string | string[] {
   return Array.isArray(value) ? value.map(String) : String(value)
 }
 
-function contentLength(headers: HeaderRecord): number | undefined {
+/** The Content-Length declared, when it is one well-formed number. */
+export function contentLength(headers: HeaderRecord): number | undefined {
   const value = headers['content-length']
   return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : undefined
 }

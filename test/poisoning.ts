@@ -11,7 +11,8 @@ import { listenWith, rawRequest, type RawRequest } from './fixtures/hostile-http
 
 const HIT = /^node-accelerator; hit; ttl=/
 const STORED = /^node-accelerator; fwd=miss; stored$/
-const MISS = /^node-accelerator; fwd=miss$/
+// Not stored, with why (RFC 9211 §2.8 detail).
+const MISS = /^node-accelerator; fwd=miss; detail=[a-z-]+$/
 
 
 /** An accelerated handler on a server, with a raw client (exact Host and request-target). */

@@ -134,7 +134,7 @@ t.test('a handler that throws before sending anything gets a 500, and the server
     t.equal(reply.text, 'Internal Server Error\n', path)
     t.equal(reply.headers['content-type'], 'text/plain; charset=utf-8', `${path}: the handler's headers are gone`)
     t.equal(reply.headers['set-cookie'], undefined, `${path}: no cookie leaks into the error`)
-    t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss', `${path}: one Cache-Status member`)
+    t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss; detail=status', `${path}: one Cache-Status member`)
   }
   t.same(errors.map((e) => e.message), ['sync throw', 'rejected', 'generator failed before its first chunk'])
   await request(url + '/sync')

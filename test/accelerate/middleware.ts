@@ -82,7 +82,7 @@ t.test('an Express route that fails goes to Express\'s error handling, not to th
   const reply = await request(url + '/fail')
   t.equal(reply.status, 500)
   t.equal(reply.text, 'handled by express')
-  t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss')
+  t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss; detail=status')
 })
 
 t.test('compression middleware after it: compressed only for clients that ask, each variant stored', async (t) => {

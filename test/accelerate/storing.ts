@@ -138,12 +138,24 @@ t.test('only-if-cached answers 504 on a miss, the entry on a hit (RFC 9111 §5.2
   t.equal(hit.text, 'x')
 })
 
-t.test('cacheFor set after the headers went out is too late: the decision is taken at writeHead', async (t) => {
+t.test('cacheFor set after the headers went out is too late: the decision is taken at writeHead, and it is reported', async (t) => {
+  const errors: string[] = []
   t.equal(await runs(t, (_req, res) => {
     res.write('x')
     res.cacheFor = 60
     res.end()
-  }), 2)
+  }, {}, {}, { onError: (err: Error, { op }: { op: string }) => errors.push(`${op}: ${err.message}`) }), 2)
+  t.equal(errors.length, 2, 'once per response')
+  t.match(errors[0], /^cacheFor: res\.cacheFor was set after the response headers were sent, too late to store it; set it before the first write/)
+})
+
+t.test('a negative res.cacheFor is reported, and nothing is stored', async (t) => {
+  const errors: string[] = []
+  t.equal(await runs(t, (_req, res) => {
+    res.cacheFor = -5
+    res.end('x')
+  }, {}, {}, { onError: (err: Error, { op }: { op: string }) => errors.push(`${op}: ${err.message}`) }), 2)
+  t.match(errors[0], /^cacheFor: expected res\.cacheFor to be a number of seconds of at least 0, got -5: the response is not stored; set 0/)
 })
 
 t.test('a res.cacheFor that is not a number is reported, and nothing is stored', async (t) => {
@@ -152,7 +164,8 @@ t.test('a res.cacheFor that is not a number is reported, and nothing is stored',
     ;(res as { cacheFor?: unknown }).cacheFor = '60'
     res.end('x')
   }, {}, {}, { onError: (err: Error, { op }: { op: string }) => errors.push(`${op}: ${err.message}`) }), 2)
-  t.same(errors, ['cacheFor: expected res.cacheFor to be a number of seconds, got "60"', 'cacheFor: expected res.cacheFor to be a number of seconds, got "60"'])
+  const message = 'cacheFor: expected res.cacheFor to be a number of seconds, got "60": the response is not stored; set 0 (or nothing) not to store it, a positive number to store it'
+  t.same(errors, [message, message])
 })
 
 t.test('hop-by-hop headers and Set-Cookie-free headers: what a hit replays', async (t) => {
@@ -169,4 +182,35 @@ t.test('hop-by-hop headers and Set-Cookie-free headers: what a hit replays', asy
   t.equal(hit.headers['x-kept'], 'end-to-end')
   t.equal(hit.headers['x-hop'], undefined, 'a header named in Connection is hop-by-hop (RFC 9110 §7.6.1)')
   t.not(hit.headers['keep-alive'], 'timeout=99', 'Keep-Alive belongs to the connection it was sent on')
+})
+
+t.test('Cache-Status says stored only for what is stored, and why not otherwise (RFC 9211 §2.8)', async (t) => {
+  const cases: Array<[string, Handler, RequestOptions, string]> = [
+    ['stored', (_req, res) => { res.cacheFor = 60; res.end('x') }, {}, 'fwd=miss; stored'],
+    ['no opt-in', (_req, res) => void res.end('x'), {}, 'fwd=miss; detail=not-opted-in'],
+    ['Set-Cookie', (_req, res) => { res.cacheFor = 60; res.setHeader('set-cookie', 'a=1'); res.end('x') }, {}, 'fwd=miss; detail=set-cookie'],
+    ['private', (_req, res) => { res.setHeader('cache-control', 'private, s-maxage=60'); res.end('x') }, {}, 'fwd=miss; detail=private'],
+    ['no-store', (_req, res) => { res.setHeader('cache-control', 'no-store, s-maxage=60'); res.end('x') }, {}, 'fwd=miss; detail=no-store'],
+    ['a status not stored', (_req, res) => { res.cacheFor = 60; res.statusCode = 500; res.end('x') }, {}, 'fwd=miss; detail=status'],
+    ['cacheFor 0', (_req, res) => { res.cacheFor = 0; res.end('x') }, {}, 'fwd=miss; detail=cache-for'],
+    ['max-age spent by Age', (_req, res) => { res.setHeader('cache-control', 's-maxage=60'); res.setHeader('age', '90'); res.end('x') }, {}, 'fwd=miss; detail=stale'],
+    ['the request says no-store', (_req, res) => { res.cacheFor = 60; res.end('x') }, { headers: { 'cache-control': 'no-store' } }, 'fwd=miss; detail=request-no-store'],
+    ['Authorization', (_req, res) => { res.cacheFor = 60; res.end('x') }, { headers: { authorization: 'Bearer a' } }, 'fwd=miss; detail=authorization'],
+    ['a whole body over maxEntryBytes', (_req, res) => { res.cacheFor = 60; res.end('y'.repeat(2000)) }, {}, 'fwd=miss; detail=too-large'],
+    ['a declared length over maxEntryBytes', (_req, res) => {
+      res.cacheFor = 60
+      res.setHeader('content-length', '2000')
+      res.write('y'.repeat(1000))
+      res.end('y'.repeat(1000))
+    }, {}, 'fwd=miss; detail=too-large'],
+  ]
+  for (const [name, handler, options, status] of cases) {
+    await t.test(name, async (t) => {
+      const app = accelerate(handler, { maxEntryBytes: 1024 })
+      const url = await listen(t, app)
+      const reply = await request(url + '/s', options)
+      t.equal(reply.headers['cache-status'], `node-accelerator; ${status}`)
+      t.equal(app.stats().stores, status.endsWith('stored') ? 1 : 0, 'stores as it says')
+    })
+  }
 })

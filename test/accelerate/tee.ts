@@ -283,7 +283,7 @@ t.test('text/event-stream passes through unbuffered and is never stored', async 
   const url = await listen(t, accelerate(origin))
   const read = async () => {
     const res = await fetch(url + '/events')
-    t.equal(res.headers.get('cache-status'), 'node-accelerator; fwd=miss')
+    t.equal(res.headers.get('cache-status'), 'node-accelerator; fwd=miss; detail=event-stream')
     let text = ''
     for await (const chunk of res.body!) {
       text += Buffer.from(chunk).toString()

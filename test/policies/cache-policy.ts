@@ -63,7 +63,7 @@ t.test('the README\'s table, row by row', async (t) => {
     const { url, origin } = await serve(t, cachePolicy({ private: true }))
     const first = await request(url + '/account')
     t.equal(first.headers['cache-control'], 'private, max-age=0')
-    t.equal(first.headers['cache-status'], 'node-accelerator; fwd=miss')
+    t.equal(first.headers['cache-status'], 'node-accelerator; fwd=miss; detail=private')
     await request(url + '/account')
     t.equal(origin.calls, 2)
   })

@@ -45,7 +45,7 @@ t.test('a matching If-None-Match on a miss: 304, and the handler never runs', as
   const conditional = await request(url + '/report', { headers: { 'if-none-match': '"v1"' } })
   t.equal(conditional.status, 304)
   t.equal(conditional.headers.etag, '"v1"')
-  t.equal(conditional.headers['cache-status'], 'node-accelerator; fwd=miss')
+  t.equal(conditional.headers['cache-status'], 'node-accelerator; fwd=miss; detail=status')
   t.same(calls, { etagFn: 1, handler: 0, rendered: 0 }, 'etagFn ran; the handler did not')
 
   const full = await request(url + '/report', { headers: { 'if-none-match': '"v0"' } })

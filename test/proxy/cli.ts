@@ -97,7 +97,7 @@ t.test('--log marks a response cut short; the startup line names the store and t
   const { abortAfterFirstChunk } = await import('../fixtures/http.js')
   await abortAfterFirstChunk(url + '/stream')
   await proxy.printed(/\/stream cut/)
-  t.match(proxy.out(), /GET \/stream cut "node-accelerator; fwd=miss" \d+\.\dms/)
+  t.match(proxy.out(), /GET \/stream cut "node-accelerator; fwd=miss; detail=not-opted-in" \d+\.\dms/)
   // A client that gives up before any header was sent.
   const http = await import('node:http')
   const hung = http.get(url + '/hang', { agent: false })
