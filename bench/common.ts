@@ -56,6 +56,8 @@ export type ToServer =
 export interface ServerSample {
   /** User + system CPU time of the process, µs. */
   cpuUs: number
+  /** Time the process spent in garbage-collection pauses, µs (PerformanceObserver 'gc'). */
+  gcUs: number
   /** The accelerator's stats() (hits, misses, notModified, ...), when the server has one. */
   stats?: Record<string, number>
   /** Failures the accelerator reported to onError (store timeouts, ...), and the last message. */

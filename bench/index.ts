@@ -257,6 +257,7 @@ class Runner {
       result,
       serverCpu: (s1.cpuUs - s0.cpuUs) / 1e6 / wall,
       usPerRequest: (s1.cpuUs - s0.cpuUs) / result.requests,
+      gcUsPerRequest: (s1.gcUs - s0.gcUs) / result.requests,
       loadBound: false,
     }
     if (r0 !== undefined && r1 !== undefined) measured.redisCpu = (r1 - r0) / 1e6 / wall

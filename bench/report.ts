@@ -12,6 +12,8 @@ export interface Measured {
   serverCpu: number
   /** Server CPU time per response, µs. */
   usPerRequest: number
+  /** Server time in GC pauses per response, µs. */
+  gcUsPerRequest: number
   /** redis-server CPU over the run, in cores (Redis rows). */
   redisCpu?: number
   /** The load generator's core was (nearly) saturated: the number is the generator's, not the server's. */
@@ -114,6 +116,7 @@ function contenderRow(result: ComparisonResult, contender: Contender, index: num
     fmt(med((m) => m.result.p99)),
     fmt(med((m) => m.serverCpu)),
     fmt(med((m) => m.usPerRequest), 1),
+    fmt(med((m) => m.gcUsPerRequest), 1),
     fmt(driverCpu) + redis,
     ratio,
     cpuRatio,
@@ -129,9 +132,9 @@ export function scenarioTable(results: ComparisonResult[]): string {
   }
   const ratioName = results[0]?.comparison.ratio ?? 'ratio'
   return table(
-    ['', 'server', 'driver', 'req/s', 'p50 ms', 'p99 ms', 'server CPU', 'server µs/req', 'driver CPU', `${ratioName} (median, range)`, 'by CPU/req', 'target'],
+    ['', 'server', 'driver', 'req/s', 'p50 ms', 'p99 ms', 'server CPU', 'server µs/req', 'GC µs/req', 'driver CPU', `${ratioName} (median, range)`, 'by CPU/req', 'target'],
     rows,
-    ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'l'],
+    ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'l'],
   )
 }
 

@@ -22,6 +22,15 @@ const loadRedisStore = async () => (await import('../stores/redis.js')).RedisSto
  * sample instead of logged, so that the runner can call a run with any of them invalid.
  */
 const swallowed = { count: 0, last: '' }
+/**
+ * GC pauses so far, µs. A change that makes V8 keep each request's objects through young-generation
+ * collections (its allocation-site pretenuring can; see src/generate.ts's history) doubles a
+ * miss's CPU without changing what the code does: this column shows it.
+ */
+let gcUs = 0
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gcUs += entry.duration * 1000
+}).observe({ entryTypes: ['gc'] })
 const onError = (err: Error) => {
   swallowed.count++
   swallowed.last = err.message
@@ -285,7 +294,7 @@ async function main(): Promise<void> {
   process.on('message', async (message: ToServer) => {
     switch (message.type) {
       case 'sample': {
-        const sample: ServerSample = { cpuUs: cpuUs(), errors: { ...swallowed } }
+        const sample: ServerSample = { cpuUs: cpuUs(), gcUs, errors: { ...swallowed } }
         if (built.acc) sample.stats = built.acc.stats() as unknown as Record<string, number>
         const invalidations = built.invalidations?.()
         if (invalidations) sample.invalidations = invalidations
