@@ -174,10 +174,22 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     if (!upstream.prepare(req, res)) return
     app(req, res)
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(config.port, config.host, resolve)
-  })
+  const release = async () => {
+    await app.close()
+    metrics?.close()
+    upstream.close()
+    await store.close()
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(config.port, config.host, resolve)
+    })
+  } catch (err) {
+    // What was opened for it (a Redis connection) would keep the process up: close it first.
+    await release()
+    throw new ListenError(config.host, config.port, err as NodeJS.ErrnoException)
+  }
   const { port } = server.address() as { port: number }
   const url = listenUrl(config.host, port)
   return {
@@ -186,11 +198,19 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     async close() {
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))
-      await app.close()
-      metrics?.close()
-      upstream.close()
-      await store.close()
+      await release()
     },
+  }
+}
+
+/** The proxy could not listen where it was told: says where, why, and what to do. */
+export class ListenError extends Error {
+  override name = 'ListenError'
+  constructor(host: string, port: number, cause: NodeJS.ErrnoException) {
+    const why = cause.code === 'EADDRINUSE'
+      ? 'the address is already in use (EADDRINUSE); choose another --port or stop what listens there'
+      : `${cause.message}; check --host and --port`
+    super(`cannot listen on ${host}:${port}: ${why}`, { cause })
   }
 }
 
@@ -263,7 +283,15 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(USAGE + '\n')
     return
   }
-  const proxy = await startProxy(config)
+  let proxy
+  try {
+    proxy = await startProxy(config)
+  } catch (err) {
+    if (!(err instanceof ListenError)) throw err
+    process.stderr.write(`accelerator: ${err.message}\n`)
+    process.exitCode = 1
+    return
+  }
   console.log(`accelerator: ${proxy.url} -> ${config.upstream.href} (${config.redis === undefined ? `in memory, ${config.maxBytes} bytes` : `Redis ${config.redis}`})${config.purgeToken === undefined ? '' : ', purge API on'}`)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void proxy.close().then(() => process.exit(0)))
 }

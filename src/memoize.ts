@@ -61,7 +61,10 @@ const named = new WeakMap<CacheStore, Map<string, string>>()
  */
 export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options: MemoizeOptions<A>): Memoized<A, Awaited<R>> {
   if (typeof fn !== 'function') throw new TypeError(`expected fn to be a function, got ${describe(fn)}`)
-  if (options === null || typeof options !== 'object') throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+  if (options === null || typeof options !== 'object') {
+    const how = 'memoize(fn, { store: new MemoryStore() }), or app.memoize(fn) to share an accelerator\'s store'
+    throw new TypeError(`expected options to be an object with a store (${how}), got ${describe(options)}`)
+  }
   const { store, ttl = 300, tags = [], keyPrefix = '' } = options
   if (store === null || typeof store !== 'object') throw new TypeError(`expected options.store to be a CacheStore, got ${describe(store)}`)
   for (const method of STORE_METHODS) {

@@ -103,6 +103,15 @@ export const DEFAULT_CACHEABLE_STATUSES = [200, 203, 204, 300, 301, 308, 404, 40
 const STORE_METHODS = ['get', 'checkpoint', 'set', 'delete', 'invalidateTags', 'clear', 'close'] as const
 
 /** Applies the defaults, and throws a TypeError naming the first option that is wrong. */
+/** What a name often tried instead of an option means here. */
+const OPTION_HINTS: Readonly<Record<string, string>> = {
+  ttl: 'a response\'s time to live is res.cacheFor = seconds in the handler (or defaultCacheFor for all)',
+  maxAge: 'a response\'s time to live is res.cacheFor = seconds in the handler (or defaultCacheFor for all)',
+  maxBytes: 'the cache\'s size is the store\'s: store: new MemoryStore({ maxBytes })',
+  max: 'the cache\'s size is the store\'s: store: new MemoryStore({ maxBytes })',
+  redis: 'use store: new RedisStore({ url }) from node-accelerator/redis',
+}
+
 export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions {
   if (options === null || typeof options !== 'object') throw new TypeError(`expected options to be an object, got ${describe(options)}`)
   const { store, namespace = '', key = defaultKey, unless, statusHeader = 'Cache-Status' } = options
@@ -120,7 +129,7 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
   if (statusHeader !== false && (typeof statusHeader !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(statusHeader))) {
     throw new TypeError(`expected options.statusHeader to be a header name or false, got ${describe(statusHeader)}`)
   }
-  return {
+  const resolved: ResolvedOptions = {
     store,
     namespace,
     key: fn(options, 'key') ?? key,
@@ -144,6 +153,13 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
     onError: fn(options, 'onError') ?? logOncePerBurst(now),
     now,
   }
+  // A misspelt or invented option would otherwise change nothing and say nothing.
+  for (const name of Object.keys(options)) {
+    if (Object.hasOwn(resolved, name)) continue
+    const hint = OPTION_HINTS[name] ?? `the options are ${Object.keys(resolved).join(', ')}`
+    throw new TypeError(`unknown option "${name}" for accelerate(): ${hint}`)
+  }
+  return resolved
 }
 
 function fn<K extends 'key' | 'unless' | 'onError' | 'now'>(options: AccelerateOptions, name: K): AccelerateOptions[K] {

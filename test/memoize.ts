@@ -565,7 +565,7 @@ t.test('option TypeErrors', async (t) => {
   const fn = async function f() {}
   const cases: Array<[unknown, unknown, string]> = [
     ['not a function', { store }, 'expected fn to be a function, got "not a function"'],
-    [fn, undefined, 'expected options to be an object, got undefined'],
+    [fn, undefined, 'expected options to be an object with a store (memoize(fn, { store: new MemoryStore() }), or app.memoize(fn) to share an accelerator\'s store), got undefined'],
     [fn, {}, 'expected options.store to be a CacheStore, got undefined'],
     [fn, { store: { ...store, get: 1 } }, 'expected options.store to have get(), got 1'],
     [fn, { store, ttl: -1 }, 'expected options.ttl to be a number of seconds > 0, got -1'],

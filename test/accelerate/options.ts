@@ -9,7 +9,7 @@ import { counted, gate, listen, manualClock, request, settle } from '../fixtures
 const ok = () => 'x'
 
 t.test('bad options throw a TypeError naming the option and what it got', async (t) => {
-  const cases: Array<[unknown, string]> = [
+  const cases: Array<[unknown, string | RegExp]> = [
     [null, 'expected options to be an object, got null'],
     [{ store: {} }, 'expected options.store to have get(), got undefined'],
     [{ store: { ...new MemoryStore(), get() {}, checkpoint() {}, set() {}, delete() {}, invalidateTags() {}, clear() {} } }, 'expected options.store to have close(), got undefined'],
@@ -34,6 +34,11 @@ t.test('bad options throw a TypeError naming the option and what it got', async 
     [{ statusHeader: 'Cache Status' }, 'expected options.statusHeader to be a header name or false, got "Cache Status"'],
     [{ statusHeader: true }, 'expected options.statusHeader to be a header name or false, got true'],
     [{ statusHeader: () => 'x' }, 'expected options.statusHeader to be a header name or false, got a function'],
+    // Unknown options: a misspelling would otherwise store nothing and say nothing.
+    [{ ttl: 60 }, 'unknown option "ttl" for accelerate(): a response\'s time to live is res.cacheFor = seconds in the handler (or defaultCacheFor for all)'],
+    [{ maxBytes: 1e6 }, 'unknown option "maxBytes" for accelerate(): the cache\'s size is the store\'s: store: new MemoryStore({ maxBytes })'],
+    [{ redis: 'redis://x' }, 'unknown option "redis" for accelerate(): use store: new RedisStore({ url }) from node-accelerator/redis'],
+    [{ defaultCachefor: 60 }, /^unknown option "defaultCachefor" for accelerate\(\): the options are store, namespace, key, unless, defaultCacheFor, /],
   ]
   for (const [options, message] of cases) t.throws(() => accelerate(ok, options as never), { name: 'TypeError', message })
   t.throws(() => accelerate('handler' as never), { name: 'TypeError', message: 'expected handler to be a function, got "handler"' })

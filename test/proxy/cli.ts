@@ -4,7 +4,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { listenUrl, main, parseFlags, parseSize, UsageError, USAGE } from '../../src/cli.js'
+import { ListenError, listenUrl, main, parseFlags, parseSize, startProxy, UsageError, USAGE } from '../../src/cli.js'
 import { gate, listen, request } from '../fixtures/http.js'
 
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
@@ -47,6 +47,26 @@ t.test('a bad flag exits 2 with a clear message', async (t) => {
   await main(['--upstream', 'http://x', '--bogus'])
   t.equal(process.exitCode, 2)
   t.match(err().map((call) => String(call.args[0])).join(''), /^accelerator: Unknown option '--bogus'.*\nRun "accelerator --help" for the options\.\n$/s)
+})
+
+t.test('a port already in use: one line that says so and what to do, exit 1, nothing left open', async (t) => {
+  const taken = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((resolve) => taken.once('listening', resolve))
+  t.teardown(() => void taken.close())
+  const port = (taken.address() as { port: number }).port
+  const err = t.capture(process.stderr, 'write')
+  t.teardown(() => void (process.exitCode = undefined))
+  await main(['--upstream', 'http://127.0.0.1:1', '--port', String(port)])
+  t.equal(process.exitCode, 1)
+  const message = `accelerator: cannot listen on 127.0.0.1:${port}: the address is already in use (EADDRINUSE); ` +
+    'choose another --port or stop what listens there\n'
+  t.equal(err().map((call) => String(call.args[0])).join(''), message)
+})
+
+t.test('a host that cannot be listened on: its error, and what to check', async (t) => {
+  const config = { upstream: new URL('http://127.0.0.1:1'), port: 0, host: '192.0.2.1', maxBytes: 1024 * 1024 }
+  await t.rejects(startProxy(config as never, () => {}), ListenError)
+  await t.rejects(startProxy(config as never, () => {}), { message: /^cannot listen on 192\.0\.2\.1:0: listen EADDRNOTAVAIL.*; check --host and --port$/ })
 })
 
 t.test('each bad flag is named with what it got', async (t) => {
