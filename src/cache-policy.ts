@@ -12,7 +12,7 @@
  * `must-revalidate` keep the accelerator's own stale options from applying to the response.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe } from './options.js'
+import { describe, suggestOption } from './options.js'
 import { isTag } from './key.js'
 import { varyNames } from './vary.js'
 
@@ -103,7 +103,7 @@ export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(
   for (const name of Object.keys(options)) {
     if (!(KNOWN as readonly string[]).includes(name)) {
       const what = JSON.stringify(name)
-      throw new TypeError(`cachePolicy: unknown option ${what}; ${suggestion(name)}`)
+      throw new TypeError(`cachePolicy: unknown option ${what}; ${suggestOption(name, KNOWN, SYNONYMS)}`)
     }
   }
   const o = checked(options as CachePolicyOptions)
@@ -328,38 +328,4 @@ function withVary(current: number | string | string[] | undefined, names: readon
 
 function isResponse(value: unknown): value is ServerResponse {
   return typeof (value as ServerResponse | undefined)?.setHeader === 'function'
-}
-
-/** What an unknown option name was probably meant to be. */
-function suggestion(name: string): string {
-  const folded = fold(name)
-  const synonym = SYNONYMS[folded]
-  if (synonym !== undefined) return `did you mean ${synonym}?`
-  let best: string = KNOWN[0]!
-  let bestDistance = Infinity
-  for (const known of KNOWN) {
-    const distance = editDistance(folded, fold(known))
-    if (distance < bestDistance) [best, bestDistance] = [known, distance]
-  }
-  if (bestDistance <= Math.max(2, folded.length / 3)) return `did you mean ${best}?`
-  return `the options are ${KNOWN.join(', ')}`
-}
-
-/** Case and `_`/`-` folded: `max_age`, `MaxAge` and `max-age` all read as `maxage`. */
-function fold(name: string): string {
-  return name.toLowerCase().replace(/[-_]/g, '')
-}
-
-/** Levenshtein distance, one row at a time (option names are short). */
-function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i]
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
-      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, substitution)
-    }
-    row = next
-  }
-  return row[b.length]!
 }

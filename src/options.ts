@@ -103,13 +103,13 @@ export const DEFAULT_CACHEABLE_STATUSES = [200, 203, 204, 300, 301, 308, 404, 40
 const STORE_METHODS = ['get', 'checkpoint', 'set', 'delete', 'invalidateTags', 'clear', 'close'] as const
 
 /** Applies the defaults, and throws a TypeError naming the first option that is wrong. */
-/** What a name often tried instead of an option means here. */
-const OPTION_HINTS: Readonly<Record<string, string>> = {
-  ttl: 'a response\'s time to live is res.cacheFor = seconds in the handler (or defaultCacheFor for all)',
-  maxAge: 'a response\'s time to live is res.cacheFor = seconds in the handler (or defaultCacheFor for all)',
-  maxBytes: 'the cache\'s size is the store\'s: store: new MemoryStore({ maxBytes })',
-  max: 'the cache\'s size is the store\'s: store: new MemoryStore({ maxBytes })',
-  redis: 'use store: new RedisStore({ url }) from node-accelerator/redis',
+/** What a name often tried instead of an option means here (keys folded: lower case, no - or _). */
+const OPTION_SYNONYMS: Readonly<Record<string, string>> = {
+  ttl: 'res.cacheFor = seconds in the handler, or defaultCacheFor for every response',
+  maxage: 'res.cacheFor = seconds in the handler, or defaultCacheFor for every response',
+  maxbytes: 'store: new MemoryStore({ maxBytes }) (the size is the store\'s)',
+  max: 'store: new MemoryStore({ maxBytes }) (the size is the store\'s)',
+  redis: 'store: new RedisStore({ url }) from node-accelerator/redis',
 }
 
 export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions {
@@ -156,7 +156,7 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
   // A misspelt or invented option would otherwise change nothing and say nothing.
   for (const name of Object.keys(options)) {
     if (Object.hasOwn(resolved, name)) continue
-    const hint = OPTION_HINTS[name] ?? `the options are ${Object.keys(resolved).join(', ')}`
+    const hint = suggestOption(name, Object.keys(resolved), OPTION_SYNONYMS)
     throw new TypeError(`unknown option "${name}" for accelerate(): ${hint}`)
   }
   return resolved
@@ -213,4 +213,41 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return `[${value.slice(0, 5).map(describe).join(', ')}${value.length > 5 ? ', …' : ''}]`
   if (typeof value === 'object' && value !== null) return `an object`
   return String(value)
+}
+
+/**
+ * What an unknown option name was probably meant to be: a synonym's meaning (keys folded, as
+ * {@link fold} does), else the nearest known name, else the list of known names.
+ */
+export function suggestOption(name: string, known: readonly string[], synonyms: Readonly<Record<string, string>>): string {
+  const folded = fold(name)
+  const synonym = synonyms[folded]
+  if (synonym !== undefined) return `did you mean ${synonym}?`
+  let best: string = known[0]!
+  let bestDistance = Infinity
+  for (const option of known) {
+    const distance = editDistance(folded, fold(option))
+    if (distance < bestDistance) [best, bestDistance] = [option, distance]
+  }
+  if (bestDistance <= Math.max(2, folded.length / 3)) return `did you mean ${best}?`
+  return `the options are ${known.join(', ')}`
+}
+
+/** Case and `_`/`-` folded: `max_age`, `MaxAge` and `max-age` all read as `maxage`. */
+function fold(name: string): string {
+  return name.toLowerCase().replace(/[-_]/g, '')
+}
+
+/** Levenshtein distance, one row at a time (option names are short). */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, substitution)
+    }
+    row = next
+  }
+  return row[b.length]!
 }

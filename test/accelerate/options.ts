@@ -35,10 +35,11 @@ t.test('bad options throw a TypeError naming the option and what it got', async 
     [{ statusHeader: true }, 'expected options.statusHeader to be a header name or false, got true'],
     [{ statusHeader: () => 'x' }, 'expected options.statusHeader to be a header name or false, got a function'],
     // Unknown options: a misspelling would otherwise store nothing and say nothing.
-    [{ ttl: 60 }, 'unknown option "ttl" for accelerate(): a response\'s time to live is res.cacheFor = seconds in the handler (or defaultCacheFor for all)'],
-    [{ maxBytes: 1e6 }, 'unknown option "maxBytes" for accelerate(): the cache\'s size is the store\'s: store: new MemoryStore({ maxBytes })'],
-    [{ redis: 'redis://x' }, 'unknown option "redis" for accelerate(): use store: new RedisStore({ url }) from node-accelerator/redis'],
-    [{ defaultCachefor: 60 }, /^unknown option "defaultCachefor" for accelerate\(\): the options are store, namespace, key, unless, defaultCacheFor, /],
+    [{ ttl: 60 }, 'unknown option "ttl" for accelerate(): did you mean res.cacheFor = seconds in the handler, or defaultCacheFor for every response?'],
+    [{ max_bytes: 1e6 }, 'unknown option "max_bytes" for accelerate(): did you mean store: new MemoryStore({ maxBytes }) (the size is the store\'s)?'],
+    [{ redis: 'redis://x' }, 'unknown option "redis" for accelerate(): did you mean store: new RedisStore({ url }) from node-accelerator/redis?'],
+    [{ stale_if_error: 60 }, 'unknown option "stale_if_error" for accelerate(): did you mean staleIfError?'],
+    [{ defaultCacheForEverything: 60 }, /^unknown option "defaultCacheForEverything" for accelerate\(\): the options are store, namespace, key, unless, defaultCacheFor, /],
   ]
   for (const [options, message] of cases) t.throws(() => accelerate(ok, options as never), { name: 'TypeError', message })
   t.throws(() => accelerate('handler' as never), { name: 'TypeError', message: 'expected handler to be a function, got "handler"' })
