@@ -5,7 +5,8 @@ export type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.j
 export type { AccelerateOptions } from './options.js'
 export type { Body } from './body.js'
 export type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize } from './store.js'
-export type { ErrorContext, ErrorHandler } from './report.js'
+export type { ErrorContext, ErrorHandler, ErrorOp } from './report.js'
+export type { InvalidateUrlOptions } from './invalidation.js'
 export type { KeyRequest, KeyFunction } from './key.js'
 // Tracing: the diagnostics channels' names and what they carry (README: "Metrics and tracing").
 export { CHANNELS } from './diagnostics.js'

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { isTag } from './key.js'
 import type { CacheEntry, CacheStore } from './store.js'
 import { describe } from './options.js'
-import { logOncePerBurst, safeReporter, type ErrorHandler } from './report.js'
+import { logOncePerBurst, safeReporter, type ErrorHandler, type ErrorOp } from './report.js'
 
 /** Options of {@link memoize}. */
 export interface MemoizeOptions<A extends unknown[]> {
@@ -119,7 +119,7 @@ export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<
   }
 
   /** The result of `call`, or undefined (reported) when it fails: the store fails open. */
-  async function attempt<T>(op: string, k: string, call: () => Promise<T>): Promise<T | undefined> {
+  async function attempt<T>(op: ErrorOp, k: string, call: () => Promise<T>): Promise<T | undefined> {
     try {
       return await call()
     } catch (err) {

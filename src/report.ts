@@ -1,9 +1,19 @@
 /** Reporting failures that never reach a client: store errors, handler errors, bad tags. */
 
+/**
+ * What failed: a store call (`get`, `checkpoint`, `set`; `invalidate`, the drop after an unsafe
+ * method), the handler (`handler`; `refresh` when it ran for a background refresh), what the
+ * handler set (`cacheFor`, `tags`), the key function (`key`), memoize with a result it cannot
+ * store (`value`), or a defect of the accelerator itself (`accelerate`).
+ */
+export type ErrorOp =
+  | 'get' | 'checkpoint' | 'set' | 'invalidate' | 'handler' | 'refresh' | 'cacheFor' | 'tags'
+  | 'key' | 'value' | 'accelerate'
+
 /** What failed, for `onError`. */
 export interface ErrorContext {
-  /** The operation: `get`, `set`, `checkpoint`, `handler`, `response`, `key`, ... */
-  op: string
+  /** The operation (see {@link ErrorOp}). */
+  op: ErrorOp
   /** The cache key involved, when there is one. */
   key?: string
 }

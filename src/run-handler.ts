@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AcceleratedResponse, Handler } from './types.js'
-import type { ErrorHandler } from './report.js'
+import type { ErrorHandler, ErrorOp } from './report.js'
 import { describe } from './options.js'
 import { answersNotModified } from './conditional.js'
 import { isBody, writeBody, type Demand } from './body.js'
@@ -22,7 +22,7 @@ export type HandlerRun = (
   req: IncomingMessage,
   res: ServerResponse,
   fallback?: () => boolean,
-  op?: string,
+  op?: ErrorOp,
   demand?: Demand,
 ) => Promise<boolean>
 
