@@ -168,16 +168,17 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     entry: CacheEntry, now: number, params: string, detail?: string,
   ): void {
     counts.hits++
-    servedEntry(opts, req, res, key, entry, now)
     if (req.headers.range !== undefined) {
       const range = rangeResponse(req, entry, now, statusHeaders, params, detail)
       const { status, headers, body } = range
       if (status === 304) counts.notModified++
+      servedEntry(opts, req, res, key, entry, now, status === 304)
       res.writeHead(status, headers)
       return void res.end(body)
     }
     const notModified = answersNotModified(req.headers, entry.status, entry.headers)
     if (notModified) counts.notModified++
+    servedEntry(opts, req, res, key, entry, now, notModified)
     const form = notModified ? 'not-modified' : req.method === 'HEAD' ? 'head' : 'full'
     writeHit(res, entry, now, params, detail, form)
   }

@@ -14,7 +14,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
 import type { AcceleratedResponse, Accelerator } from './types.js'
 import type { Miss, Run } from './generate.js'
-import { answersNotModified } from './conditional.js'
 
 /** The channels' names; each starts with `node-accelerator:`. */
 export const CHANNELS = {
@@ -247,8 +246,8 @@ export function responded(
 
 /**
  * Publishes the outcome of a response served from a stored entry at `now`: stale past its
- * `staleAt`, else a 304 exactly when the hit path answers one (RFC 9110 §13.2.1, for a Range
- * too), else a hit.
+ * `staleAt`, else a 304 when the hit path answers one (`notModified`, which it decided), else a
+ * hit.
  */
 export function servedEntry(
   opts: object,
@@ -257,9 +256,9 @@ export function servedEntry(
   key: string,
   entry: CacheEntry,
   now: number,
+  notModified: boolean,
 ): void {
   if (!responses.hasSubscribers) return
-  const notModified = answersNotModified(req.headers, entry.status, entry.headers)
   const outcome = now >= entry.staleAt ? 'stale' : notModified ? 'not-modified' : 'hit'
   const message: ResponseMessage = { accelerator: acceleratorOf(opts), req, res, key, outcome }
   responses.publish(message)

@@ -16,7 +16,7 @@ import { isConditional } from './request.js'
 import { freshness, storability, type Freshness, type NotStored } from './policy.js'
 import { strongEtag } from './etag.js'
 import { formatHttpDate } from './http-date.js'
-import { completion, contentLength, holdClose, teeResponse, type BodySink, type Head, type HeaderRecord, type HeadPlan, type TeeResult } from './tee.js'
+import { completion, holdClose, teeResponse, type BodySink, type Head, type HeaderRecord, type HeadPlan, type TeeResult } from './tee.js'
 import { sharedHeaders, toEntry } from './entry.js'
 import { merged } from './merged.js'
 import { entryResponse, type StatusHeaders } from './respond.js'
@@ -57,6 +57,11 @@ interface ToStore {
   /** Its status and headers as they are to be stored (cache-only headers already left out). */
   head: Head
   surrogateTags: string[]
+}
+
+/** Why no response to this request is stored, whatever it says (RFC 9211 §2.8 detail). */
+function notStorable(since: Checkpoint | undefined, miss: Miss): NotStored | 'store-down' | 'request-no-store' | 'range' {
+  return since === undefined ? 'store-down' : miss.uncached ? 'range' : 'request-no-store'
 }
 
 /** The response's tags, and the origin's surrogate keys. */
@@ -113,9 +118,6 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     const { stale, flight } = miss
     const method = req.method
     const mayStore = since !== undefined && !miss.cc.has('no-store') && !miss.uncached
-    /** Why a response to this request is not stored, whatever it says (RFC 9211 §2.8 detail). */
-    const notStorable = (): NotStored | 'store-down' | 'request-no-store' | 'range' =>
-      since === undefined ? 'store-down' : miss.uncached ? 'range' : 'request-no-store'
     // The handler gets the cache's own request: a GET for a HEAD (the entry serves both), with the
     // stored validators (RFC 9111 §4.3.1) or none, so that a route answering 304 itself still
     // gives the body to store. The client's own headers decide what the client gets.
@@ -161,7 +163,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       if (stale && head.status >= 500 && now < miss.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
       if (!miss.background) responded(opts, req, res, miss.key, 'miss')
       const cacheFor = mayStore ? cacheForOf(res, surrogate, miss.key) : undefined
-      const decided = mayStore ? storability(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : notStorable()
+      const decided = mayStore ? storability(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : notStorable(since, miss)
       const fresh = typeof decided === 'string' ? undefined : decided
       optedOut = decided === 'not-opted-in'
       const added: Record<string, string> = {}
@@ -193,7 +195,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       } else land() // a 304 with a body never pulled: one waiter leads the next generation
       const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
       // RFC 9211 §2.7-2.8: `stored` only for what is on its way into the store; else why not.
-      const size = capture ? contentLength(head.headers) ?? head.wholeBody()?.length : undefined
+      const size = capture ? head.length() : undefined
       const detail = size !== undefined && size > opts.maxEntryBytes ? 'too-large' : typeof decided === 'string' ? decided : undefined
       const outcome = `${stale ? 'fwd=stale' : 'fwd=miss'}${capture && detail === undefined ? '; stored' : ''}`
       const ours = statusHeaders(detail === undefined ? outcome : `${outcome}; detail=${detail}`, 'MISS', existing)

@@ -21,6 +21,8 @@ export interface Head {
   headers: HeaderRecord
   /** The whole body, when `end(chunk)` sends it before any header went out; else undefined. */
   wholeBody(): Buffer | undefined
+  /** The body's length when known before it is written: Content-Length, or the whole body's. */
+  length(): number | undefined
 }
 
 /** A response sent instead of the handler's. */
@@ -103,10 +105,11 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
 
   const decide = (status: number, given: unknown): HeadPlan => {
     const headers = finalHeaders(res, given)
-    plan = onHead({ status, headers, wholeBody })
+    const length = () => contentLength(headers) ?? wholeBody()?.length
+    plan = onHead({ status, headers, wholeBody, length })
     // Sized exactly when the length is known (Content-Length, or a whole body given to end()):
     // one allocation per stored body, none freed again, which keeps the allocator's slack low.
-    if (plan.capture) copy = new BodyCopy(contentLength(headers) ?? wholeBody()?.length, maxBytes, onOverflow)
+    if (plan.capture) copy = new BodyCopy(length(), maxBytes, onOverflow)
     if (plan.replace) replace(plan.replace)
     return plan
   }
@@ -242,7 +245,7 @@ function normalize(value: unknown): string | string[] {
 }
 
 /** The Content-Length declared, when it is one well-formed number. */
-export function contentLength(headers: HeaderRecord): number | undefined {
+function contentLength(headers: HeaderRecord): number | undefined {
   const value = headers['content-length']
   return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : undefined
 }
