@@ -285,15 +285,19 @@ export class MemoryStore implements CacheStore {
     return true
   }
 
-  // Makes room: takes the least recently used entry out of the LRU.
+  // Makes room: drops the least recently used entry, and says so on the channel.
   #evict(held: Held): void {
-    this.#lru.delete(held.key)
-    this.#evicted(held)
+    this.#drop(held)
+    this.#announce(held)
   }
 
-  // An entry the LRU let go for room (bytes or count), out of the LRU already; said on the channel.
+  // An entry the LRU let go by itself (its entry count), out of the LRU already.
   #evicted(held: Held): void {
     this.#unindex(held)
+    this.#announce(held)
+  }
+
+  #announce(held: Held): void {
     if (evictions.hasSubscribers) evictions.publish({ store: this, key: held.key, bytes: held.bytes })
   }
 
