@@ -1,7 +1,7 @@
 // What is stored, through real sockets: each opt-in, each "never stored" rule, each bypass.
 import t, { type Test } from 'tap'
 import { accelerate, type Handler } from '../../src/index.js'
-import { counted, eventually, listen, request, type RequestOptions } from '../fixtures/http.js'
+import { counted, eventually, gate, listen, request, type RequestOptions } from '../fixtures/http.js'
 
 /** Requests `path` twice; resolves how often the handler ran (1 = stored, 2 = not stored). */
 async function runs(t: Test, handler: Handler, second: RequestOptions = {}, first: RequestOptions = {}, options = {}) {
@@ -218,4 +218,24 @@ t.test('Cache-Status says stored only for what is stored, and why not otherwise 
       t.equal(app.stats().stores, stores, 'stores as it says')
     })
   }
+})
+
+t.test('a burst on a response that is not stored: every client is told why, the leader and its waiters alike', async (t) => {
+  const open = gate()
+  const origin = counted(async (_req, res) => {
+    await open.promise
+    res.setHeader('set-cookie', 'session=1')
+    res.cacheFor = 60
+    res.end('x')
+  })
+  const app = accelerate(origin)
+  const url = await listen(t, app)
+  const replies = Array.from({ length: 5 }, () => request(url + '/burst'))
+  await eventually(() => app.stats().coalesced === 4, 'four requests wait on the first')
+  open.open()
+  for (const reply of await Promise.all(replies)) {
+    t.equal(reply.headers['cache-status'], 'node-accelerator; fwd=miss; detail=set-cookie')
+  }
+  t.equal(origin.calls, 5, 'not shared: each ran the handler on its own')
+  t.equal(app.stats().stores, 0)
 })
