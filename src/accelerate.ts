@@ -47,7 +47,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const report = safeReporter(opts.onError, () => counts.errors++)
   const statusHeaders = statusHeadersFor(opts.statusHeader, opts.xCache)
   const writeHit = hitWriterFor(opts.statusHeader, opts.xCache)
-  const flights = new Flights(opts.coalesceTimeoutMs)
+  const flights = new Flights(opts.coalesceTimeoutMs, opts.now)
   const background = pLimit(opts.backgroundConcurrency)
   const exchanges = new Set<Exchange>()
   const writes = new Set<Promise<boolean>>()
@@ -117,6 +117,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     let last: Generation | undefined
     for (;;) {
       const flight = flights.joinable(key)
+      if (!flight && flights.passes(key)) return generate(req, res, run, { ...miss, key })
       if (!flight || flight === last) {
         return generate(req, res, run, { ...miss, key, flight: flights.start(key) })
       }

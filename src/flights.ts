@@ -5,11 +5,53 @@
  */
 import { Generation } from './generation.js'
 
+/**
+ * How long a key whose response could not be shared goes uncoalesced (Varnish's hit-for-miss,
+ * whose default `beresp.uncacheable` TTL is the same 120 s), unless a shareable one comes first.
+ */
+export const PASS_MS = 120_000
+/** Keys remembered so; past that, the oldest marked is forgotten (it coalesces again). */
+export const PASS_KEYS = 10_000
+
 export class Flights {
   readonly #generations = new Map<string, Generation>()
+  /** Hit-for-miss: keys whose last response could not be shared, and until when (see passes). */
+  readonly #passing = new Map<string, number>()
 
-  /** @param waitMs how long a request waits for another's status and headers; 0 never waits. */
-  constructor(private readonly waitMs: number) {}
+  /**
+   * @param waitMs how long a request waits for another's status and headers; 0 never waits
+   * @param now the accelerator's clock
+   */
+  constructor(
+    private readonly waitMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /**
+   * Whether a request for `key` runs on its own, without waiting on or leading a generation:
+   * the key's last response could not be shared (Set-Cookie, private, not opted in, ...), so
+   * waiting for the next one would only queue each request behind another's handler run. The
+   * first response that can be shared again ends it (see {@link shareable}).
+   */
+  passes(key: string): boolean {
+    const until = this.#passing.get(key)
+    if (until === undefined) return false
+    if (this.now() < until) return true
+    this.#passing.delete(key)
+    return false
+  }
+
+  /** The response generated for `key` could not be shared: the next requests run on their own. */
+  unshareable(key: string): void {
+    this.#passing.delete(key)
+    this.#passing.set(key, this.now() + PASS_MS)
+    if (this.#passing.size > PASS_KEYS) this.#passing.delete(this.#passing.keys().next().value!)
+  }
+
+  /** The response generated for `key` can be shared: requests for it coalesce again. */
+  shareable(key: string): void {
+    this.#passing.delete(key)
+  }
 
   /** The generation registered for `key`, joinable or not (a background refresh, say). */
   get(key: string): Generation | undefined {
@@ -54,5 +96,6 @@ export class Flights {
   clear(): void {
     for (const generation of this.#generations.values()) generation.end()
     this.#generations.clear()
+    this.#passing.clear()
   }
 }

@@ -59,6 +59,12 @@ interface ToStore {
   surrogateTags: string[]
 }
 
+/**
+ * Reasons not to store that belong to the request, not to the responses of its key: they do not
+ * stop the next requests for the key from coalescing (see Flights.passes).
+ */
+const REQUEST_REASONS: ReadonlySet<string> = new Set(['authorization', 'store-down', 'request-no-store', 'range'])
+
 /** Why no response to this request is stored, whatever it says (RFC 9211 §2.8 detail). */
 function notStorable(since: Checkpoint | undefined, miss: Miss): NotStored | 'store-down' | 'request-no-store' | 'range' {
   return since === undefined ? 'store-down' : miss.uncached ? 'range' : 'request-no-store'
@@ -166,6 +172,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       const decided = mayStore ? storability(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : notStorable(since, miss)
       const fresh = typeof decided === 'string' ? undefined : decided
       optedOut = decided === 'not-opted-in'
+      // Hit-for-miss: what the response itself says decides whether the next requests wait.
+      if (fresh !== undefined && fresh.ttl > 0) flights.shareable(miss.key)
+      else if (fresh !== undefined || !REQUEST_REASONS.has(decided as string)) flights.unshareable(miss.key)
       const added: Record<string, string> = {}
       if (fresh !== undefined && head.headers.date === undefined) added.date = formatHttpDate(now)
       // A body given whole to end() has its ETag before its headers go out.

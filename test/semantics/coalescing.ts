@@ -263,3 +263,54 @@ t.test('a request arriving once the response under way is stale is not served it
   release.open()
   t.equal((await leader).text, 'for leader')
 })
+
+t.test('hit-for-miss: after a response that could not be shared, requests for the key run at once instead of queueing behind each other', async (t) => {
+  const clock = manualClock()
+  let held = gate()
+  let shareable = false
+  const origin = counted(async (req, res) => {
+    if (req.headers['x-client'] !== 'first') await held.promise
+    if (shareable) res.cacheFor = 60
+    else res.setHeader('set-cookie', `session=${req.headers['x-client']}`)
+    return `for ${req.headers['x-client']}`
+  })
+  const app = accelerate(origin, { now: clock.now })
+  const url = await listen(t, app)
+  const burst = (tag: string) =>
+    Array.from({ length: 3 }, (_, i) => request(url + '/k', { headers: { 'x-client': `${tag}-${i}` } }))
+
+  t.equal((await request(url + '/k', { headers: { 'x-client': 'first' } })).text, 'for first')
+  // Its Set-Cookie response could not be shared: the next three all run now, none waits.
+  const parallel = burst('a')
+  await eventually(() => origin.calls === 4, 'three handler runs at once, none queued behind another')
+  t.equal(app.stats().coalesced, 0, 'nobody waited')
+  held.open()
+  for (const reply of await Promise.all(parallel)) t.match(reply.headers['cache-status'], /detail=set-cookie/)
+
+  // 120 s later (Varnish's hit-for-miss TTL) the key coalesces again: one leads, two wait.
+  clock.advance(120_000)
+  held = gate()
+  const queued = burst('b')
+  await eventually(() => app.stats().coalesced === 2, 'two wait on the one generating')
+  t.equal(origin.calls, 5, 'one handler run for three requests')
+  held.open()
+  await Promise.all(queued)
+  t.equal(origin.calls, 7, 'the two waiters ran on their own once it could not be shared')
+
+  // A response that can be shared ends it at once: it is stored, and once it is purged the next
+  // burst coalesces on the key again.
+  shareable = true
+  clock.advance(1000)
+  held.open()
+  t.equal((await request(url + '/k', { headers: { 'x-client': 'first' } })).text, 'for first')
+  t.equal(origin.calls, 8)
+  await app.invalidate('/k')
+  held = gate()
+  const third = burst('c')
+  await eventually(() => app.stats().coalesced === 4, 'one leads, the other two wait')
+  t.equal(origin.calls, 9, 'one handler run for three requests')
+  held.open()
+  const texts = (await Promise.all(third)).map((reply) => reply.text)
+  t.match(texts[0], /^for c-\d$/)
+  t.same(texts, [texts[0], texts[0], texts[0]], 'all three got the one response')
+})
