@@ -263,7 +263,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       const headers = { ...refreshedHeaders(stale!.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
       const fresh = mayStore ? freshness(client.headers, { status: stale!.status, headers, cacheFor: cacheForOf(res, surrogate, miss.key) }, opts, now) : undefined
       const tags = fresh && variantTagged(res, miss, withSurrogateTags(tagsOf(res, miss.key, userTags(stale!.tags)), surrogate))
-      const entry = tags ? toEntry(stale!.status, headers, stale!.body, tags, fresh!, now, opts) : { ...stale!, headers }
+      const entry = tags ? toEntry(stale!.status, headers, stale!.body, tags, fresh!, now, opts, req.headers) : { ...stale!, headers }
       if (tags) {
         void put(miss.key, entry, since!).then((stored) => {
           if (stored) flight?.serve(entry, miss.key)
@@ -341,7 +341,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     if (!body || !tags) return
     const names = varyNames(head.headers.vary)
     const key = names.length > 0 ? variantKey(gen.base, names, headers, opts.normalizeVary) : gen.base
-    const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged(res, { ...gen, key }, tags)!, fresh, storedAt, opts)
+    const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged(res, { ...gen, key }, tags)!, fresh, storedAt, opts, res.req.headers)
     if (!(await put(key, entry, since))) return
     if (names.length > 0 && !coversVariant(gen.record, names, entry.expiresAt)) await put(gen.base, varyRecord(names, storedAt, entry.expiresAt), since, false)
   }

@@ -327,3 +327,22 @@ t.test('RFC 9110 §13.1.3: a Last-Modified-only entry is revalidated with If-Mod
   t.match(revalidated.headers['cache-status'], /fwd=stale; fwd-status=304/)
   t.equal(revalidated.text, 'body')
 })
+
+t.test('RFC 9111 §4.3.1: a stale variant is revalidated with the selecting headers it was stored for', async (t) => {
+  const { get, seen, clock } = await setup(t, validating(
+    { etag: '"v1"', vary: 'Accept-Language, X-Tenant' },
+    (req) => req.headers['if-none-match'] === '"v1"',
+  ))
+  await get('/', { headers: { 'accept-language': 'en, de' } })
+  clock.advance(2000)
+  // The same variant once normalised (order and case ignored), sent otherwise.
+  const revalidated = await get('/', { headers: { 'accept-language': 'DE,EN' } })
+  t.equal(seen[1]!['if-none-match'], '"v1"', 'the stored ETag')
+  t.equal(seen[1]!['accept-language'], 'en, de', 'with the Accept-Language the stored response answered')
+  t.equal(seen[1]!['x-tenant'], undefined, 'and no X-Tenant, which that request did not send')
+  t.equal(revalidated.text, 'body')
+  t.match(revalidated.headers['cache-status'], /fwd=stale; fwd-status=304; stored/)
+  clock.advance(2000)
+  await get('/', { headers: { 'accept-language': 'de , en' } })
+  t.equal(seen[2]!['accept-language'], 'en, de', 'the refreshed entry keeps them')
+})
