@@ -95,3 +95,25 @@ export function refreshedHeaders(stored: HeaderRecord, fromHandler: HeaderRecord
   for (const name in fromHandler) if (!BODY_HEADERS.has(name)) headers[name] = fromHandler[name] as string | string[]
   return headers
 }
+
+/**
+ * RFC 9111 §4.3.5: whether the response to a HEAD the cache sent on updates the stored GET
+ * response: a 304 (§4.3.4), or a 200 whose validators (ETag, Last-Modified) and Content-Length,
+ * each where it sent one, are the stored response's. A 200 that differs says the stored response
+ * changed (the caller treats it as stale); any other status says nothing about it. A handler that
+ * gave its body whole but no ETag or length is compared by those of that body.
+ */
+export function headUpdates(
+  stored: HeaderRecord,
+  { status, headers }: { status: number; headers: HeaderRecord },
+  whole: Buffer | undefined,
+): boolean | undefined {
+  if (status === 304) return true
+  if (status !== 200) return undefined
+  const etag = headers.etag ?? (whole && strongEtag(whole))
+  const length = headers['content-length'] ?? (whole && String(whole.length))
+  const same = (value: string | string[] | undefined, was: string | string[] | undefined) =>
+    value === undefined || String(value).trim() === String(was).trim()
+  return same(etag, stored.etag) && same(headers['last-modified'], stored['last-modified'])
+    && same(length, stored['content-length'])
+}
