@@ -74,8 +74,8 @@ export function entryBytes(key: string, entry: CacheEntry): number {
   }
   for (const tag of entry.tags) bytes += TAG_OVERHEAD + stringBytes(tag)
   for (const name of entry.variesOn ?? []) bytes += 8 + stringBytes(name)
-  const selectedBy = entry.selectedBy ?? {}
-  for (const name in selectedBy) bytes += HEADER_OVERHEAD + stringBytes(name) + stringBytes(selectedBy[name]!)
+  const selected = entry.selectedBy
+  if (selected) for (const name in selected) bytes += HEADER_OVERHEAD + stringBytes(name) + stringBytes(selected[name]!)
   return bytes
 }
 
