@@ -2,7 +2,7 @@
 // entry's freshness and headers without regenerating the body.
 import t from 'tap'
 import { accelerate, type AcceleratedResponse } from '../../src/index.js'
-import { counted, gate, listen, manualClock, request } from '../fixtures/http.js'
+import { counted, eventually, gate, listen, manualClock, request } from '../fixtures/http.js'
 import type { IncomingMessage } from 'node:http'
 
 /** An origin with a lazy body: it sets its ETag, returns a generator, and counts generations. */
@@ -242,6 +242,35 @@ t.test('RFC 9111 §4.3.5: in a shared cache a HEAD on a stored GET runs as HEAD,
   t.equal(notModified.headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=304; stored; ttl=10', 'a 304 to the HEAD')
   t.equal(notModified.headers.etag, '"e"')
   t.same(methods.slice(-2), ['GET', 'HEAD'])
+})
+
+t.test('RFC 9111 §4.3.5: a GET arriving while a shared cache\'s HEAD revalidates is served the entry it refreshed', async (t) => {
+  const clock = manualClock()
+  const methods: string[] = []
+  const asked = gate()
+  const release = gate()
+  const app = accelerate(async (req, res) => {
+    methods.push(req.method!)
+    if (methods.length === 2) {
+      asked.open()
+      await release.promise
+    }
+    res.cacheFor = 10
+    res.setHeader('etag', '"a"')
+    res.end('body')
+  }, { sharedCache: true, now: clock.now })
+  const url = await listen(t, app)
+  await request(url + '/')
+  clock.advance(11_000)
+  const head = request(url + '/', { method: 'HEAD' })
+  await asked.promise
+  const get = request(url + '/')
+  await eventually(() => app.stats().coalesced === 1, 'the GET waits on the HEAD')
+  release.open()
+  t.equal((await head).headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=200; stored; ttl=10')
+  const served = await get
+  t.equal(served.text, 'body', 'the GET gets the stored body')
+  t.same(methods, ['GET', 'HEAD'], 'without running the handler again')
 })
 
 t.test('an invalidation during a revalidation keeps the refreshed entry out of the store', async (t) => {
