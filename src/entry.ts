@@ -1,4 +1,5 @@
 /** Turning a finished response into a stored entry. */
+import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheEntry } from './store.js'
 import type { Freshness } from './policy.js'
 import type { HeaderRecord } from './tee.js'
@@ -6,6 +7,7 @@ import { strongEtag } from './etag.js'
 import { setOwn } from './merged.js'
 import { formatHttpDate } from './http-date.js'
 import { retention, staleWindows, type StaleOptions } from './stale.js'
+import { selectedBy } from './vary.js'
 
 /**
  * Headers never stored: hop-by-hop ones (RFC 9110 §7.6.1, RFC 9111 §3.1), what is recomputed on
@@ -31,7 +33,8 @@ export function sharedHeaders(sent: HeaderRecord, length: number | undefined): H
 
 /**
  * The entry for a response that finished in full, ready for `store.set`: fresh for `ttl`, then
- * kept for its stale windows and for revalidation (see {@link retention}).
+ * kept for its stale windows and for revalidation (see {@link retention}). `request`: the headers
+ * of the request it answered, as the handler got them (for a variant's `selectedBy`).
  */
 export function toEntry(
   status: number,
@@ -41,11 +44,17 @@ export function toEntry(
   { ttl, initialAge, keep }: Freshness,
   storedAt: number,
   staleOptions: StaleOptions,
+  request?: IncomingHttpHeaders,
 ): CacheEntry {
   const headers = storedHeaders(status, sent, body, storedAt)
   const staleAt = storedAt + ttl * 1000
   const expiresAt = staleAt + retention(ttl, staleWindows(headers, staleOptions), keep) * 1000
-  return { status, headers, body, tags, storedAt, initialAge, staleAt, expiresAt }
+  const entry: CacheEntry = {
+    status, headers, body, tags, storedAt, initialAge, staleAt, expiresAt,
+  }
+  const selected = request && selectedBy(headers.vary, request)
+  if (selected) entry.selectedBy = selected
+  return entry
 }
 
 /**

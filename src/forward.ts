@@ -18,6 +18,7 @@ import {
   type Refusal,
 } from './proxy-request.js'
 import { quoteEntityTags } from './conditional.js'
+import { selectingSet } from './revalidate.js'
 
 /** Options of {@link forward}. */
 export interface ForwardOptions {
@@ -163,7 +164,13 @@ function requestHeaders(
 ): string[] {
   // The validators are the request's as the cache left them (its stored entry's, RFC 9111
   // §4.3.1, or none on a miss it means to store), not those the client sent.
-  const headers = without(lines, APPENDED)
+  // So are a revalidated variant's selecting headers (RFC 9111 §4.3.1: those it was stored for).
+  const selecting = selectingSet(req)
+  const set = selecting.length > 0 ? new Set([...APPENDED, ...selecting]) : APPENDED
+  const headers = without(lines, set)
+  for (const name of selecting) {
+    if (Object.hasOwn(req.headers, name)) headers.push(name, String(req.headers[name]))
+  }
   const { 'if-none-match': ifNoneMatch, 'if-modified-since': ifModifiedSince } = req.headers
   // RFC 9110 §8.8.3: an entity-tag is quoted, though the origin may have sent its ETag bare.
   if (ifNoneMatch !== undefined) headers.push('If-None-Match', quoteEntityTags(ifNoneMatch))

@@ -23,7 +23,7 @@ import { entryResponse, type StatusHeaders } from './respond.js'
 import { coversVariant, variantKey, varyNames, varyRecord } from './vary.js'
 import { isTag } from './key.js'
 import { ownTags, userTags } from './invalidation.js'
-import { bodyWanted, refreshedHeaders, sendValidators } from './revalidate.js'
+import { bodyWanted, headUpdates, refreshedHeaders, sendValidators } from './revalidate.js'
 import type { Flights } from './flights.js'
 import type { Generation, SharedHead } from './generation.js'
 import type { Demand } from './body.js'
@@ -66,8 +66,8 @@ interface ToStore {
 const REQUEST_REASONS: ReadonlySet<string> = new Set(['authorization', 'store-down', 'request-no-store', 'range'])
 
 /** Why no response to this request is stored, whatever it says (RFC 9211 §2.8 detail). */
-function notStorable(since: Checkpoint | undefined, miss: Miss): NotStored | 'store-down' | 'request-no-store' | 'range' {
-  return since === undefined ? 'store-down' : miss.uncached ? 'range' : 'request-no-store'
+function notStorable(since: Checkpoint | undefined, miss: Miss): NotStored | 'store-down' | 'request-no-store' | 'range' | 'head' {
+  return since === undefined ? 'store-down' : miss.uncached ? 'range' : miss.cc.has('no-store') ? 'request-no-store' : 'head'
 }
 
 /** The response's tags, and the origin's surrogate keys. */
@@ -128,7 +128,9 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     // stored validators (RFC 9111 §4.3.1) or none, so that a route answering 304 itself still
     // gives the body to store. The client's own headers decide what the client gets.
     const client = { method, headers: stale || (mayStore && isConditional(req.headers)) ? sendValidators(req, stale) : req.headers }
-    if (mayStore && method === 'HEAD') req.method = 'GET'
+    // RFC 9111 §4.3.5: a shared cache asks about a stored GET with the client's HEAD itself.
+    const asHead = stale !== undefined && opts.sharedCache && method === 'HEAD'
+    if (mayStore && method === 'HEAD' && !asHead) req.method = 'GET'
     bodyWanted(req, () => flight?.wanted === true)
     const aliases = [miss.key]
     // Nothing opted the response in when its headers left (to tell a late res.cacheFor).
@@ -163,13 +165,16 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       const omitHeaders: readonly string[] = surrogate && !opts.keepSurrogateHeaders ? SURROGATE_HEADERS : []
       if (omitHeaders.length > 0) head = { ...head, headers: omit(head.headers, omitHeaders) }
       if (miss.background && head.status >= 500) report(new Error(`background refresh answered ${head.status}`), { op: 'refresh', key: miss.key })
-      if (stale && (head.status === 304 || (head.status >= 200 && head.status < 300 && isNotModified(req.headers, head.headers)))) {
+      const updates = asHead ? headUpdates(stale!.headers, head, head.wholeBody()) : undefined
+      if (stale && (asHead ? updates === true : head.status === 304 || (head.status >= 200 && head.status < 300 && isNotModified(req.headers, head.headers)))) {
         return revalidated(head, surrogate, now)
       }
+      // RFC 9111 §4.3.5: a HEAD's 200 that shows the stored GET changed makes it stale.
+      if (updates === false && mayStore && now < stale!.staleAt) void put(miss.key, { ...stale!, staleAt: now }, since!, false)
       if (stale && head.status >= 500 && now < miss.ifErrorUntil) return { replace: staleOnError(now, `; fwd-status=${head.status}`), capture: false }
       if (!miss.background) responded(opts, req, res, miss.key, 'miss')
       const cacheFor = mayStore ? cacheForOf(res, surrogate, miss.key) : undefined
-      const decided = mayStore ? storability(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : notStorable(since, miss)
+      const decided = mayStore && !asHead ? storability(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now) : notStorable(since, miss)
       const fresh = typeof decided === 'string' ? undefined : decided
       optedOut = decided === 'not-opted-in'
       // Hit-for-miss: what the response itself says decides whether the next requests wait.
@@ -272,7 +277,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
       const headers = { ...refreshedHeaders(stale!.headers, head.headers), date: String(head.headers.date ?? formatHttpDate(now)) }
       const fresh = mayStore ? freshness(client.headers, { status: stale!.status, headers, cacheFor: cacheForOf(res, surrogate, miss.key) }, opts, now) : undefined
       const tags = fresh && variantTagged(res, miss, withSurrogateTags(tagsOf(res, miss.key, userTags(stale!.tags)), surrogate))
-      const entry = tags ? toEntry(stale!.status, headers, stale!.body, tags, fresh!, now, opts) : { ...stale!, headers }
+      const entry = tags ? toEntry(stale!.status, headers, stale!.body, tags, fresh!, now, opts, req.headers) : { ...stale!, headers }
       if (tags) {
         void put(miss.key, entry, since!).then((stored) => {
           if (stored) flight?.serve(entry, miss.key)
@@ -283,7 +288,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
         flight?.unshareable()
         land()
       }
-      return { replace: entryResponse(client, entry, now, statusHeaders, `fwd=stale; fwd-status=304${tags ? '; stored' : ''}`), capture: false }
+      return { replace: entryResponse(client, entry, now, statusHeaders, `fwd=stale; fwd-status=${asHead ? head.status : 304}${tags ? '; stored' : ''}`), capture: false }
     }
 
     /** stale-if-error (RFC 5861 §4): the stale entry instead of the failure. */
@@ -350,7 +355,7 @@ export function generator({ opts, store, counts, report, statusHeaders, writes, 
     if (!body || !tags) return
     const names = varyNames(head.headers.vary)
     const key = names.length > 0 ? variantKey(gen.base, names, headers, opts.normalizeVary) : gen.base
-    const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged(res, { ...gen, key }, tags)!, fresh, storedAt, opts)
+    const entry = toEntry(head.status, merged(head.headers, added), body, variantTagged(res, { ...gen, key }, tags)!, fresh, storedAt, opts, res.req.headers)
     if (!(await put(key, entry, since))) return
     if (names.length > 0 && !coversVariant(gen.record, names, entry.expiresAt)) await put(gen.base, varyRecord(names, storedAt, entry.expiresAt), since, false)
   }

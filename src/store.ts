@@ -42,6 +42,13 @@ export interface CacheEntry {
    * derived from the base key. Such a record holds no response (status 0, no headers, empty body).
    */
   variesOn?: readonly string[]
+  /**
+   * For a response with `Vary`: the values of the request headers it names, as the request it
+   * answered sent them (lower-case names; a header that request did not send is absent). A
+   * revalidation asks the origin about this variant with them (RFC 9111 §4.3.1). Entries stored
+   * before this field existed have none; a store keeps it as it keeps `headers`.
+   */
+  selectedBy?: Readonly<Record<string, string>>
 }
 
 /**

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheEntry } from './store.js'
+import { setOwn } from './merged.js'
 
 /** The request header names a `Vary` value lists: lower-cased, deduplicated, sorted; `['*']` for `*`. */
 export function varyNames(vary: string | string[] | undefined): string[] {
@@ -17,6 +18,24 @@ export function varyNames(vary: string | string[] | undefined): string[] {
     if (name !== '') names.add(name)
   }
   return [...names].sort()
+}
+
+/**
+ * The values of the request headers a response's `Vary` names, as `request` sent them (RFC 9111
+ * §4.1): what selects the stored response (see CacheEntry.selectedBy). Undefined without Vary.
+ */
+export function selectedBy(
+  vary: string | string[] | undefined,
+  request: IncomingHttpHeaders,
+): Record<string, string> | undefined {
+  const names = varyNames(vary)
+  if (names.length === 0) return undefined
+  const values: Record<string, string> = {}
+  for (const name of names) {
+    const value = Object.hasOwn(request, name) ? request[name] : undefined
+    if (value !== undefined) setOwn(values, name, Array.isArray(value) ? value.join(', ') : value)
+  }
+  return values
 }
 
 /** Variant keys longer than this are hashed, so a varying Cookie does not make a 16 KiB key. */

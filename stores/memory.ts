@@ -60,8 +60,8 @@ export function stringBytes(text: string): number {
 
 /**
  * The bytes an entry counts for, as close to what it costs in the heap as a sum can say:
- * {@link ENTRY_OVERHEAD}, its body's bytes, its key, and each header, header value, tag and
- * Vary name with its overhead ({@link HEADER_OVERHEAD}, {@link TAG_OVERHEAD}, {@link stringBytes}).
+ * {@link ENTRY_OVERHEAD}, its body's bytes, its key, and each header, header value, tag, Vary
+ * name and selecting header with its overhead ({@link HEADER_OVERHEAD}, {@link TAG_OVERHEAD}, {@link stringBytes}).
  */
 export function entryBytes(key: string, entry: CacheEntry): number {
   let bytes = ENTRY_OVERHEAD + stringBytes(key) + entry.body.byteLength
@@ -74,6 +74,8 @@ export function entryBytes(key: string, entry: CacheEntry): number {
   }
   for (const tag of entry.tags) bytes += TAG_OVERHEAD + stringBytes(tag)
   for (const name of entry.variesOn ?? []) bytes += 8 + stringBytes(name)
+  const selected = entry.selectedBy
+  if (selected) for (const name in selected) bytes += HEADER_OVERHEAD + stringBytes(name) + stringBytes(selected[name]!)
   return bytes
 }
 

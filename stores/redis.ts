@@ -101,6 +101,8 @@ interface Meta {
   /** expiresAt. */
   x: number
   v?: string[]
+  /** selectedBy; absent in entries without it, and in those written before it existed. */
+  r?: Record<string, string>
 }
 
 /** Parsed metas kept per store, by key, for the hottest entries (see `#decodedMeta`). */
@@ -165,6 +167,7 @@ export class RedisStore implements CacheStore {
     const entry: CacheEntry = { status: meta.s, headers: meta.h, body: frame!.subarray(parts.bodyStart), tags: meta.g, storedAt: meta.t, initialAge: meta.a, staleAt: parts.staleAt, expiresAt: meta.x }
     if (parts.soft) entry.softInvalidated = true
     if (meta.v) entry.variesOn = meta.v
+    if (meta.r) entry.selectedBy = meta.r
     return entry
   }
 
@@ -214,6 +217,7 @@ export class RedisStore implements CacheStore {
     await this.#interleave?.('checked')
     const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge, g: tags, x: entry.expiresAt }
     if (entry.variesOn) meta.v = [...entry.variesOn]
+    if (entry.selectedBy) meta.r = entry.selectedBy
     // A response stays unreadable until checked (see the frame's head). A Vary record (status 0,
     // no body) is readable at once: it serves nothing by itself (its variants are checked like
     // any response), and rewriting it must not hide the variants it names for a few round trips.

@@ -1,6 +1,6 @@
 // Variant keys and vary records.
 import t from 'tap'
-import { coversVariant, normalizeSelecting, variantKey, variantsTag, varyNames, varyRecord } from '../src/vary.js'
+import { coversVariant, normalizeSelecting, selectedBy, variantKey, variantsTag, varyNames, varyRecord } from '../src/vary.js'
 
 t.test('varyNames: lower-cased, deduplicated, sorted; * alone', async (t) => {
   t.same(varyNames(undefined), [])
@@ -90,4 +90,14 @@ t.test('coversVariant: the same names, living at least as long', async (t) => {
   t.notOk(coversVariant(record, ['accept'], 10), 'other names')
   t.notOk(coversVariant(undefined, ['accept'], 10))
   t.notOk(coversVariant({ ...record, variesOn: undefined }, ['accept', 'x-a'], 10), 'a response, not a record')
+})
+
+t.test('selectedBy: the values of the headers Vary names, as sent; absent ones left out', async (t) => {
+  t.equal(selectedBy(undefined, { accept: 'x' }), undefined, 'no Vary: none')
+  const values = selectedBy('Accept-Language, X-Tenant, __proto__', { 'accept-language': 'en, de', 'x-a': ['1', '2'] })
+  t.same(values, { 'accept-language': 'en, de' })
+  t.same(selectedBy('X-A', { 'x-a': ['1', '2'] }), { 'x-a': '1, 2' }, 'repeated lines joined')
+  const own = selectedBy('__proto__', JSON.parse('{"__proto__":"v"}'))!
+  t.equal(Object.getPrototypeOf(own), Object.prototype, 'a header named __proto__ stays data')
+  t.equal(Object.getOwnPropertyDescriptor(own, '__proto__')?.value, 'v')
 })

@@ -327,3 +327,74 @@ t.test('RFC 9110 §13.1.3: a Last-Modified-only entry is revalidated with If-Mod
   t.match(revalidated.headers['cache-status'], /fwd=stale; fwd-status=304/)
   t.equal(revalidated.text, 'body')
 })
+
+t.test('RFC 9111 §4.3.1: a stale variant is revalidated with the selecting headers it was stored for', async (t) => {
+  const { get, seen, clock } = await setup(t, validating(
+    { etag: '"v1"', vary: 'Accept-Language, X-Tenant' },
+    (req) => req.headers['if-none-match'] === '"v1"',
+  ))
+  await get('/', { headers: { 'accept-language': 'en, de' } })
+  clock.advance(2000)
+  // The same variant once normalised (order and case ignored), sent otherwise.
+  const revalidated = await get('/', { headers: { 'accept-language': 'DE,EN' } })
+  t.equal(seen[1]!['if-none-match'], '"v1"', 'the stored ETag')
+  t.equal(seen[1]!['accept-language'], 'en, de', 'with the Accept-Language the stored response answered')
+  t.equal(seen[1]!['x-tenant'], undefined, 'and no X-Tenant, which that request did not send')
+  t.equal(revalidated.text, 'body')
+  t.match(revalidated.headers['cache-status'], /fwd=stale; fwd-status=304; stored/)
+  clock.advance(2000)
+  await get('/', { headers: { 'accept-language': 'de , en' } })
+  t.equal(seen[2]!['accept-language'], 'en, de', 'the refreshed entry keeps them')
+})
+
+t.test('RFC 9111 §4.3.5: a HEAD on a stale stored GET goes to the origin as HEAD and updates it', async (t) => {
+  /** The origin: the GET once, then what `head` says to each HEAD (the same body's length). */
+  async function afterHead(head: Record<string, string>, status = 200) {
+    const methods: string[] = []
+    const { get, seen, clock } = await setup(t, (req, res, call) => {
+      methods.push(req.method!)
+      if (call === 1) {
+        res.writeHead(200, { 'cache-control': 'max-age=1', 'x-template': '1', etag: '"v1"' })
+        return res.end('body')
+      }
+      if (req.method === 'HEAD') return res.writeHead(status, { 'content-length': '4', ...head }).end()
+      res.writeHead(200, { ...head, 'content-length': '4' }).end('new!')
+    })
+    await get()
+    clock.advance(2000)
+    const reply = await get('/', { method: 'HEAD' })
+    return { reply, seen, methods, next: () => get() }
+  }
+  const matching = await afterHead({ 'cache-control': 'max-age=100', 'x-other': 'a', etag: '"v1"' })
+  t.equal(matching.methods[1], 'HEAD', 'a HEAD goes on as HEAD')
+  t.equal(matching.seen[1]!['if-none-match'], '"v1"', 'with the stored validators')
+  t.equal(matching.reply.status, 200)
+  t.equal(matching.reply.headers['x-template'], '1', 'stored fields it did not send are kept')
+  t.equal(matching.reply.headers['x-other'], 'a', 'and those it sent are taken')
+  t.match(matching.reply.headers['cache-status'], /fwd=stale; fwd-status=200; stored/)
+  const hit = await matching.next()
+  t.equal(hit.text, 'body', 'the stored GET, still its body')
+  t.equal(hit.headers['x-other'], 'a', 'with the HEAD\'s headers')
+  t.match(hit.headers['cache-status'], /hit; ttl=100/, 'and the HEAD\'s freshness')
+  t.equal(matching.seen.length, 2, 'the origin was asked once more, for the HEAD')
+  t.same(matching.methods, ['GET', 'HEAD'])
+
+  const noValidators = await afterHead({ 'cache-control': 'max-age=100' })
+  t.match(noValidators.reply.headers['cache-status'], /stored/, 'no validator sent: the length matches')
+  t.match((await noValidators.next()).headers['cache-status'], /hit/)
+
+  for (const [what, head] of [
+    ['another ETag', { 'cache-control': 'max-age=100', etag: '"v2"' }],
+    ['another Content-Length', { 'cache-control': 'max-age=100', 'content-length': '9' }],
+    ['another Last-Modified', { 'cache-control': 'max-age=100', 'last-modified': 'Sat, 01 Jan 2000 00:00:00 GMT' }],
+  ] as const) {
+    const changed = await afterHead(head)
+    t.equal(changed.reply.headers['content-length'], head['content-length'] ?? '4', `${what}: the origin's HEAD`)
+    t.match(changed.reply.headers['cache-status'], /fwd=stale; detail=head/, `${what}: not stored as the GET`)
+    const after = await changed.next()
+    t.equal(after.text, 'new!', `${what}: the stored GET is stale, the next GET goes to the origin`)
+  }
+  const gone = await afterHead({ 'cache-control': 'max-age=100' }, 410)
+  t.equal(gone.reply.status, 410, 'a 410 to the HEAD is the client\'s')
+  t.match((await gone.next()).headers['cache-status'], /fwd=stale/, 'and updates nothing (§4.3.5: a 200)')
+})

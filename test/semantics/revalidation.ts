@@ -2,7 +2,7 @@
 // entry's freshness and headers without regenerating the body.
 import t from 'tap'
 import { accelerate, type AcceleratedResponse } from '../../src/index.js'
-import { counted, gate, listen, manualClock, request } from '../fixtures/http.js'
+import { counted, eventually, gate, listen, manualClock, request } from '../fixtures/http.js'
 import type { IncomingMessage } from 'node:http'
 
 /** An origin with a lazy body: it sets its ETag, returns a generator, and counts generations. */
@@ -198,6 +198,79 @@ t.test('a HEAD revalidation: the handler\'s 304 answers it from the entry, refre
   t.equal(head.headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=304; stored; ttl=10')
   t.equal(version.generated, 1)
   t.equal(app.stats().stores, 2, 'the entry serves the GETs after it')
+})
+
+t.test('RFC 9111 §4.3.5: in a shared cache a HEAD on a stored GET runs as HEAD, and its answer updates the entry or makes it stale', async (t) => {
+  const clock = manualClock()
+  const state = { body: 'version 1', etag: undefined as string | undefined }
+  const methods: string[] = []
+  const app = accelerate((req, res) => {
+    methods.push(req.method!)
+    res.cacheFor = 10
+    if (state.etag !== undefined) res.setHeader('etag', state.etag)
+    if (state.etag !== undefined && req.headers['if-none-match'] === state.etag) {
+      res.statusCode = 304
+      return res.end()
+    }
+    // A HEAD given its body whole (Node sends none of it), without ETag or Content-Length.
+    res.end(state.body)
+  }, { sharedCache: true, now: clock.now })
+  const url = await listen(t, app)
+  const head = (headers = {}) => request(url + '/', { method: 'HEAD', headers })
+  t.equal((await head()).headers['cache-status'], 'node-accelerator; fwd=miss; stored', 'a miss: the cache\'s own GET')
+  t.same(methods, ['GET'])
+  clock.advance(11_000)
+  const same = await head()
+  t.same(methods, ['GET', 'HEAD'], 'a stale entry: the HEAD itself')
+  t.equal(same.headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=200; stored; ttl=10', 'the same body: updated')
+  t.equal(same.headers['content-length'], '9', 'the stored length')
+  t.match((await request(url + '/')).headers['cache-status'], /hit/, 'fresh again for a GET')
+
+  state.body = 'version 2!'
+  const changed = await head({ 'cache-control': 'no-cache' })
+  t.same(methods, ['GET', 'HEAD', 'HEAD'], 'a client\'s no-cache on a fresh entry: a HEAD too')
+  t.equal(changed.headers['cache-status'], 'node-accelerator; fwd=stale; detail=head', 'another body: not stored')
+  const after = await request(url + '/')
+  t.equal(after.text, 'version 2!', 'the stored GET was made stale: the next GET regenerates it')
+  t.equal(after.headers['cache-status'], 'node-accelerator; fwd=stale; stored')
+  t.equal(app.stats().stores, 3, 'making it stale is not a store')
+
+  state.etag = '"e"'
+  await request(url + '/', { headers: { 'cache-control': 'no-cache' } })
+  clock.advance(11_000)
+  const notModified = await head()
+  t.equal(notModified.headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=304; stored; ttl=10', 'a 304 to the HEAD')
+  t.equal(notModified.headers.etag, '"e"')
+  t.same(methods.slice(-2), ['GET', 'HEAD'])
+})
+
+t.test('RFC 9111 §4.3.5: a GET arriving while a shared cache\'s HEAD revalidates is served the entry it refreshed', async (t) => {
+  const clock = manualClock()
+  const methods: string[] = []
+  const asked = gate()
+  const release = gate()
+  const app = accelerate(async (req, res) => {
+    methods.push(req.method!)
+    if (methods.length === 2) {
+      asked.open()
+      await release.promise
+    }
+    res.cacheFor = 10
+    res.setHeader('etag', '"a"')
+    res.end('body')
+  }, { sharedCache: true, now: clock.now })
+  const url = await listen(t, app)
+  await request(url + '/')
+  clock.advance(11_000)
+  const head = request(url + '/', { method: 'HEAD' })
+  await asked.promise
+  const get = request(url + '/')
+  await eventually(() => app.stats().coalesced === 1, 'the GET waits on the HEAD')
+  release.open()
+  t.equal((await head).headers['cache-status'], 'node-accelerator; fwd=stale; fwd-status=200; stored; ttl=10')
+  const served = await get
+  t.equal(served.text, 'body', 'the GET gets the stored body')
+  t.same(methods, ['GET', 'HEAD'], 'without running the handler again')
 })
 
 t.test('an invalidation during a revalidation keeps the refreshed entry out of the store', async (t) => {

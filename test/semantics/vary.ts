@@ -192,3 +192,28 @@ t.test('a revalidated variant keeps its resource tag, so invalidate(url) still r
   t.match((await request(url + '/', { headers: fr })).headers['cache-status'], /fwd=miss/, 'fr was dropped with its resource')
   t.equal(origin.calls, 4)
 })
+
+t.test('RFC 9111 §4.3.1: a variant refreshed in the background is asked about as it was stored', async (t) => {
+  const clock = manualClock()
+  const seen: Array<[string | undefined, string | undefined]> = []
+  const origin = counted((req, res) => {
+    seen.push([req.headers['accept-language'], req.headers['if-none-match']])
+    res.cacheFor = 10
+    res.setHeader('cache-control', 'stale-while-revalidate=60')
+    res.setHeader('vary', 'Accept-Language')
+    res.setHeader('etag', '"en"')
+    if (req.headers['if-none-match'] === '"en"') {
+      res.statusCode = 304
+      return res.end()
+    }
+    return 'hello'
+  })
+  const app = accelerate(origin, { now: clock.now })
+  const url = await listen(t, app)
+  await request(url + '/', { headers: { 'accept-language': 'en-GB, en' } })
+  clock.advance(11_000)
+  const stale = await request(url + '/', { headers: { 'accept-language': 'EN, en-gb' } })
+  t.match(stale.headers['cache-status'], /stale-while-revalidate/)
+  await eventually(() => app.stats().revalidations === 1, 'the background revalidation')
+  t.same(seen, [['en-GB, en', undefined], ['en-GB, en', '"en"']], 'the stored request\'s Accept-Language')
+})
