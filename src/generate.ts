@@ -63,7 +63,7 @@ interface ToStore {
  * Reasons not to store that belong to the request, not to the responses of its key: they do not
  * stop the next requests for the key from coalescing (see Flights.passes).
  */
-const REQUEST_REASONS: ReadonlySet<string> = new Set(['authorization', 'store-down', 'request-no-store', 'range'])
+const REQUEST_REASONS: ReadonlySet<string> = new Set(['authorization', 'store-down', 'request-no-store', 'range', 'head'])
 
 /** Why no response to this request is stored, whatever it says (RFC 9211 §2.8 detail). */
 function notStorable(since: Checkpoint | undefined, miss: Miss): NotStored | 'store-down' | 'request-no-store' | 'range' | 'head' {
