@@ -52,8 +52,10 @@ t.test('Redis paused (SIGSTOP): misses within the timeout, then caching resumes'
   const store = new RedisStore({ url: server.url, timeoutMs: TIMEOUT_MS })
   await store.ready()
   const { url, errors } = await app(t, store)
-  await request(url + '/')
-  t.match((await request(url + '/')).headers['cache-status'], /hit/, 'cached before the outage')
+  // On a loaded machine one of the first commands may outlast the 100 ms timeout: a miss, not a
+  // failure of what this test is about.
+  await eventually(async () => /hit/.test(String((await request(url + '/')).headers['cache-status'])), 'a hit')
+  t.pass('cached before the outage')
   server.pause()
   const replies = await allAnswered(t, url + '/', 15, 'paused')
   t.ok(replies.every((reply) => /fwd=miss/.test(String(reply.headers['cache-status']))), 'as misses')
