@@ -172,10 +172,15 @@ export class Activity {
     }
   }
 
-  /** A background refresh (a stale entry served, soft purge) has no response: it gets its own row. */
+  /**
+   * A generation is over, its response stored or known not to be: after its request's row went
+   * out (a store write ends after the response), so the counters moved again. A background
+   * refresh (a stale entry served, soft purge) has no response: it gets its own row.
+   */
   #onGenerated(ctx: GenerateContext): void {
+    if (ctx.accelerator !== this.#app) return
     const started = this.#backgroundStarts.get(ctx)
-    if (started === undefined) return
+    if (started === undefined) return this.#emit({ type: 'stats', proc: this.proc, stats: this.#app.stats() })
     const ms = Math.round(performance.now() - started)
     const what = `${ctx.req.method} ${ctx.req.url}`
     this.#record({ kind: 'refresh', id: ++this.#seq, proc: this.proc, what, handlerRan: true, ms, renderedBy: this.proc })

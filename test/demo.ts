@@ -55,6 +55,8 @@ if (!existsSync(CHROMIUM)) {
   const live = (page: Page) => page.locator('body[data-live=yes]').waitFor()
   /** The text of the page's counter `stat` for the process answering the page. */
   const counter = (page: Page, stat: string) => page.locator(`.card.mine [data-stat=${stat}]`)
+  /** Resolves once the page shows its process stored `n` responses. */
+  const stored = (page: Page, n: number) => counter(page, 'stores').filter({ hasText: new RegExp(`^${n}$`) }).waitFor()
   /** Resolves once a request log row matches: `what` ("GET /posts/1"), and more attributes. */
   const row = (page: Page, what: string, more = '') => page.locator(`tr[data-what="${what}"]${more}`).first().waitFor()
 
@@ -64,7 +66,8 @@ if (!existsSync(CHROMIUM)) {
     await page.locator('#own-outcome', { hasText: /^miss$/ }).waitFor()
     t.match(await page.textContent('#own-detail'), /the handler ran to render it · answered by :\d+ \(pid \d+\)/)
     t.equal(server.lines.filter((line) => line === 'handler ran: GET /').length, 1)
-
+    // Each wait on `stores` below: the entry is in the store (its write ends after the response).
+    await stored(page, 1)
     await page.reload()
     await live(page)
     await page.locator('#own-outcome', { hasText: /^hit$/ }).waitFor()
@@ -81,6 +84,7 @@ if (!existsSync(CHROMIUM)) {
     // Requests from the page, then the purges: the log and counters follow, no reload.
     await page.click('[data-get="/posts/1"]')
     await row(page, 'GET /posts/1', '[data-outcome=miss]')
+    await stored(page, 2)
     await page.click('[data-get="/posts/1"]')
     await row(page, 'GET /posts/1', '[data-outcome=hit]')
     await counter(page, 'hits').filter({ hasText: /^2$/ }).waitFor()
@@ -92,6 +96,7 @@ if (!existsSync(CHROMIUM)) {
     t.equal(await page.textContent('#said'), "invalidateTags(['posts']): 1 entry")
     await page.click('[data-get="/posts/1"]')
     await counter(page, 'misses').filter({ hasText: /^3$/ }).waitFor()
+    await stored(page, 3)
     t.equal(server.lines.filter((line) => line === 'handler ran: GET /posts/1').length, 2, 'a miss again after the purge')
 
     // Soft purge: the next request is answered stale at once, and one refresh runs behind it.
@@ -101,7 +106,7 @@ if (!existsSync(CHROMIUM)) {
     await row(page, 'GET /posts/1', '[data-outcome=stale]')
     await row(page, 'GET /posts/1', '[data-kind=refresh]')
     await counter(page, 'staleHits').filter({ hasText: /^1$/ }).waitFor()
-    await counter(page, 'stores').filter({ hasText: /^4$/ }).waitFor()
+    await stored(page, 4)
 
     // The picture the README shows: clear of the cursor's hover, rows no longer flashing.
     await page.mouse.move(0, 0)
@@ -112,6 +117,7 @@ if (!existsSync(CHROMIUM)) {
     // A URL purge, and the lazy report streamed whole: its time is the last byte's, not the first.
     await page.click('[data-get="/slow"]')
     await row(page, 'GET /slow', '[data-outcome=miss]')
+    await stored(page, 5)
     await page.click('[data-purge="url=/slow"]')
     await row(page, "invalidate('/slow')", '[data-kind=purge]')
     t.equal(await page.textContent('#said'), "invalidate('/slow'): 1 entry")
@@ -128,6 +134,7 @@ if (!existsSync(CHROMIUM)) {
     const a = await demo(t, redis.url)
     const b = await demo(t, redis.url)
     const pageA = await open(t, a)
+    await stored(pageA, 1)
     const pageB = await open(t, b)
     const procA = `:${a.port} (pid ${process.pid})`
     const procB = `:${b.port} (pid ${process.pid})`
@@ -138,6 +145,8 @@ if (!existsSync(CHROMIUM)) {
 
     await pageA.click('[data-get="/posts/1"]')
     await row(pageA, 'GET /posts/1', '[data-outcome=miss]')
+    // Stored in Redis (the write ends after the response): the dashboard, then /posts/1.
+    await stored(pageA, 2)
     await pageB.click('[data-get="/posts/1"]')
     await row(pageB, 'GET /posts/1', '[data-outcome=hit]')
     // A's page shows B's hit, naming B, and that the body came from A.
