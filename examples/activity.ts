@@ -66,8 +66,10 @@ export class Activity {
   #seq = 0
   readonly #redis: { pub: Redis; sub: Redis; channel: string } | undefined
   readonly #unsubscribe: () => void
+  /** Says that relaying through Redis failed (the event is dropped; the demo goes on serving). */
+  readonly #relayFailed: (err: Error) => void
 
-  constructor(app: Accelerator, proc: string, redisUrl?: string) {
+  constructor(app: Accelerator, proc: string, redisUrl: string | undefined, log: (line: string) => void) {
     this.#app = app
     this.proc = proc
     const onResponse = (message: unknown) => this.#onResponse(message as ResponseMessage)
@@ -83,10 +85,13 @@ export class Activity {
       unsubscribe(CHANNELS.response, onResponse)
       generate.unsubscribe(handlers)
     }
+    this.#relayFailed = (err) => log(`demo: relaying the dashboard's events through Redis failed (${err.message}); the cache fails open, the page misses them until Redis is back`)
     if (redisUrl) {
-      const relay = 'demo:activity'
-      this.#redis = { pub: new Redis(redisUrl), sub: new Redis(redisUrl), channel: relay }
+      // While Redis is away, a publish fails at the first reconnection attempt, not after 20.
+      const pub = new Redis(redisUrl, { maxRetriesPerRequest: 0 })
+      this.#redis = { pub, sub: new Redis(redisUrl), channel: 'demo:activity' }
       this.#redis.sub.on('message', (_channel: string, json: string) => this.#deliver(JSON.parse(json) as Event))
+      for (const client of [pub, this.#redis.sub]) client.on('error', this.#relayFailed)
     }
   }
 
@@ -151,10 +156,12 @@ export class Activity {
     return Object.fromEntries(this.#stats)
   }
 
-  async close(): Promise<void> {
+  /** Call once the server and the accelerator are closed: nothing is left to report. */
+  close(): void {
     this.#unsubscribe()
-    for (const client of this.#clients) client.end()
-    if (this.#redis) await Promise.all([this.#redis.pub.quit(), this.#redis.sub.quit()])
+    // Not quit(): with Redis away it would wait for a reconnection.
+    this.#redis?.pub.disconnect()
+    this.#redis?.sub.disconnect()
   }
 
   #onResponse(message: ResponseMessage): void {
@@ -193,7 +200,7 @@ export class Activity {
 
   /** To every process's dashboards: through Redis when there, else straight to this one's. */
   #emit(event: Event): void {
-    if (this.#redis) void this.#redis.pub.publish(this.#redis.channel, JSON.stringify(event))
+    if (this.#redis) this.#redis.pub.publish(this.#redis.channel, JSON.stringify(event)).catch(this.#relayFailed)
     else this.#deliver(event)
   }
 

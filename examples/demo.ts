@@ -56,7 +56,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const { port = 3000, redisUrl, redisWaitMs = 3000, log = console.log } = options
   let store: CacheStore = new MemoryStore()
   if (redisUrl) {
-    const redis = new RedisStore({ url: redisUrl, prefix: 'demo:' })
+    // 1 s, not the 100 ms default: beside a browser on a laptop, a slow moment is not an outage,
+    // and a command given up on reads as a miss that nothing explains on the page.
+    const redis = new RedisStore({ url: redisUrl, prefix: 'demo:', timeoutMs: 1000 })
     await redis.ready(redisWaitMs).catch(async (err: Error) => {
       await redis.close()
       throw new Error(`Redis at ${redisUrl} is not answering (${err.message}): start it, or run without REDIS_URL`)
@@ -82,7 +84,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     // One site, whatever port a process listens on: two demo processes share their entries.
     key: (req) => req.url,
   })
-  const activity = new Activity(app, proc, redisUrl)
+  const activity = new Activity(app, proc, redisUrl, log)
   await activity.start()
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // Node's server always sets req.url.
@@ -100,11 +102,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     port: actual,
     app,
     close: async () => {
-      await activity.close()
+      // Open dashboards' event streams included.
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))
       // Waits for responses still being stored, then closes the store.
       await app.close()
+      activity.close()
       await store.close()
     },
   }

@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
+import { eventually } from './fixtures/http.js'
 import { startRedis } from './fixtures/redis-server.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -161,6 +162,13 @@ if (!existsSync(CHROMIUM)) {
     await pageA.locator('tr[data-what="GET /posts/1"][data-outcome=miss]').nth(1).waitFor()
     t.equal(a.lines.filter((line) => line === 'handler ran: GET /posts/1').length, 2, 'a miss on A after the purge on B')
     await pageB.locator(`.card[data-proc="${procA}"] [data-stat=misses]`).filter({ hasText: /^3$/ }).waitFor()
+
+    // Redis gone: the cache fails open, each demo goes on serving, and says its relay failed.
+    await redis.kill()
+    const reply = await fetch(a.url + '/posts/2')
+    t.equal(reply.status, 200)
+    await reply.text()
+    await eventually(() => a.lines.some((line) => /^demo: relaying the dashboard's events through Redis failed \(.+\)/.test(line)), 'the relay failure logged')
     t.same([errorsOf.get(pageA), errorsOf.get(pageB)], [[], []], 'no error in the pages')
   })
 
