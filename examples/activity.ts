@@ -33,7 +33,7 @@ export interface Row {
   cacheStatus?: string
   outcome?: Outcome
   handlerRan: boolean
-  /** From the request's arrival to the last byte handed to the socket, in ms. */
+  /** From the request's arrival to the last byte handed to the socket, in ms (whole response). */
   ms: number
   /** Which process rendered the body (a hit elsewhere names the process that stored it). */
   renderedBy?: string
@@ -130,7 +130,9 @@ export class Activity {
       if (by !== undefined) row.renderedBy = String(by)
       return sent
     } as ServerResponse['writeHead']
-    res.once('close', () => {
+    // The last byte handed to the socket ('close' may come a few turns of the event loop later).
+    // A request whose client went away before that is not logged.
+    res.once('finish', () => {
       row.ms = Math.round(performance.now() - pending.started)
       this.#record(row)
     })

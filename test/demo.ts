@@ -24,7 +24,6 @@ if (!existsSync(CHROMIUM)) {
 } else {
   // Loaded only with a browser to drive it: without one, the demo is not measured for coverage.
   const { banner, main, startDemo } = await import('../examples/demo.js')
-  type Demo = Awaited<ReturnType<typeof startDemo>>
 
   let browser: Browser
   t.before(async () => {
@@ -33,14 +32,43 @@ if (!existsSync(CHROMIUM)) {
   })
   t.teardown(() => browser?.close())
 
-  /** A demo on a free port, closed at teardown; `lines` is what it logged (each handler run). */
+  /** A demo in this process on a free port, closed at teardown; `lines`: what it logged. */
   const demo = async (tt: Test, redisUrl?: string) => {
     const lines: string[] = []
     const started = await startDemo({ port: 0, redisUrl, log: (line) => lines.push(line) })
     tt.teardown(() => started.close())
     return Object.assign(started, { lines })
   }
-  const open = async (tt: Test, { url }: Demo) => {
+  /**
+   * `npm start` as its own process on a free port (PORT=0), stopped with SIGTERM at teardown.
+   * The browser tests use these: in this process, the browser driver's work would delay the
+   * server's and show in the times the page reports. `lines()`: what it printed so far.
+   */
+  const program = async (tt: Test, redisUrl = '') => {
+    const env = { ...process.env, PORT: '0', REDIS_URL: redisUrl }
+    const child = spawn(process.execPath, [...process.execArgv, DEMO], { env, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    const found = await new Promise<RegExpExecArray>((resolve, reject) => {
+      child.stdout.on('data', () => {
+        const started = /demo on (http:\/\/localhost:(\d+))/.exec(out)
+        if (started) resolve(started)
+      })
+      void exited.then(() => reject(new Error(`the demo exited before serving: ${out}`)))
+    })
+    /** What Ctrl-C does: resolves the exit code. */
+    const stop = () => {
+      child.kill('SIGTERM')
+      return exited
+    }
+    tt.teardown(stop)
+    const lines = () => out.split('\n')
+    return { url: found[1]!, port: Number(found[2]), proc: `:${found[2]} (pid ${child.pid})`, lines, stop }
+  }
+  /** How many times the handler ran for `what` ("GET /posts/1"), by the demo's log. */
+  const runs = (server: { lines: () => string[] }, what: string) => server.lines().filter((line) => line === `handler ran: ${what}`).length
+  const open = async (tt: Test, { url }: { url: string }) => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 })
     tt.teardown(() => context.close())
     const page = await context.newPage()
@@ -62,11 +90,12 @@ if (!existsSync(CHROMIUM)) {
   const row = (page: Page, what: string, more = '') => page.locator(`tr[data-what="${what}"]${more}`).first().waitFor()
 
   t.test("the page's own load: a miss that ran the handler, then on reload a hit that did not", async (t) => {
-    const server = await demo(t)
+    const server = await program(t)
     const page = await open(t, server)
     await page.locator('#own-outcome', { hasText: /^miss$/ }).waitFor()
     t.match(await page.textContent('#own-detail'), /the handler ran to render it · answered by :\d+ \(pid \d+\)/)
-    t.equal(server.lines.filter((line) => line === 'handler ran: GET /').length, 1)
+    // The line is written before the response goes out (a pipe is synchronous on Linux).
+    t.equal(runs(server, 'GET /'), 1)
     // Each wait on `stores` below: the entry is in the store (its write ends after the response).
     await stored(page, 1)
     await page.reload()
@@ -74,7 +103,7 @@ if (!existsSync(CHROMIUM)) {
     await page.locator('#own-outcome', { hasText: /^hit$/ }).waitFor()
     t.match(await page.textContent('#own-detail'), /the handler did not run: served from the cache/)
     t.match(await page.textContent('#history'), /^miss \d+ ms → hit \d+ ms$/, 'both loads, in order')
-    t.equal(server.lines.filter((line) => line === 'handler ran: GET /').length, 1, 'the handler ran once for two loads')
+    t.equal(runs(server, 'GET /'), 1, 'the handler ran once for two loads')
     // Its own row in the log, marked: the Cache-Status it was served with, the handler not run.
     const own = page.locator('tr.mine')
     await own.waitFor()
@@ -98,7 +127,7 @@ if (!existsSync(CHROMIUM)) {
     await page.click('[data-get="/posts/1"]')
     await counter(page, 'misses').filter({ hasText: /^3$/ }).waitFor()
     await stored(page, 3)
-    t.equal(server.lines.filter((line) => line === 'handler ran: GET /posts/1').length, 2, 'a miss again after the purge')
+    t.equal(runs(server, 'GET /posts/1'), 2, 'a miss again after the purge')
 
     // Soft purge: the next request is answered stale at once, and one refresh runs behind it.
     await page.click('[data-purge="tag=posts&soft=1"]')
@@ -128,17 +157,17 @@ if (!existsSync(CHROMIUM)) {
     t.ok(reportMs >= 1000, `the report's four 250 ms quarters are in its time (${reportMs} ms)`)
 
     t.same(errorsOf.get(page), [], 'no error in the page')
+    t.equal(await server.stop(), 0, 'SIGTERM: the demo closed, open dashboard included, and exited 0')
+    t.ok(server.lines().includes('SIGTERM: closing'), 'it said so')
   })
 
   t.test('on Redis, two processes: a hit on one for what the other rendered, a purge on one seen by both', async (t) => {
     const redis = await startRedis(t)
-    const a = await demo(t, redis.url)
-    const b = await demo(t, redis.url)
+    const [a, b] = await Promise.all([program(t, redis.url), program(t, redis.url)])
     const pageA = await open(t, a)
     await stored(pageA, 1)
     const pageB = await open(t, b)
-    const procA = `:${a.port} (pid ${process.pid})`
-    const procB = `:${b.port} (pid ${process.pid})`
+    const [procA, procB] = [a.proc, b.proc]
     // Each page shows both processes' counters, its own first.
     await pageA.locator(`.card[data-proc="${procB}"]`).waitFor()
     await pageB.locator(`.card[data-proc="${procA}"]`).waitFor()
@@ -154,13 +183,13 @@ if (!existsSync(CHROMIUM)) {
     const shared = pageA.locator('tr[data-what="GET /posts/1"][data-outcome=hit]')
     await shared.waitFor()
     t.match(await shared.textContent(), new RegExp(`:${b.port}.*other process.*hit.*rendered by :${a.port}`))
-    t.same(b.lines, [], "B's handler never ran, not even for its dashboard: A rendered it")
+    t.same(b.lines().filter((line) => line.startsWith('handler ran')), [], "B's handler never ran, not even for its dashboard: A rendered it")
 
     await pageB.click('[data-purge="tag=posts"]')
     await row(pageA, "invalidateTags(['posts'])", '[data-kind=purge]')
     await pageA.click('[data-get="/posts/1"]')
     await pageA.locator('tr[data-what="GET /posts/1"][data-outcome=miss]').nth(1).waitFor()
-    t.equal(a.lines.filter((line) => line === 'handler ran: GET /posts/1').length, 2, 'a miss on A after the purge on B')
+    t.equal(runs(a, 'GET /posts/1'), 2, 'a miss on A after the purge on B')
     await pageB.locator(`.card[data-proc="${procA}"] [data-stat=misses]`).filter({ hasText: /^3$/ }).waitFor()
 
     // Redis gone: the cache fails open, each demo goes on serving, and says its relay failed.
@@ -168,7 +197,7 @@ if (!existsSync(CHROMIUM)) {
     const reply = await fetch(a.url + '/posts/2')
     t.equal(reply.status, 200)
     await reply.text()
-    await eventually(() => a.lines.some((line) => /^demo: relaying the dashboard's events through Redis failed \(.+\)/.test(line)), 'the relay failure logged')
+    await eventually(() => a.lines().some((line) => /^demo: relaying the dashboard's events through Redis failed \(.+\)/.test(line)), 'the relay failure logged')
     t.same([errorsOf.get(pageA), errorsOf.get(pageB)], [[], []], 'no error in the pages')
   })
 
@@ -212,26 +241,5 @@ if (!existsSync(CHROMIUM)) {
     t.match(banner(at, undefined), /^node-accelerator demo on http:\/\/localhost:3000 \(in-memory store\)\n/)
     t.notMatch(banner(at, undefined), /Two processes/)
     t.match(banner(at, 'redis://127.0.0.1:6379'), /\(Redis store at redis:\/\/127.0.0.1:6379\)\n.*\n.*`PORT=3001 REDIS_URL=redis:\/\/127.0.0.1:6379 npm start`/)
-  })
-
-  t.test('`npm start` runs it: the file as a program serves, and closes on SIGTERM', async (t) => {
-    const child = spawn(process.execPath, [...process.execArgv, DEMO], { env: { ...process.env, PORT: '0', REDIS_URL: '' }, stdio: ['ignore', 'pipe', 'inherit'] })
-    let out = ''
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        out += chunk
-        const found = /demo on (http:\/\/localhost:\d+) \(in-memory store\)/.exec(out)
-        if (found) resolve(found[1]!)
-      })
-      child.once('exit', () => reject(new Error(`the demo exited early: ${out}`)))
-    })
-    t.teardown(() => void child.kill('SIGKILL'))
-    const response = await fetch(url + '/posts/2')
-    t.equal(response.headers.get('cache-status'), 'node-accelerator; fwd=miss; stored')
-    await response.text()
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    t.equal(await exited, 0)
-    t.match(out, /handler ran: GET \/posts\/2\n[^]*SIGTERM: closing/)
   })
 }
