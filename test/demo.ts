@@ -1,8 +1,9 @@
 // The demo (`npm start`) in a real browser: Debian's chromium, headless, driven by playwright-core
 // (no browser download: it runs /usr/bin/chromium). The page's own load reads miss, then hit on
 // reload; its buttons purge and the counters and the request log follow without a reload; on
-// Redis, two demo servers share hits and purges, each row naming the process that answered. The
-// first test saves the screenshot the README shows (docs/demo.png).
+// Redis, two demo processes share hits and purges, each row naming the process that answered.
+// The first test saves the screenshot the README shows (docs/demo.png). Without chromium the
+// file is skipped, saying how to install it (.ci/run does).
 //
 // Every wait is on page state (a selector that matches once the page shows it), never a sleep;
 // playwright's 30 s bound on each wait is for a stuck test, not a guess of the machine's speed.
