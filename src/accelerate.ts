@@ -104,7 +104,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       responded(opts, req, res, key, 'only-if-cached')
       return sendStatus(res, 504, statusHeaders('detail=only-if-cached', 'MISS'))
     }
-    await coalesce(req, res, run, { base, key, record, stale: entry, ifErrorUntil, cc, storeDown })
+    const miss: Miss = { base, key, record, stale: entry, ifErrorUntil, cc, storeDown }
+    return coalesce(req, res, run, miss)
   }
 
   /**
@@ -113,21 +114,22 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
    * find no joinable generation starts one, registered at once, and the others wait on it.
    */
   async function coalesce(req: IncomingMessage, res: AcceleratedResponse, run: Run, miss: Miss) {
-    let { key } = miss
+    // The request's own Miss, changed in place (a spread with more keys costs a miss 0.5 µs).
     let last: Generation | undefined
     for (;;) {
-      const flight = flights.joinable(key)
-      if (!flight && flights.passes(key)) return generate(req, res, run, { ...miss, key })
+      const flight = flights.joinable(miss.key)
+      if (!flight && flights.passes(miss.key)) return generate(req, res, run, miss)
       if (!flight || flight === last) {
-        return generate(req, res, run, { ...miss, key, flight: flights.start(key) })
+        miss.flight = flights.start(miss.key)
+        return generate(req, res, run, miss)
       }
       if (!last) counts.coalesced++
       last = flight
       const settled: Settled = await flight.wait(req, res)
       if (settled.kind === 'served') return
-      if (settled.kind === 'alone') return generate(req, res, run, { ...miss, key })
+      if (settled.kind === 'alone') return generate(req, res, run, miss)
       if (settled.kind === 'entry' && serveOutcome(req, res, miss.base, settled)) return
-      key = settled.kind === 'next' ? settled.key : key
+      if (settled.kind === 'next') miss.key = settled.key
     }
   }
 

@@ -29,7 +29,7 @@ import type { Generation, SharedHead } from './generation.js'
 import type { Demand } from './body.js'
 import { SURROGATE_HEADERS, surrogateInstructions, type SurrogateInstructions } from './surrogate.js'
 import { responded, tracedGenerate } from './diagnostics.js'
-import { cacheForOf, checkpoint, put, tagsOf, variantTagged, withSurrogateTags, type Core } from './store-write.js'
+import { cacheForOf, put, tagsOf, variantTagged, withSurrogateTags, type Core } from './store-write.js'
 
 export { noCounts, type Core, type Counts } from './store-write.js'
 
@@ -98,7 +98,9 @@ function omit<T extends Record<string, unknown>>(headers: T, names: readonly str
 }
 
 /** The generate function of one accelerator. */
-export function generator(core: Core) {
+export function generator(parts: Omit<Core, 'statusName'>) {
+  const { statusHeader } = parts.opts
+  const core: Core = { ...parts, statusName: statusHeader ? statusHeader.toLowerCase() : undefined }
   return tracedGenerate(core.opts, (req, res, run, miss) => new MissRun(core, req, res, miss).generate(run))
 }
 
@@ -144,7 +146,15 @@ class MissRun implements BodySink, Demand {
     const { core, req, res, miss } = this
     const { opts } = core
     if (!miss.background) core.counts.misses++
-    const since = (this.#since = miss.storeDown ? undefined : await checkpoint(core, miss.key))
+    let since: Checkpoint | undefined
+    if (!miss.storeDown) {
+      try {
+        since = await core.store.checkpoint()
+      } catch (err) {
+        core.report(err as Error, { op: 'checkpoint', key: miss.key })
+      }
+    }
+    this.#since = since
     const stale = this.#stale
     const method = this.#method
     const mayStore = (this.#mayStore = since !== undefined && !miss.cc.has('no-store') && !miss.uncached)
@@ -262,7 +272,7 @@ class MissRun implements BodySink, Demand {
       flight?.unshareable()
       this.#land()
     } else this.#land() // a 304 with a body never pulled: one waiter leads the next generation
-    const existing = opts.statusHeader ? head.headers[opts.statusHeader.toLowerCase()] : undefined
+    const existing = core.statusName ? head.headers[core.statusName] : undefined
     // RFC 9211 §2.7-2.8: `stored` only for what is on its way into the store; else why not.
     const size = capture ? head.length() : undefined
     const tooLarge = size !== undefined && size > opts.maxEntryBytes

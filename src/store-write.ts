@@ -33,19 +33,11 @@ export interface Core {
   counts: Counts
   report: ErrorHandler
   statusHeaders: StatusHeaders
+  /** The cache's status header (options.statusHeader) in lower case, as the handler's headers key it. */
+  statusName: string | undefined
   /** Store writes in progress, for close() to wait on. */
   writes: Set<Promise<boolean>>
   flights: Flights
-}
-
-/** The store's checkpoint, or undefined when it failed (reported: the miss is not stored). */
-export async function checkpoint({ store, report }: Core, key: string): Promise<Checkpoint | undefined> {
-  try {
-    return await store.checkpoint()
-  } catch (err) {
-    report(err as Error, { op: 'checkpoint', key })
-    return undefined
-  }
 }
 
 /** Stores an entry; resolves whether it was stored (failures are reported, never thrown). */

@@ -209,11 +209,13 @@ function dropped(cb: Callback | undefined): true {
  * as is, repeated names included (Node 20 `ServerResponse.prototype.writeHead`).
  */
 function finalHeaders(res: ServerResponse, given: unknown): HeaderRecord {
-  const headers: HeaderRecord = {}
-  const set = res.getHeaders()
+  // getHeaders() returns a copy of its own (null-prototype, http and http2 alike): its values
+  // are made strings in place rather than copied once more (a keyed store per header per miss).
+  const headers = res.getHeaders() as Record<string, unknown>
   let sentAsGiven = true
-  for (const name in set) {
-    setOwn(headers, name, normalize(set[name]))
+  for (const name in headers) {
+    const value = headers[name]
+    if (typeof value !== 'string') headers[name] = normalize(value)
     sentAsGiven = false
   }
   const put = (name: unknown, value: unknown) => {
@@ -224,7 +226,7 @@ function finalHeaders(res: ServerResponse, given: unknown): HeaderRecord {
   }
   if (Array.isArray(given)) for (let i = 0; i + 1 < given.length; i += 2) put(given[i], given[i + 1])
   else if (given !== null && typeof given === 'object') for (const name of Object.keys(given)) put(name, (given as Record<string, unknown>)[name])
-  return headers
+  return headers as HeaderRecord
 }
 
 /**
