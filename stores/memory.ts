@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import { channel } from 'node:diagnostics_channel'
 import { inspect } from 'node:util'
+import cluster from 'node:cluster'
 import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
 // mnemonist's `./*.js` export has only a `require` condition, so an ESM import of this one module
 // throws ERR_PACKAGE_PATH_NOT_EXPORTED; its root index loads all of mnemonist (24 ms against 7 ms
@@ -144,6 +145,7 @@ export class MemoryStore implements CacheStore {
       throw new TypeError(`expected options.now to be a function, got ${inspect(options.now)}`)
     }
     this.#now = options.now ?? Date.now
+    warnInClusterWorker()
   }
 
   async get(key: string): Promise<CacheEntry | undefined> {
@@ -349,4 +351,23 @@ export class MemoryStore implements CacheStore {
       this.#floor = Math.max(this.#floor, dropped)
     }
   }
+}
+
+/** Whether this process was told already (one warning per process, however many stores). */
+let warned = false
+
+/**
+ * A MemoryStore in a node:cluster worker (PM2's cluster mode is one) holds this worker's entries
+ * only, and a purge reaches this worker only: the other workers go on serving what was purged.
+ * Said once per process, as a Node warning (code `NODE_ACCELERATOR_MEMORY_IN_WORKER`), with what
+ * to use instead.
+ */
+function warnInClusterWorker(): void {
+  if (warned || !cluster.isWorker) return
+  warned = true
+  const message = `MemoryStore in cluster worker ${cluster.worker!.id} (pid ${process.pid}): its entries and ` +
+    'purges stay in this worker, so the other workers keep serving what invalidateTags() dropped here. ' +
+    'Share one store: new RedisStore({ url, localCache: { maxBytes } }) (node-accelerator/redis) keeps ' +
+    'memory-speed hits in each worker and purges them in all.'
+  process.emitWarning(message, { code: 'NODE_ACCELERATOR_MEMORY_IN_WORKER' })
 }
