@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto'
 import { isTag } from './key.js'
 import type { CacheEntry, CacheStore } from './store.js'
-import { describe } from './options.js'
+import { describe, suggestOption } from './options.js'
 import { logOncePerBurst, safeReporter, type ErrorHandler, type ErrorOp } from './report.js'
 
 /** Options of {@link memoize}. */
@@ -17,6 +17,8 @@ export interface MemoizeOptions<A extends unknown[]> {
   /** Where results are stored (`app.memoize` passes the accelerator's). */
   store: CacheStore
   /** Seconds a result is reused; after it the function runs again (nothing stale is served). @default 300 */
+  cacheFor?: number
+  /** @deprecated the old name of {@link cacheFor} (seconds too); giving both is an error. */
   ttl?: number
   /** Tags of each result, for `invalidateTags`: an array, or a function of the arguments. @default [] */
   tags?: readonly string[] | ((...args: A) => readonly string[])
@@ -39,6 +41,10 @@ export type Memoized<A extends unknown[], R> = ((...args: A) => Promise<R>) & {
   /** Drops every stored result of this function (and nothing else). */
   clear(): Promise<void>
 }
+
+const KNOWN_OPTIONS: readonly string[] = ['store', 'cacheFor', 'ttl', 'tags', 'key', 'namespace', 'keyPrefix', 'now', 'onError']
+/** Names other caches use for these options. */
+const SYNONYMS: Readonly<Record<string, string>> = { maxage: 'cacheFor', expire: 'cacheFor', expires: 'cacheFor', ttlseconds: 'cacheFor', keyfn: 'key', hash: 'key', prefix: 'namespace' }
 
 /** The content type of memoized entries; the body's first byte says how the rest is encoded. */
 export const MEMOIZED_TYPE = 'application/x-memoized'
@@ -65,12 +71,23 @@ export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<
     const how = 'memoize(fn, { store: new MemoryStore() }), or app.memoize(fn) to share an accelerator\'s store'
     throw new TypeError(`expected options to be an object with a store (${how}), got ${describe(options)}`)
   }
-  const { store, ttl = 300, tags = [], keyPrefix = '' } = options
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.includes(name)) {
+      throw new TypeError(`unknown option "${name}" for memoize(): ${suggestOption(name, KNOWN_OPTIONS, SYNONYMS)}`)
+    }
+  }
+  if (options.cacheFor !== undefined && options.ttl !== undefined) {
+    const both = `got cacheFor ${describe(options.cacheFor)} and ttl ${describe(options.ttl)}`
+    throw new TypeError(`expected options.cacheFor or its old name options.ttl, not both: ${both}`)
+  }
+  const { store, tags = [], keyPrefix = '' } = options
+  const ttlName = options.cacheFor === undefined && options.ttl !== undefined ? 'ttl' : 'cacheFor'
+  const ttl = options.cacheFor ?? options.ttl ?? 300
   if (store === null || typeof store !== 'object') throw new TypeError(`expected options.store to be a CacheStore, got ${describe(store)}`)
   for (const method of STORE_METHODS) {
     if (typeof store[method] !== 'function') throw new TypeError(`expected options.store to have ${method}(), got ${describe(store[method])}`)
   }
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) throw new TypeError(`expected options.ttl to be a number of seconds > 0, got ${describe(ttl)}`)
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) throw new TypeError(`expected options.${ttlName} to be a number of seconds > 0, got ${describe(ttl)}`)
   if (typeof tags !== 'function' && !isStrings(tags)) throw new TypeError(`expected options.tags to be an array of strings or a function, got ${describe(tags)}`)
   for (const name of ['key', 'now', 'onError'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`expected options.${name} to be a function, got ${describe(options[name])}`)

@@ -190,11 +190,15 @@ function suite(t: Test, makeStore: MakeStore): void {
     await t.rejects(thrower(), err, 'a synchronous throw rejects too')
   })
 
-  t.test('ttl, with an injected clock', async (t) => {
+  t.test('cacheFor, with an injected clock (ttl, its old name, still works)', async (t) => {
     const clock = manualClock()
     const store = await makeStore(t, clock.now)
     const { fn, runs } = recorded()
-    const m = memoize(fn, { store, ttl: 10, now: clock.now })
+    const m = memoize(fn, { store, cacheFor: 10, now: clock.now })
+    const old = memoize(async function oldName(n: number) {
+      return `old ${n} ${clock.now()}`
+    }, { store, ttl: 10, now: clock.now })
+    const first = await old(1)
     const d = memoize(async function byDefault() {
       return runs.push([]) // counts on the same list
     }, { store, now: clock.now })
@@ -204,7 +208,8 @@ function suite(t: Test, makeStore: MakeStore): void {
     t.equal(await m(1), 'run 1', 'fresh until ttl')
     t.equal(runs.length, 2)
     clock.advance(1)
-    t.equal(await m(1), 'run 3', 'expired at ttl: runs again')
+    t.equal(await m(1), 'run 3', 'expired at cacheFor: runs again')
+    t.not(await old(1), first, 'ttl: 10 expired at 10 s as well')
     clock.advance(300_000 - 10_000 - 1)
     t.equal(await d(), 2, 'the default ttl is 300 s')
     clock.advance(1)
@@ -572,6 +577,11 @@ t.test('option TypeErrors', async (t) => {
     [fn, { store, ttl: 0 }, 'expected options.ttl to be a number of seconds > 0, got 0'],
     [fn, { store, ttl: Infinity }, 'expected options.ttl to be a number of seconds > 0, got Infinity'],
     [fn, { store, ttl: '60' }, 'expected options.ttl to be a number of seconds > 0, got "60"'],
+    [fn, { store, cacheFor: 0 }, 'expected options.cacheFor to be a number of seconds > 0, got 0'],
+    [fn, { store, cacheFor: 60, ttl: 60 }, 'expected options.cacheFor or its old name options.ttl, not both: got cacheFor 60 and ttl 60'],
+    [fn, { store, cachefor: 60 }, 'unknown option "cachefor" for memoize(): did you mean cacheFor?'],
+    [fn, { store, maxAge: 60 }, 'unknown option "maxAge" for memoize(): did you mean cacheFor?'],
+    [fn, { store, bogus: 1 }, 'unknown option "bogus" for memoize(): the options are store, cacheFor, ttl, tags, key, namespace, keyPrefix, now, onError'],
     [fn, { store, tags: 'post:1' }, 'expected options.tags to be an array of strings or a function, got "post:1"'],
     [fn, { store, tags: [1] }, 'expected options.tags to be an array of strings or a function, got [1]'],
     [fn, { store, key: 'id' }, 'expected options.key to be a function, got "id"'],
