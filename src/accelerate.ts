@@ -8,8 +8,8 @@ import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
 import type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
 import { MemoryStore } from '../stores/memory.js'
 import { resolveOptions, describe, type AccelerateOptions } from './options.js'
-import { isTag, namespacePrefix } from './key.js'
-import { changedKeys, keyRequest, liveKey, urlPurge } from './invalidation.js'
+import { namespacePrefix } from './key.js'
+import { changedKeys, checkedTags, keyRequest, liveKey, urlPurge } from './invalidation.js'
 import type { InvalidateUrlOptions } from './invalidation.js'
 import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
@@ -270,13 +270,9 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
         return true
       }, false)
     },
-    invalidateTags(tags: readonly string[], options?: InvalidateOptions) {
-      if (!Array.isArray(tags) || !tags.every(isTag)) {
-        const reserved = '(none of the reserved form "\\u0000name\\u0000...")'
-        const message = `expected tags to be an array of well-formed strings ${reserved}`
-        return Promise.reject(new TypeError(`${message}, got ${describe(tags)}`))
-      }
-      return tags.length === 0 ? Promise.resolve(0) : sealing(store.invalidateTags(tags, options))
+    async invalidateTags(given: Iterable<string> | string, options?: InvalidateOptions) {
+      const tags = checkedTags(given)
+      return tags.length === 0 ? 0 : sealing(store.invalidateTags(tags, options))
     },
     async invalidate(url: string, options?: InvalidateUrlOptions) {
       const purge = urlPurge(opts, url, options)

@@ -14,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
 import type { AcceleratedResponse, Accelerator } from './types.js'
 import type { Miss, Run } from './generate.js'
+import { tagList } from './key.js'
 
 /** The channels' names; each starts with `node-accelerator:`. */
 export const CHANNELS = {
@@ -159,8 +160,10 @@ export function withDiagnostics<A extends Accelerator>(opts: object, accelerator
     if (!invalidations.hasSubscribers) return call()
     return invalidations.tracePromise(call, { accelerator, ...fields })
   }
-  accelerator.invalidateTags = (tags: readonly string[], options?: InvalidateOptions) => {
+  accelerator.invalidateTags = (given: Iterable<string> | string, options?: InvalidateOptions) => {
     const kind = options?.soft === true ? 'soft-tags' : 'tags'
+    // Iterated once, here: a generator's tags reach subscribers and the store alike.
+    const tags = (tagList(given) ?? given) as readonly string[]
     return traced({ kind, tags }, () => invalidateTags(tags, options))
   }
   accelerator.invalidate = (url: string, options?: { method?: string; host?: string }) =>

@@ -11,7 +11,7 @@
  *   own request's path key, so one tag drops the path under every Host it was stored under.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { isEncrypted, isReservedTag, isWellFormed, namespacePrefix, normalizeHost, splitAbsolute, type KeyFunction, type KeyRequest } from './key.js'
+import { isEncrypted, isReservedTag, isTag, isWellFormed, namespacePrefix, tagList, normalizeHost, splitAbsolute, type KeyFunction, type KeyRequest } from './key.js'
 import { describe } from './options.js'
 import { variantsTag } from './vary.js'
 
@@ -219,4 +219,13 @@ function browserForm(path: string): string[] {
   const url = new URL(`http://x${path}`)
   const form = url.pathname + url.search
   return form === path ? [] : [form]
+}
+
+/** The tags given to `invalidateTags`, as an array; a TypeError saying what is wrong otherwise. */
+export function checkedTags(given: unknown): readonly string[] {
+  const tags = tagList(given)
+  if (tags?.every(isTag)) return tags as string[]
+  const reserved = '(none of the reserved form "\\u0000name\\u0000...")'
+  const message = `expected tags to be an iterable of well-formed strings or one string ${reserved}`
+  throw new TypeError(`${message}, got ${describe(given)}`)
 }

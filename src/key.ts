@@ -122,6 +122,17 @@ export function isTag(tag: unknown): tag is string {
   return typeof tag === 'string' && isWellFormed(tag) && !isReservedTag(tag)
 }
 
+/**
+ * Tags as given, as an array: one string is one tag; any other iterable (an array, a Set, a
+ * generator, iterated once) gives its items; anything else is `undefined`. The items are not
+ * checked here (see {@link isTag}).
+ */
+export function tagList(tags: unknown): unknown[] | undefined {
+  if (typeof tags === 'string') return [tags]
+  if (typeof tags !== 'object' || tags === null || !(Symbol.iterator in tags)) return undefined
+  return Array.isArray(tags) ? tags : [...(tags as Iterable<unknown>)]
+}
+
 /** Keys of different namespaces never collide: a namespace may not contain the separator. */
 export const NAMESPACE_SEPARATOR = '\u0000'
 

@@ -12,7 +12,7 @@ import type { SurrogateInstructions } from './surrogate.js'
 import type { Flights } from './flights.js'
 import type { StatusHeaders } from './respond.js'
 import { describe } from './options.js'
-import { isTag } from './key.js'
+import { isTag, tagList } from './key.js'
 import { ownTags } from './invalidation.js'
 
 /** The counters of {@link Stats}, all kept by the accelerator. */
@@ -95,11 +95,7 @@ export function tagsOf(
   fallback: readonly string[] = [],
 ): readonly string[] | undefined {
   const value: unknown = res.tags ?? res.locals.tags ?? fallback
-  const tags = typeof value === 'string'
-    ? [value]
-    : typeof value === 'object' && value !== null && Symbol.iterator in value
-      ? [...(value as Iterable<unknown>)]
-      : undefined
+  const tags = tagList(value)
   if (tags?.every(isTag)) return tags as string[]
   // Storing with a tag missing would make that tag's invalidation miss this entry.
   const message = `expected res.tags to be an array of well-formed strings, got ${describe(value)}`

@@ -52,8 +52,11 @@ export interface Accelerator {
   (req: IncomingMessage, res: ServerResponse): void
   /** The same accelerator as Connect/Express middleware, caching what the rest of the stack writes. */
   middleware: (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void
-  /** Drops (or with `soft`, marks stale) every entry carrying any of `tags`; resolves how many. */
-  invalidateTags(tags: readonly string[], options?: InvalidateOptions): Promise<number>
+  /**
+   * Drops (or with `soft`, marks stale) every entry carrying any of `tags` (an array, a Set, any
+   * iterable of strings, or one string); resolves how many.
+   */
+  invalidateTags(tags: Iterable<string> | string, options?: InvalidateOptions): Promise<number>
   /**
    * Drops what a URL names, every variant included; resolves how many entries. An absolute URL:
    * that URL (its host wins over `host`). A path with `host`: that URL. A path alone: that path

@@ -66,10 +66,39 @@ t.test('tags that are not strings are reported and the response is not stored', 
   t.equal(errors[2], 'tags: expected res.tags to be an array of well-formed strings, got 42')
 })
 
-t.test('invalidateTags rejects what is not an array of strings', async (t) => {
+t.test('invalidateTags rejects what is not strings', async (t) => {
   const app = accelerate(() => 'x')
-  await t.rejects(app.invalidateTags('post:1' as never), { name: 'TypeError', message: 'expected tags to be an array of well-formed strings (none of the reserved form "\\u0000name\\u0000..."), got "post:1"' })
-  await t.rejects(app.invalidateTags([1] as never), TypeError)
+  const message = 'expected tags to be an iterable of well-formed strings or one string (none of the reserved form "\\u0000name\\u0000...")'
+  await t.rejects(app.invalidateTags(42 as never), { name: 'TypeError', message: `${message}, got 42` })
+  await t.rejects(app.invalidateTags([1] as never), { name: 'TypeError', message: `${message}, got [1]` })
+  await t.rejects(app.invalidateTags(new Set(['\u0000path\u0000/x'])), TypeError, 'a reserved tag')
+})
+
+t.test('invalidateTags takes any iterable of tags, or one string, as res.tags does', async (t) => {
+  const origin = counted((req, res) => {
+    res.cacheFor = 60
+    res.tags = new Set([`t${req.url}`, 'all'])
+    return `body ${req.url}`
+  })
+  const app = accelerate(origin)
+  const url = await listen(t, app)
+  const fill = async () => {
+    for (const path of ['/1', '/2', '/3', '/4']) await request(url + path)
+    await settle()
+  }
+  await fill()
+  t.equal(await app.invalidateTags('t/1'), 1, 'one string is one tag (not its characters)')
+  t.equal(await app.invalidateTags(new Set(['t/2', 't/3'])), 2, 'a Set')
+  let pulled = 0
+  function* lazy() {
+    pulled++
+    yield 't/4'
+  }
+  t.equal(await app.invalidateTags(lazy()), 1, 'a generator')
+  t.equal(pulled, 1, 'iterated once')
+  t.equal(await app.invalidateTags(new Map([['all', 1]]).keys()), 0, 'an iterator (nothing left to drop)')
+  await fill()
+  t.equal(origin.calls, 8, 'each dropped entry was generated again')
 })
 
 /**
