@@ -52,6 +52,12 @@ export interface LocalCacheOptions {
 }
 
 const CHANNEL = '__redis__:invalidate'
+/**
+ * How often an idle stream is asked to answer (a PING, within the store's timeout): a
+ * connection that died without closing (a host gone, a partition) hears nothing and says
+ * nothing, and would otherwise leave copies served for as long as TCP takes to notice.
+ */
+export const HEARTBEAT_MS = 1000
 
 /** The store methods the local cache wraps (see {@link attachLocalCache}). */
 interface Wrapped {
@@ -125,6 +131,9 @@ export function attachLocalCache(store: Wrapped, client: Redis, options: Require
 /** Local copies of one store's entries, kept exact by an invalidation stream (see the top). */
 export class LocalCache {
   readonly #stream: Redis
+  /** The store's client, whose reads fill the copies. */
+  readonly #client: Redis
+  readonly #heartbeat: NodeJS.Timeout
   /** Redis key names of entries are `<entryPrefix><key>}v` (redis.ts's key layout). */
   readonly #entryPrefix: string
   readonly #maxBytes: number
@@ -147,6 +156,7 @@ export class LocalCache {
     this.#now = options.now
     this.#timeoutMs = options.timeoutMs
     this.#lru = new LRUMapWithDelete(options.maxEntries)
+    this.#client = client
     // Subscriptions and commands are never replayed by ioredis: each connection is set up
     // afresh on 'ready' (tracking first, which a subscribed RESP2 connection cannot send).
     // RESP2: under RESP3 Redis sends `invalidate` pushes, which ioredis 6 drops (its
@@ -156,6 +166,7 @@ export class LocalCache {
     this.#stream.on('ready', this.#onReady)
     this.#stream.on('close', this.#onClose)
     this.#stream.on('messageBuffer', this.#onMessage)
+    this.#heartbeat = setInterval(() => void this.sync(), HEARTBEAT_MS).unref()
   }
 
   /** Whether local copies are kept and served now. */
@@ -196,8 +207,18 @@ export class LocalCache {
     } finally {
       if (--flight.count === 0 && this.#flights.get(key) === flight) this.#flights.delete(key)
     }
-    if (entry !== undefined && !flight.invalidated && epoch === this.#epoch && this.#live) this.#keep(key, entry)
+    if (entry !== undefined && !flight.invalidated && epoch === this.#epoch && this.#live && this.#sameServer()) this.#keep(key, entry)
     return entry
+  }
+
+  /**
+   * Whether the read and the stream reach the same server. Under Sentinel the store's client and
+   * the stream each move to a new master on their own: a copy read from one server and tracked
+   * on another would hear of no change.
+   */
+  #sameServer(): boolean {
+    const [read, heard] = [this.#client.stream, this.#stream.stream]
+    return read.remoteAddress === heard.remoteAddress && read.remotePort === heard.remotePort
   }
 
   #keep(key: string, entry: CacheEntry): void {
@@ -306,6 +327,7 @@ export class LocalCache {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearInterval(this.#heartbeat)
     this.#lost()
     this.#stream.disconnect()
   }
