@@ -9,7 +9,7 @@ import { Cluster, Redis } from 'ioredis'
 import { RedisStore } from '../../stores/redis.js'
 import { localCacheOf, type LocalCache } from '../../stores/local-cache.js'
 import { PATIENT_MS, startRedis, type RedisServer } from '../fixtures/redis-server.js'
-import { makeEntry } from '../fixtures/store-conformance.js'
+import { makeEntry, storeConformance } from '../fixtures/store-conformance.js'
 import { eventually } from '../fixtures/http.js'
 import type { CacheEntry } from '../../src/store.js'
 
@@ -60,6 +60,13 @@ async function held(t: Test, store: RedisStore, key: string, text: string): Prom
   t.equal(hit, await store.get(key), 'hits return the local copy itself')
   return hit!
 }
+
+// Everything a store promises in one process (no stale resurrection included) holds with copies.
+t.test('the store conformance suite, with a local cache', async (t) => storeConformance(t, async () => {
+  const store = new RedisStore({ url: server.url, prefix: `lc${++prefixes}:`, timeoutMs: PATIENT_MS, localCache: { maxBytes: 1 << 20 } })
+  await eventually(() => local(store).live, 'the invalidation stream is up')
+  return store
+}))
 
 t.test('a hit is served from memory: with Redis paused, the copy still answers', async (t) => {
   const [a] = await pair(t)
