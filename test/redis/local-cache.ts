@@ -254,6 +254,14 @@ t.test('a Redis that refuses tracking: the store works, without local copies', a
   t.notOk(local(store).has('page'))
 })
 
+t.test('an ACL user with the rule the README gives keeps copies', async (t) => {
+  const prefix = `lc${++prefixes}:`
+  await raw.call('ACL', 'SETUSER', 'lcuser', 'on', 'nopass', 'resetkeys', `~${prefix}*`, 'resetchannels', '&__redis__:invalidate', '-@all', ...'+info +get +set +del +unlink +incr +time +getrange +setrange +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval +client|id +client|tracking +subscribe +ping'.split(' '))
+  const a = await localStore(t, prefix, { url: `redis://lcuser@127.0.0.1:${server.port}` })
+  await put(a, 'page', 'v1')
+  await held(t, a, 'page', 'v1')
+})
+
 t.test('options.localCache is checked', async (t) => {
   for (const bad of [null, 5, {}, { maxBytes: 0 }, { maxBytes: 1.5 }, { maxBytes: 10, maxEntries: -1 }]) {
     t.throws(() => new RedisStore({ url: server.url, localCache: bad as never }), TypeError, JSON.stringify(bad))
