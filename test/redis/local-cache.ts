@@ -197,8 +197,9 @@ t.test('Redis killed and restarted: nothing local is served meanwhile, then copi
 })
 
 t.test('a stream that does not answer in time is taken for lost', async (t) => {
-  const a = await localStore(t, `lc${++prefixes}:`, { timeoutMs: 200 })
-  await put(a, 'page', 'v1')
+  const prefix = `lc${++prefixes}:`
+  const a = await localStore(t, prefix, { timeoutMs: 200 })
+  await put(await localStore(t, prefix), 'page', 'v1') // written by a patient store
   await held(t, a, 'page', 'v1')
   // A server that stops answering keeps its connections open: nothing closes; the heartbeat's
   // PING, unanswered within the timeout, is what finds out.
