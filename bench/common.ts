@@ -44,6 +44,8 @@ export interface ServerSpec {
   invalidateRate?: number
   /** RedisStore's timeoutMs (the store's default when absent). */
   timeoutMs?: number
+  /** acc-redis: RedisStore's localCache, this many bytes (hits from the process's memory). */
+  localCacheBytes?: number
 }
 
 /** Messages from the runner to a server process. */

@@ -7,7 +7,7 @@
  *
  * Options:
  *   --quick          3 rounds of 1 s, the sizes the targets name, no profile (under 2 minutes on 2 cores)
- *   --only=1,2,6a    scenarios by number (1 2 3 4 5 6a 6b 7, and "profile")
+ *   --only=1,2,6a    scenarios by number (1 2 2b 3 4 5 6a 6b 7, and "profile"; 2 includes 2b)
  *   --driver=NAME    autocannon or wrk for every run (default: autocannon, wrk where autocannon is load-bound)
  *   --rounds=N --duration=S   override the mode's rounds and seconds per run
  *   --redis-cpu=server|driver  which core the private redis-server shares (default driver)
@@ -364,7 +364,7 @@ async function main(): Promise<void> {
   const redisTimeout = args['redis-timeout'] ? Number(args['redis-timeout']) : undefined
   const plan = comparisons(mode.plan, redis?.url, Math.random().toString(36).slice(2, 8), redisTimeout)
   const scenarioId = (c: Comparison) => /^(\d+[ab]?)\./.exec(c.scenario)?.[1] ?? ''
-  const selected = plan.filter((c) => wanted(scenarioId(c)) || (scenarioId(c) === '6b' && wanted('6')))
+  const selected = plan.filter((c) => wanted(scenarioId(c)) || (scenarioId(c) === '6b' && wanted('6')) || (scenarioId(c) === '2b' && wanted('2')))
   const results: ComparisonResult[] = []
   for (let i = 0; i < selected.length; i++) {
     const comparison = selected[i]!

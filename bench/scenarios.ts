@@ -107,6 +107,21 @@ export function comparisons(plan: Plan, redisUrl: string | undefined, runId: str
         connections: 50,
       })
     }
+    for (const size of plan.redisSizes) {
+      // Issue 19: a RedisStore with a local cache answers hits from memory, as MemoryStore does.
+      const acc: ServerSpec = { app: 'acc-redis', size, redisUrl, prefix: redisPrefix(`local${size}`), localCacheBytes: 64 * MiB, ...timeout }
+      out.push({
+        scenario: '2b. Local-cache hit (RedisStore localCache) vs ceiling',
+        name: sizeLabel(size),
+        baseline: { label: 'ceiling: raw http, same bytes and headers', spec: { app: 'ceiling', size }, headersFrom: { spec: acc, status: 200 }, expect: { status: 200 } },
+        candidates: [{ label: 'accelerator hit (RedisStore, localCache)', spec: acc, expect: hit, targeted: true }],
+        ratio: 'hit / ceiling',
+        target: size <= 16 * KiB ? { min: 0.9, text: '>= 0.90' } : undefined,
+        redis: true,
+        path: `/page/${size}`,
+        connections: 50,
+      })
+    }
   }
 
   for (const size of plan.missSizes) {

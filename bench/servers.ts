@@ -175,7 +175,7 @@ async function build(spec: ServerSpec): Promise<Built> {
     case 'acc-redis': {
       let store: CacheStore
       if (spec.app === 'acc-redis') {
-        const redisStore = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}) })
+        const redisStore = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}), ...(spec.localCacheBytes ? { localCache: { maxBytes: spec.localCacheBytes } } : {}) })
         await redisStore.ready()
         store = redisStore
       } else {

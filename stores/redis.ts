@@ -33,6 +33,7 @@ import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions } from '../s
 import { Connection } from './redis-connection.js'
 import { encodeFrame, fixed16, frameParts, HEAD_BYTES } from './redis-frame.js'
 import { SCRIPTS, type Scripted } from './redis-scripts.js'
+import { attachLocalCache, localCacheOptions, type LocalCacheOptions } from './local-cache.js'
 
 export { RedisStoreError } from './redis-connection.js'
 
@@ -61,6 +62,12 @@ export interface RedisStoreOptions {
    * that an invalidation can land exactly there. Not for production use.
    */
   interleave?: (step: 'checked' | 'written') => Promise<void> | void
+  /**
+   * Keep the entries read in this process's memory too, up to `maxBytes`: hits without a round
+   * trip, each copy dropped when Redis says its entry changed (see local-cache.ts and the
+   * README's "Local cache"). Not on a Redis Cluster yet.
+   */
+  localCache?: LocalCacheOptions
 }
 
 const DAY = 24 * 60 * 60 * 1000
@@ -122,7 +129,7 @@ export class RedisStore implements CacheStore {
 
   constructor(options: RedisStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
-    const { url, client, clientOptions, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave } = options
+    const { url, client, clientOptions, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave, localCache } = options
     if (url !== undefined && client !== undefined) throw new TypeError('expected options.url or options.client, got both')
     if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url))) throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
     if (clientOptions !== undefined && (typeof clientOptions !== 'object' || clientOptions === null)) throw new TypeError(`expected options.clientOptions to be ioredis options (an object), got ${inspect(clientOptions)}`)
@@ -139,6 +146,7 @@ export class RedisStore implements CacheStore {
     this.#maxEntryBytes = maxEntryBytes
     this.#now = now
     this.#interleave = interleave
+    const local = localCache === undefined ? undefined : localCacheOptions(localCache, client)
     const target = client ?? createClient(url, clientOptions, timeoutMs)
     // Scripts run by EVALSHA (EVAL once per connection when Redis does not know them yet).
     for (const [name, [numberOfKeys, lua]] of Object.entries(SCRIPTS)) {
@@ -146,6 +154,7 @@ export class RedisStore implements CacheStore {
     }
     this.#client = target as Client
     this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, now, url: url ?? (client === undefined && clientOptions === undefined ? DEFAULT_URL : undefined) })
+    if (local !== undefined) attachLocalCache(this, target as Redis, { ...local, prefix, now, timeoutMs })
   }
 
   /**

@@ -1,0 +1,334 @@
+/**
+ * RedisStore's local cache (`new RedisStore({ url, localCache: { maxBytes } })`): the entries a
+ * process read from Redis, kept in its own memory, and dropped as soon as Redis says they
+ * changed, by Redis's server-assisted client-side caching (`CLIENT TRACKING`), not a bus of
+ * our own.
+ *
+ * **The invalidation stream.** One extra connection per store (a duplicate of the store's
+ * client) runs `CLIENT ID`, `CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
+ * <prefix>{k:` and `SUBSCRIBE __redis__:invalidate` (RESP2, see the constructor). From then on Redis sends it the
+ * name of every key under the prefix's entries that changes, whoever changes it and however:
+ * an overwrite, a commit, a soft purge (SETRANGE), a delete or UNLINK, an expiry or eviction, a
+ * FLUSHALL (a null message: everything goes). Broadcast mode, because tracking follows the
+ * connection that read a key, and reads go over the store's own connection, which stays
+ * untouched; the stream's connection tracks for itself, so tracking lives and dies with the
+ * stream. The price: every process hears of every entry written under the prefix, read or not.
+ *
+ * **Fills.** A miss marks its key in flight, then reads Redis as the store always does. The
+ * entry read is kept only if, when its reply is back, the stream has been up since before the
+ * read was sent and no invalidation of that key arrived meanwhile: the reply and the
+ * invalidation travel on two connections, so a change made just after the read may be heard
+ * before the read's reply (the classic client-side caching race).
+ *
+ * **Loss.** When the stream's connection closes (or before it is first up), every local copy is
+ * dropped and reads go to Redis, unkept, until it is back and tracking is on again. A stream
+ * that does not answer within the store's timeout is taken for lost (and reconnected).
+ *
+ * **The guarantee.** Redis queues an invalidation message to every stream before it answers
+ * anything sent after the change (BCAST messages are queued before the replies of that event
+ * loop turn are written). So in the process that made a change, nothing removed by it is served
+ * locally once the call that made it has returned (set, delete and clear drop that process's
+ * copies themselves; invalidateTags waits for a PING on its stream, which comes back after the
+ * messages). In every other process: within one round trip, precisely, no copy is served once
+ * that process has had an answer on its stream to any command sent there after the change
+ * returned to its caller (see `sync()`). Until then, a copy may be served for as long as the
+ * message takes to be read from the socket.
+ */
+import { createRequire } from 'node:module'
+import { inspect } from 'node:util'
+import { Cluster, Redis } from 'ioredis'
+import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
+// See memory.ts: require just the LRU (mnemonist's per-module exports are CommonJS only).
+const LRUMapWithDelete = createRequire(import.meta.url)('mnemonist/lru-map-with-delete.js') as typeof LRUMapWithDeleteClass
+import type { CacheEntry } from '../src/store.js'
+import { entryBytes } from './memory.js'
+
+/** The `localCache` option of RedisStore. */
+export interface LocalCacheOptions {
+  /** The most bytes the local copies may take, as MemoryStore counts them; least recently used go first. */
+  maxBytes: number
+  /** The most local copies, a count (the LRU allocates for this many up front). @default 10000 */
+  maxEntries?: number
+}
+
+const CHANNEL = '__redis__:invalidate'
+/**
+ * How often an idle stream is asked to answer (a PING, within the store's timeout): a
+ * connection that died without closing (a host gone, a partition) hears nothing and says
+ * nothing, and would otherwise leave copies served for as long as TCP takes to notice.
+ */
+export const HEARTBEAT_MS = 1000
+
+/** The store methods the local cache wraps (see {@link attachLocalCache}). */
+interface Wrapped {
+  get(key: string): Promise<CacheEntry | undefined>
+  set(key: string, entry: CacheEntry, since: number): Promise<boolean>
+  delete(key: string): Promise<number>
+  invalidateTags(tags: readonly string[], options?: { soft?: boolean }): Promise<number>
+  clear(keyPrefix?: string): Promise<void>
+  close(): Promise<void>
+}
+
+interface Held {
+  readonly entry: CacheEntry
+  readonly bytes: number
+}
+
+/** Reads of one key in flight; `invalidated` once an invalidation of the key arrived meanwhile. */
+interface Flight {
+  count: number
+  invalidated: boolean
+}
+
+const caches = new WeakMap<object, LocalCache>()
+
+/** The local cache of a store, for tests and diagnostics; undefined without `localCache`. */
+export function localCacheOf(store: object): LocalCache | undefined {
+  return caches.get(store)
+}
+
+/**
+ * Checks the `localCache` option before the store creates anything; returns it with defaults.
+ * `client`: the client passed to the store, if any.
+ */
+export function localCacheOptions(value: unknown, client: unknown): Required<LocalCacheOptions> {
+  if (typeof value !== 'object' || value === null) throw new TypeError(`expected options.localCache to be { maxBytes }, got ${inspect(value)}`)
+  const { maxBytes, maxEntries = 10_000 } = value as LocalCacheOptions
+  for (const [name, n] of [['maxBytes', maxBytes], ['maxEntries', maxEntries]] as const) {
+    if (!Number.isSafeInteger(n) || n <= 0) throw new TypeError(`expected options.localCache.${name} to be a positive integer, got ${inspect(n)}`)
+  }
+  // A Cluster needs a stream per master, following resharding and failovers: not built yet.
+  if (client instanceof Cluster) throw new TypeError('options.localCache is not supported on a Redis Cluster yet (it needs an invalidation stream per master); use a single Redis or Sentinel, or drop localCache')
+  return { maxBytes, maxEntries }
+}
+
+/**
+ * Gives `store` a local cache: its get, set, delete, invalidateTags, clear and close become
+ * own properties that consult and maintain it around the prototype's methods (so RedisStore's
+ * code stays as it is). `client` is the store's client; the stream is a duplicate of it.
+ */
+export function attachLocalCache(store: Wrapped, client: Redis, options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number }): LocalCache {
+  const local = new LocalCache(client, options)
+  caches.set(store, local)
+  const get = store.get.bind(store)
+  const set = store.set.bind(store)
+  const remove = store.delete.bind(store)
+  const invalidateTags = store.invalidateTags.bind(store)
+  const clear = store.clear.bind(store)
+  const close = store.close.bind(store)
+  store.get = (key) => local.get(key, get)
+  // An overwrite, a delete, a clear: this process knows the keys, and drops its copies itself
+  // (also when the call failed half-way: what Redis did is unknown).
+  store.set = (key, entry, since) => set(key, entry, since).finally(() => local.drop(key))
+  store.delete = (key) => remove(key).finally(() => local.drop(key))
+  store.clear = (keyPrefix = '') => clear(keyPrefix).finally(() => local.dropPrefix(keyPrefix))
+  // Tags: the keys are known to Redis only; its messages for them come before an answer to a PING.
+  store.invalidateTags = (tags, options) => invalidateTags(tags, options).finally(() => local.sync())
+  store.close = () => close().finally(() => local.close())
+  return local
+}
+
+/** Local copies of one store's entries, kept exact by an invalidation stream (see the top). */
+export class LocalCache {
+  readonly #stream: Redis
+  /** The store's client, whose reads fill the copies. */
+  readonly #client: Redis
+  readonly #heartbeat: NodeJS.Timeout
+  /** Redis key names of entries are `<entryPrefix><key>}v` (redis.ts's key layout). */
+  readonly #entryPrefix: string
+  readonly #maxBytes: number
+  readonly #now: () => number
+  readonly #timeoutMs: number
+  readonly #lru: LRUMapWithDeleteClass<string, Held>
+  #bytes = 0
+  readonly #flights = new Map<string, Flight>()
+  /** Whether tracking is on and the stream subscribed: only then are copies kept and served. */
+  #live = false
+  /** Bumped when the stream is lost or flushed: reads sent before then keep nothing. */
+  #epoch = 0
+  /** Bumped on each connection of the stream: a setup for an older one does nothing. */
+  #session = 0
+  #closed = false
+
+  constructor(client: Redis, options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number }) {
+    this.#entryPrefix = `${options.prefix}{k:`
+    this.#maxBytes = options.maxBytes
+    this.#now = options.now
+    this.#timeoutMs = options.timeoutMs
+    this.#lru = new LRUMapWithDelete(options.maxEntries)
+    this.#client = client
+    // Subscriptions and commands are never replayed by ioredis: each connection is set up
+    // afresh on 'ready' (tracking first, which a subscribed RESP2 connection cannot send).
+    // RESP2: under RESP3 Redis sends `invalidate` pushes, which ioredis 6 drops (its
+    // DataHandler.returnPush passes on pub/sub pushes only); under RESP2 they are messages.
+    this.#stream = client.duplicate({ protocol: 2, autoResubscribe: false, autoResendUnfulfilledCommands: false, enableOfflineQueue: false, lazyConnect: false })
+    this.#stream.on('error', () => {}) // a lost stream is handled on 'close'; the store reports Redis's errors
+    this.#stream.on('ready', this.#onReady)
+    this.#stream.on('close', this.#onClose)
+    this.#stream.on('messageBuffer', this.#onMessage)
+    this.#heartbeat = setInterval(() => void this.sync(), HEARTBEAT_MS).unref()
+  }
+
+  /** Whether local copies are kept and served now. */
+  get live(): boolean {
+    return this.#live
+  }
+
+  /** How many copies, and the bytes they count. */
+  size(): { entries: number; bytes: number } {
+    return { entries: this.#lru.size, bytes: this.#bytes }
+  }
+
+  /** Whether a copy of `key` is held (without touching its recency). */
+  has(key: string): boolean {
+    return this.#lru.has(key)
+  }
+
+  /** The local copy, else `read(key)` from Redis, kept when nothing changed it meanwhile. */
+  get(key: string, read: (key: string) => Promise<CacheEntry | undefined>): Promise<CacheEntry | undefined> {
+    const held = this.#lru.get(key)
+    if (held !== undefined) {
+      if (this.#now() < held.entry.expiresAt) return Promise.resolve(held.entry)
+      this.drop(key)
+    }
+    if (!this.#live) return read(key)
+    return this.#fill(key, read)
+  }
+
+  async #fill(key: string, read: (key: string) => Promise<CacheEntry | undefined>): Promise<CacheEntry | undefined> {
+    const epoch = this.#epoch
+    let flight = this.#flights.get(key)
+    // A flight already invalidated stays so for the reads in it; a new read starts a clean one.
+    if (flight === undefined || flight.invalidated) this.#flights.set(key, (flight = { count: 0, invalidated: false }))
+    flight.count++
+    let entry: CacheEntry | undefined
+    try {
+      entry = await read(key)
+    } finally {
+      if (--flight.count === 0 && this.#flights.get(key) === flight) this.#flights.delete(key)
+    }
+    if (entry !== undefined && !flight.invalidated && epoch === this.#epoch && this.#live && this.#sameServer()) this.#keep(key, entry)
+    return entry
+  }
+
+  /**
+   * Whether the read and the stream reach the same server. Under Sentinel the store's client and
+   * the stream each move to a new master on their own: a copy read from one server and tracked
+   * on another would hear of no change.
+   */
+  #sameServer(): boolean {
+    const [read, heard] = [this.#client.stream, this.#stream.stream]
+    return read.remoteAddress === heard.remoteAddress && read.remotePort === heard.remotePort
+  }
+
+  #keep(key: string, entry: CacheEntry): void {
+    // The body is a view of the reply, which may be a slice of a larger socket buffer: a copy of
+    // its own (allocUnsafeSlow: Buffer.from would copy into the shared pool).
+    const body = Buffer.allocUnsafeSlow(entry.body.byteLength)
+    entry.body.copy(body)
+    const copy: CacheEntry = { ...entry, body }
+    const bytes = entryBytes(key, copy)
+    this.drop(key)
+    if (bytes > this.#maxBytes) return
+    while (this.#bytes + bytes > this.#maxBytes) this.drop(this.#leastRecentKey())
+    const evicted = this.#lru.setpop(key, { entry: copy, bytes })
+    if (evicted !== null) this.#bytes -= evicted.value.bytes
+    this.#bytes += bytes
+  }
+
+  // The least recently used key: read from mnemonist's internals, as MemoryStore does (see
+  // memory.ts; its test fails if they change). Only called while the LRU is non-empty.
+  #leastRecentKey(): string {
+    const internals = this.#lru as unknown as { K: string[]; tail: number }
+    return internals.K[internals.tail]!
+  }
+
+  /** Drops the copy of `key`, and keeps reads of it in flight from keeping what they read. */
+  drop(key: string): void {
+    const held = this.#lru.peek(key)
+    if (held !== undefined) {
+      this.#lru.delete(key)
+      this.#bytes -= held.bytes
+    }
+    const flight = this.#flights.get(key)
+    if (flight !== undefined) flight.invalidated = true
+  }
+
+  /** Drops the copies whose key starts with `keyPrefix` (all of them when empty). */
+  dropPrefix(keyPrefix: string): void {
+    if (keyPrefix === '') return this.#dropAll()
+    for (const key of [...this.#lru.keys(), ...this.#flights.keys()]) if (key.startsWith(keyPrefix)) this.drop(key)
+  }
+
+  #dropAll(): void {
+    this.#epoch++
+    this.#lru.clear()
+    this.#bytes = 0
+  }
+
+  /**
+   * Resolves once every invalidation Redis sent this stream before now has been applied: a PING
+   * on the stream, answered after them. A stream that does not answer within the timeout is
+   * taken for lost: copies dropped, and a new connection.
+   */
+  async sync(): Promise<void> {
+    if (!this.#live) return
+    const session = this.#session
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([this.#stream.ping(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), this.#timeoutMs)))])
+    } catch {
+      if (session === this.#session && !this.#closed) {
+        this.#lost()
+        this.#stream.disconnect(true)
+      }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  readonly #onReady = (): void => {
+    const session = ++this.#session
+    this.#enable(session).catch(() => {
+      // Refused (an old Redis, an ACL without CLIENT): stay bypassed on this connection; a
+      // reconnect tries again.
+    })
+  }
+
+  async #enable(session: number): Promise<void> {
+    const id = await this.#stream.client('ID')
+    await this.#stream.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.#entryPrefix)
+    await this.#stream.subscribe(CHANNEL)
+    if (session === this.#session && !this.#closed) this.#live = true
+  }
+
+  readonly #onClose = (): void => {
+    this.#session++
+    this.#lost()
+  }
+
+  #lost(): void {
+    this.#live = false
+    this.#dropAll()
+  }
+
+  // Only CHANNEL is subscribed to; its keys all start with the tracked prefix (BCAST PREFIX).
+  readonly #onMessage = (_channel: Buffer, keys: Buffer[] | null): void => {
+    // Null: the database was flushed (FLUSHALL, FLUSHDB), every key is gone.
+    if (!Array.isArray(keys)) return this.#dropAll()
+    const from = this.#entryPrefix.length
+    for (const raw of keys) {
+      const name = raw.toString()
+      // `...}k` names are delete records, not entries.
+      if (name.endsWith('}v')) this.drop(name.slice(from, -2))
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#heartbeat)
+    this.#lost()
+    this.#stream.disconnect()
+  }
+}
