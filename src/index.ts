@@ -1,6 +1,6 @@
 /** node-accelerator: an HTTP response cache inside your Node.js process. */
 export { accelerate } from './accelerate.js'
-export { memoize, MEMOIZED_TYPE, type MemoizeOptions, type Memoized } from './memoize.js'
+export { memoize, type MemoizeOptions, type Memoized } from './memoize.js'
 export type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
 export type { AccelerateOptions } from './options.js'
 export type { Body } from './body.js'
@@ -17,12 +17,7 @@ export { withEtag, type EtagValue } from './with-etag.js'
 export * as keys from './keys.js'
 export { MemoryStore, type MemoryStoreOptions } from '../stores/memory.js'
 export { NullStore } from '../stores/null.js'
-// A caching reverse proxy is accelerate(forward(upstream), { sharedCache: true, surrogateKeys: true }).
-export { forward, type Forwarder, type ForwardOptions } from './forward.js'
-export { purgeApi, PURGE_PATH } from './purge.js'
-// The HTTP helpers, for handlers and stores that want the same rules.
-export { defaultKey, normalizeHost } from './key.js'
-export { parseCacheControl, deltaSeconds, type CacheControl } from './cache-control.js'
-export { parseHttpDate, formatHttpDate } from './http-date.js'
-export { isNotModified, notModifiedHeaders } from './conditional.js'
-export { strongEtag } from './etag.js'
+// The default key, for key functions that build on it.
+export { defaultKey } from './key.js'
+// The caching reverse proxy's pieces are under node-accelerator/proxy, the HTTP rules under
+// node-accelerator/http: the root exports what applications call.

@@ -8,7 +8,9 @@
 // - where it matters, memory stays bounded over 200 repetitions.
 // Deterministic: every input is fixed or generated without randomness.
 import t, { type Test } from 'tap'
-import { accelerate, forward, formatHttpDate, MemoryStore, type AccelerateOptions, type CacheEntry, type Checkpoint, type CacheStore, type Handler } from '../src/index.js'
+import { accelerate, MemoryStore, type AccelerateOptions, type CacheEntry, type Checkpoint, type CacheStore, type Handler } from '../src/index.js'
+import { formatHttpDate } from '../src/http.js'
+import { forward } from '../src/proxy.js'
 import { RedisStore } from '../stores/redis.js'
 import { redisUrl, PATIENT_MS } from './fixtures/redis-server.js'
 import { eventually, listen } from './fixtures/http.js'

@@ -5,7 +5,9 @@
 // are keyed. What Node's parser refuses before the cache sees it. Responses never shared.
 import type { IncomingHttpHeaders } from 'node:http'
 import t, { type Test } from 'tap'
-import { accelerate, defaultKey, forward, normalizeHost, type AccelerateOptions, type Handler } from '../src/index.js'
+import { accelerate, defaultKey, type AccelerateOptions, type Handler } from '../src/index.js'
+import { normalizeHost } from '../src/http.js'
+import { forward } from '../src/proxy.js'
 import { listen } from './fixtures/http.js'
 import { listenWith, rawRequest, type RawRequest } from './fixtures/hostile-http.js'
 

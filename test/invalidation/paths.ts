@@ -6,7 +6,8 @@
 // Content-Location included. Requests go over raw sockets so that targets and Hosts are exact.
 import t, { type Test } from 'tap'
 import { Cluster } from 'ioredis'
-import { accelerate, forward, MemoryStore, type AccelerateOptions, type CacheStore, type Handler } from '../../src/index.js'
+import { accelerate, MemoryStore, type AccelerateOptions, type CacheStore, type Handler } from '../../src/index.js'
+import { forward } from '../../src/proxy.js'
 import { RedisStore } from '../../stores/redis.js'
 import { startCluster, startRedis, PATIENT_MS } from '../fixtures/redis-server.js'
 import { eventually, gate, listen } from '../fixtures/http.js'

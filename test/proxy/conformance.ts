@@ -4,7 +4,8 @@
 // when the origin fails.
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { accelerate, forward, type AccelerateOptions } from '../../src/index.js'
+import { accelerate, type AccelerateOptions } from '../../src/index.js'
+import { forward } from '../../src/proxy.js'
 import { parseFlags, USAGE } from '../../src/cli.js'
 import { listen, manualClock, request, type RequestOptions } from '../fixtures/http.js'
 

@@ -3,7 +3,8 @@
 import t, { type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
-import { accelerate, forward, type AccelerateOptions } from '../../src/index.js'
+import { accelerate, type AccelerateOptions } from '../../src/index.js'
+import { forward } from '../../src/proxy.js'
 import { gate, listen, request, requestError } from '../fixtures/http.js'
 import { freePort } from '../fixtures/redis-server.js'
 

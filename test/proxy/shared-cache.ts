@@ -3,7 +3,8 @@
 // origin, invalidation by unsafe methods, request directives, and Range from the cache.
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { accelerate, forward, type AccelerateOptions } from '../../src/index.js'
+import { accelerate, type AccelerateOptions } from '../../src/index.js'
+import { forward } from '../../src/proxy.js'
 import { listen, manualClock, request, type RequestOptions } from '../fixtures/http.js'
 
 type Origin = (req: IncomingMessage, res: ServerResponse, call: number) => void

@@ -1,7 +1,8 @@
 // Surrogate keys end to end: tags from Surrogate-Key and Cache-Tag, Surrogate-Control's TTL over
 // Cache-Control, and the three headers kept from clients (unless asked to pass them on).
 import t, { type Test } from 'tap'
-import { accelerate, forward, type AccelerateOptions } from '../../src/index.js'
+import { accelerate, type AccelerateOptions } from '../../src/index.js'
+import { forward } from '../../src/proxy.js'
 import { listen, request } from '../fixtures/http.js'
 
 async function proxy(t: Test, headers: Record<string, string>, options: AccelerateOptions = {}) {
