@@ -9,7 +9,7 @@ import type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.j
 import { MemoryStore } from '../stores/memory.js'
 import { resolveOptions, describe, type AccelerateOptions } from './options.js'
 import { namespacePrefix } from './key.js'
-import { changedKeys, checkedTags, keyRequest, liveKey, urlPurge } from './invalidation.js'
+import { changedKeys, keyRequest, tagsError, validTags, liveKey, urlPurge } from './invalidation.js'
 import type { InvalidateUrlOptions } from './invalidation.js'
 import { safeReporter } from './report.js'
 import { parseCacheControl } from './cache-control.js'
@@ -270,9 +270,11 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
         return true
       }, false)
     },
-    async invalidateTags(given: Iterable<string> | string, options?: InvalidateOptions) {
-      const tags = checkedTags(given)
-      return tags.length === 0 ? 0 : sealing(store.invalidateTags(tags, options))
+    invalidateTags(given: Iterable<string> | string, options?: InvalidateOptions) {
+      // Not async: the seal is the last step before the caller resumes (no extra turns after it).
+      const tags = validTags(given)
+      if (tags === undefined) return Promise.reject(tagsError(given))
+      return tags.length === 0 ? Promise.resolve(0) : sealing(store.invalidateTags(tags, options))
     },
     async invalidate(url: string, options?: InvalidateUrlOptions) {
       const purge = urlPurge(opts, url, options)

@@ -221,11 +221,15 @@ function browserForm(path: string): string[] {
   return form === path ? [] : [form]
 }
 
-/** The tags given to `invalidateTags`, as an array; a TypeError saying what is wrong otherwise. */
-export function checkedTags(given: unknown): readonly string[] {
+/** The tags given to `invalidateTags` as an array, or undefined when they are not valid tags. */
+export function validTags(given: unknown): readonly string[] | undefined {
   const tags = tagList(given)
-  if (tags?.every(isTag)) return tags as string[]
+  return tags?.every(isTag) ? (tags as string[]) : undefined
+}
+
+/** What is wrong with tags {@link validTags} refused. */
+export function tagsError(given: unknown): TypeError {
   const reserved = '(none of the reserved form "\\u0000name\\u0000...")'
   const message = `expected tags to be an iterable of well-formed strings or one string ${reserved}`
-  throw new TypeError(`${message}, got ${describe(given)}`)
+  return new TypeError(`${message}, got ${describe(given)}`)
 }
