@@ -268,7 +268,10 @@ function logWhenDone(req: http.IncomingMessage, res: http.ServerResponse, out: (
   })
 }
 
-/** The command line: exit 2 on a bad flag, 0 after --help; otherwise serve until a signal. */
+/**
+ * The command line: exit 2 on a bad flag or a port it cannot listen on, 0 after --help; otherwise
+ * serve until a signal.
+ */
 export async function main(argv: readonly string[]): Promise<void> {
   let config
   try {
@@ -289,7 +292,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   } catch (err) {
     if (!(err instanceof ListenError)) throw err
     process.stderr.write(`accelerator: ${err.message}\n`)
-    process.exitCode = 1
+    // Like a bad flag: the command as given cannot run (issue 16: CLI errors exit 2).
+    process.exitCode = 2
     return
   }
   console.log(`accelerator: ${proxy.url} -> ${config.upstream.href} (${config.redis === undefined ? `in memory, ${config.maxBytes} bytes` : `Redis ${config.redis}`})${config.purgeToken === undefined ? '' : ', purge API on'}`)

@@ -49,7 +49,7 @@ t.test('a bad flag exits 2 with a clear message', async (t) => {
   t.match(err().map((call) => String(call.args[0])).join(''), /^accelerator: Unknown option '--bogus'.*\nRun "accelerator --help" for the options\.\n$/s)
 })
 
-t.test('a port already in use: one line that says so and what to do, exit 1, nothing left open', async (t) => {
+t.test('a port already in use: one line that says so and what to do, exit 2, nothing left open', async (t) => {
   const taken = net.createServer().listen(0, '127.0.0.1')
   await new Promise((resolve) => taken.once('listening', resolve))
   t.teardown(() => void taken.close())
@@ -57,7 +57,7 @@ t.test('a port already in use: one line that says so and what to do, exit 1, not
   const err = t.capture(process.stderr, 'write')
   t.teardown(() => void (process.exitCode = undefined))
   await main(['--upstream', 'http://127.0.0.1:1', '--port', String(port)])
-  t.equal(process.exitCode, 1)
+  t.equal(process.exitCode, 2)
   const message = `accelerator: cannot listen on 127.0.0.1:${port}: the address is already in use (EADDRINUSE); ` +
     'choose another --port or stop what listens there\n'
   t.equal(err().map((call) => String(call.args[0])).join(''), message)
