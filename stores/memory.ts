@@ -54,6 +54,8 @@ export interface MemoryStoreOptions {
   now?: () => number
 }
 
+const OPTIONS: readonly string[] = ['maxBytes', 'maxEntries', 'now']
+
 /** A string's heap size as counted: one byte a character, two when it needs more than latin1. */
 export function stringBytes(text: string): number {
   return STRING_OVERHEAD + (/[^\u0000-\u00ff]/.test(text) ? 2 : 1) * text.length
@@ -138,6 +140,12 @@ export class MemoryStore implements CacheStore {
   constructor(options: MemoryStoreOptions = {}) {
     if (typeof options !== 'object' || options === null || Array.isArray(options)) {
       throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
+    }
+    for (const name of Object.keys(options)) {
+      if (OPTIONS.includes(name)) continue
+      const meant = OPTIONS.find((known) => known.toLowerCase() === name.toLowerCase().replace(/[-_]/g, ''))
+      const hint = meant ? `did you mean ${meant}?` : `the options are ${OPTIONS.join(', ')}`
+      throw new TypeError(`unknown option "${name}" for MemoryStore: ${hint}`)
     }
     this.#maxBytes = positiveInteger('maxBytes', options.maxBytes, 64 * 1024 * 1024)
     this.#lru = new LRUMapWithDelete(positiveInteger('maxEntries', options.maxEntries, 100_000))

@@ -37,6 +37,8 @@ t.test('options are validated with a TypeError naming the option and the value',
     [{ maxEntries: 0 }, 'expected options.maxEntries to be a positive integer, got 0'],
     [{ maxEntries: null }, 'expected options.maxEntries to be a positive integer, got null'],
     [{ now: 'soon' }, "expected options.now to be a function, got 'soon'"],
+    [{ max_bytes: 1024 }, 'unknown option "max_bytes" for MemoryStore: did you mean maxBytes?'],
+    [{ maxSize: 1024 }, 'unknown option "maxSize" for MemoryStore: the options are maxBytes, maxEntries, now'],
   ]
   for (const [options, message] of cases) {
     t.throws(() => new MemoryStore(options as never), { name: 'TypeError', message }, message)
