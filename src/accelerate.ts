@@ -60,9 +60,9 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
    * `detach`, it may also run with no client (a background refresh; not so for middleware).
    */
   async function serve(req: IncomingMessage, res: AcceleratedResponse, run: Run, detach: boolean) {
-    res.locals ??= {}
     const base = cacheKey(req)
     if (base === undefined) {
+      res.locals ??= {} // for the handler: a hit never runs it, a miss sets it in generate
       counts.bypasses++
       responded(opts, req, res, undefined, 'bypass')
       // RFC 9111 §4.4: what an unsafe method changed is dropped once it succeeded.

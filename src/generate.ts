@@ -146,6 +146,7 @@ class MissRun implements BodySink, Demand {
     const { core, req, res, miss } = this
     const { opts } = core
     if (!miss.background) core.counts.misses++
+    res.locals ??= {}
     let since: Checkpoint | undefined
     if (!miss.storeDown) {
       try {
