@@ -290,6 +290,12 @@ export class Deadlines {
   readonly #due: number[] = []
   #head = 0
   #timer: NodeJS.Timeout | undefined
+  /** Milliseconds on a monotonic clock (injected by tests). */
+  readonly #now: () => number
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now
+  }
 
   add(command: Command, ms: number): void {
     const commands = this.#commands
@@ -306,14 +312,14 @@ export class Deadlines {
     }
     this.#head = head
     commands.push(command)
-    this.#due.push(performance.now() + ms)
+    this.#due.push(this.#now() + ms)
     // Commands share one timeout, so a later one is never due before the oldest.
-    this.#timer ??= setTimeout(this.#expire, ms).unref()
+    this.#timer ??= setTimeout(this.#expire, ms)
   }
 
   readonly #expire = (): void => {
     this.#timer = undefined
-    const now = performance.now()
+    const now = this.#now()
     const commands = this.#commands
     let head = this.#head
     for (; head < commands.length; head++) {
@@ -325,7 +331,7 @@ export class Deadlines {
       commands[head] = undefined
     }
     this.#head = head
-    if (head < commands.length) this.#timer = setTimeout(this.#expire, Math.max(1, Math.ceil(this.#due[head]! - now))).unref()
+    if (head < commands.length) this.#timer = setTimeout(this.#expire, Math.max(1, Math.ceil(this.#due[head]! - now)))
   }
 
   /** Forgets every command and stops the timer. */
