@@ -146,8 +146,10 @@ export class Connection<C extends Redis | Cluster> {
   /**
    * The hit path: one GET of `key` with a Buffer reply, mapped by `decode`, within the deadline.
    * On the store's own client, ready and not in a break, it is sent as `getBuffer` sends it (the
-   * same Command and options) with one promise layer over ioredis's, its deadline kept by
-   * {@link Deadlines} instead of a timer of its own; otherwise it goes as any other command.
+   * same Command, reply encoding and key prefix) with one promise layer over ioredis's, its
+   * deadline kept by {@link Deadlines} instead of a timer of its own; otherwise it goes as any
+   * other command. (So `clientOptions.enableAutoPipelining`, which measured no faster here, and
+   * `showFriendlyErrorStack` do not apply to the hit's GET.)
    */
   getBuffer<T>(key: string, decode: (reply: Buffer | null) => T): Promise<T> {
     if (!this.#owned || this.#unavailableUntil !== 0 || this.#closed || this.client.status !== 'ready') {
