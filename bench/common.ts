@@ -14,6 +14,7 @@ export type App =
   | 'acc-memory' // accelerate(page) on MemoryStore: hits
   | 'redis-ceiling' // raw http: one ioredis getBuffer, then writeHead + end
   | 'acc-redis' // accelerate(page) on RedisStore: hits
+  | 'redis-store-get' // raw http: one RedisStore.get of an entry, then writeHead + end(its body): the store's share of a hit
   | 'bare-stream' // a handler streaming `total` bytes in `chunk`-byte writes, no cache
   | 'acc-stream' // the same handler inside accelerate(): not storable, or stored under a new key each time
   | 'ceiling-304' // raw http: writeHead(304, the headers a cached 304 carries) + end()

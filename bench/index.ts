@@ -14,6 +14,8 @@
  *   --redis-timeout=MS  RedisStore's timeoutMs in the HTTP scenarios (default: the store's, 100)
  *   --profile / --skip-profile  include / skip the hit-path profile (default: full runs only)
  *   --profile-dir=DIR  keep the .cpuprofile files there (flame graphs: Chrome DevTools, speedscope)
+ *   --profile-sizes=1,16  body sizes in KiB of the Redis hit-path profile (default 1 and 16, the
+ *                    sizes issue 14's target names)
  *   --out=FILE       write the Markdown report there (a full run writes bench/RESULTS.md)
  */
 import { execFileSync } from 'node:child_process'
@@ -101,6 +103,7 @@ const { values: args } = parseArgs({
     'skip-profile': { type: 'boolean', default: false },
     out: { type: 'string' },
     'profile-dir': { type: 'string' },
+    'profile-sizes': { type: 'string', default: '1,16' },
   },
 })
 
@@ -445,19 +448,24 @@ async function main(): Promise<void> {
     say('\n`node --cpu-prof --cpu-prof-interval=100` on each server under autocannon (50 connections, 5 s, after 20k warm-up requests, included); µs per request from the sampled self time. Profiling slows both servers.')
     if (redis) {
       // The same for a Redis hit beside the Redis ceiling (one getBuffer + end): issue 14.
-      say()
-      say('## Hit-path profile (1 KiB, RedisStore)')
-      say()
-      const prefix = (what: string) => `prof${process.pid}:${what}:`
       const timeout = args['redis-timeout'] ? { timeoutMs: Number(args['redis-timeout']) } : {}
-      const redisAcc: ServerSpec = { app: 'acc-redis', size: KiB, redisUrl: redis.url, prefix: prefix('hit'), ...timeout }
-      const redisCeiling = await runner.resolve({ path: '/page/1024' } as Comparison, { label: 'Redis ceiling', spec: { app: 'redis-ceiling', size: KiB, redisUrl: redis.url, prefix: prefix('ceil') }, headersFrom: { spec: redisAcc, status: 200 }, expect: { status: 200 } })
-      await runner.pool.retain([])
-      const redisProfiles = [
-        await profileServer('Redis ceiling', redisCeiling, '/page/1024', driver, pinning, 5, undefined, keep),
-        await profileServer('Redis hit', redisAcc, '/page/1024', driver, pinning, 5, undefined, keep),
-      ]
-      say(profileTables(redisProfiles))
+      for (const kib of args['profile-sizes']!.split(',').map(Number)) {
+        if (!(kib > 0)) throw new Error(`--profile-sizes must be KiB numbers such as 1,16, got ${args['profile-sizes']}`)
+        const size = kib * KiB
+        const path = `/page/${size}`
+        say()
+        say(`## Hit-path profile (${kib} KiB, RedisStore)`)
+        say()
+        const prefix = (what: string) => `prof${process.pid}:${what}${size}:`
+        const redisAcc: ServerSpec = { app: 'acc-redis', size, redisUrl: redis.url, prefix: prefix('hit'), ...timeout }
+        const redisCeiling = await runner.resolve({ path } as Comparison, { label: 'Redis ceiling', spec: { app: 'redis-ceiling', size, redisUrl: redis.url, prefix: prefix('ceil') }, headersFrom: { spec: redisAcc, status: 200 }, expect: { status: 200 } })
+        await runner.pool.retain([])
+        const redisProfiles = [
+          await profileServer(`Redis ceiling ${kib} KiB`, redisCeiling, path, driver, pinning, 5, undefined, keep),
+          await profileServer(`Redis hit ${kib} KiB`, redisAcc, path, driver, pinning, 5, undefined, keep),
+        ]
+        say(profileTables(redisProfiles))
+      }
     }
   }
 

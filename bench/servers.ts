@@ -213,6 +213,39 @@ async function build(spec: ServerSpec): Promise<Built> {
         close: async () => void (await redis.quit()),
       }
     }
+    case 'redis-store-get': {
+      // The Redis ceiling with RedisStore.get in place of the raw getBuffer: an entry stored as the
+      // accelerator stores the page (the same frame layout and size), its body sent with the
+      // ceiling's headers. What it adds to the ceiling is the store's share of a hit.
+      const store = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}) })
+      await store.ready()
+      const now = Date.now()
+      const entry: CacheEntry = {
+        status: 200,
+        headers: { 'content-type': 'text/html; charset=utf-8', 'content-length': String(body.length) },
+        body,
+        tags: ['page'],
+        storedAt: now,
+        initialAge: 0,
+        staleAt: now + TTL_S * 1000,
+        expiresAt: now + 2 * TTL_S * 1000,
+      }
+      // Stored through a store of the same prefix with a long timeout: setting up is not measured.
+      const filler = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, timeoutMs: 5000 })
+      const stored = await filler.set('page', entry, await filler.checkpoint())
+      await filler.close()
+      if (!stored) throw new Error('the entry was not stored')
+      const headers = spec.headers!
+      return {
+        listener: (_req, res) => {
+          store.get('page').then(
+            (hit) => (hit ? (res.writeHead(200, headers), res.end(hit.body)) : (res.writeHead(500), res.end())),
+            (err: Error) => (onError(err), res.writeHead(500), res.end()),
+          )
+        },
+        close: () => store.close(),
+      }
+    }
     case 'bare-stream':
       return { listener: streamHandler(spec.size, spec.chunk!, false) }
     case 'acc-stream': {

@@ -36,11 +36,14 @@ export type HitWriter = (res: ServerResponse, entry: CacheEntry, now: number, pa
 
 export function hitWriterFor(statusHeader: string | false, xCache: boolean): HitWriter {
   // By headers object: a store that decodes each hit anew may share one (RedisStore does).
-  const prepared = { full: new WeakMap<CacheEntry['headers'], string[]>(), notModified: new WeakMap<CacheEntry['headers'], string[]>() }
+  const prepared = {
+    full: new WeakMap<CacheEntry['headers'], Prepared>(),
+    notModified: new WeakMap<CacheEntry['headers'], Prepared>(),
+  }
   // Ours replace any the entry holds under the same names.
   const replaced = new Set(['age', ...(statusHeader ? [statusHeader.toLowerCase()] : []), ...(xCache ? ['x-cache'] : [])])
   const tail = ['age', '', ...(statusHeader ? [statusHeader, ''] : []), ...(xCache ? ['x-cache', 'HIT'] : [])]
-  function linesOf(entry: CacheEntry, kind: 'full' | 'notModified'): string[] {
+  function linesOf(entry: CacheEntry, kind: 'full' | 'notModified'): Prepared {
     const headers = kind === 'full' ? entry.headers : notModifiedHeaders(entry.headers)
     const lines: string[] = []
     for (const name in headers) {
@@ -50,18 +53,40 @@ export function hitWriterFor(statusHeader: string | false, xCache: boolean): Hit
       else for (const v of value) lines.push(name, v)
     }
     lines.push(...tail)
-    prepared[kind].set(entry.headers, lines)
-    return lines
+    const made: Prepared = { lines, age: -1, ttl: NaN, params: '', detail: undefined }
+    prepared[kind].set(entry.headers, made)
+    return made
   }
   const agePosition = -tail.length + 1
   return (res, entry, now, params, detail, send) => {
     const kind = send === 'not-modified' ? 'notModified' : 'full'
-    const lines = prepared[kind].get(entry.headers) ?? linesOf(entry, kind)
-    lines[lines.length + agePosition] = String(ageOf(entry, now))
-    if (statusHeader) lines[lines.length + agePosition + 2] = statusMember(hitParams(entry, now, params, detail))
+    const made = prepared[kind].get(entry.headers) ?? linesOf(entry, kind)
+    const { lines } = made
+    // The values change once a second at most: a hot entry's hits reuse the last strings.
+    const age = ageOf(entry, now)
+    if (age !== made.age) {
+      made.age = age
+      lines[lines.length + agePosition] = String(age)
+    }
+    if (statusHeader) {
+      const ttl = ttlOf(entry, now)
+      if (ttl !== made.ttl || params !== made.params || detail !== made.detail) {
+        Object.assign(made, { ttl, params, detail })
+        lines[lines.length + agePosition + 2] = statusMember(hitParams(entry, now, params, detail))
+      }
+    }
     res.writeHead(send === 'not-modified' ? 304 : entry.status, lines)
     res.end(send === 'full' ? entry.body : undefined)
   }
+}
+
+/** A hit's header array, and the values its Age and status slots were last filled with. */
+interface Prepared {
+  lines: string[]
+  age: number
+  ttl: number
+  params: string
+  detail: string | undefined
 }
 
 /** This cache's member of a Cache-Status (RFC 9211 §2). */
@@ -76,7 +101,12 @@ function ageOf(entry: CacheEntry, now: number): number {
 
 /** The status header's member parameters for an entry served at `now`: `ttl` is negative when stale. */
 function hitParams(entry: CacheEntry, now: number, params: string, detail?: string): string {
-  return `${params}; ttl=${Math.floor((entry.staleAt - now) / 1000)}${detail ? `; detail=${detail}` : ''}`
+  return `${params}; ttl=${ttlOf(entry, now)}${detail ? `; detail=${detail}` : ''}`
+}
+
+/** Whole seconds until `entry` is stale at `now`; negative once it is. */
+function ttlOf(entry: CacheEntry, now: number): number {
+  return Math.floor((entry.staleAt - now) / 1000)
 }
 
 /**

@@ -166,12 +166,18 @@ export class RedisStore implements CacheStore {
     return this.#connection.ready(waitMs)
   }
 
-  /** One GET of the entry's frame (see redis-frame.ts); the body is a view of the reply, not a copy. */
-  async get(key: string): Promise<CacheEntry | undefined> {
-    const frame = await this.#call(() => this.#client.getBuffer(this.#entry(key)))
+  /**
+   * One GET of the entry's frame (see redis-frame.ts); the body is a view of the reply, not a
+   * copy. Not an async function: the hit path's promise is the GET's, mapped once (`#decode`).
+   */
+  get(key: string): Promise<CacheEntry | undefined> {
+    return this.#connection.getBuffer(this.#entry(key), (frame) => this.#decode(key, frame))
+  }
+
+  #decode(key: string, frame: Buffer | null): CacheEntry | undefined {
     const parts = frame === null ? undefined : frameParts(frame)
     if (parts === undefined) return undefined
-    const meta = this.#decodedMeta(key, frame!.subarray(HEAD_BYTES, parts.metaEnd))
+    const meta = this.#decodedMeta(key, frame!, parts.metaEnd)
     if (meta === undefined || this.#now() >= meta.x) return undefined
     const entry: CacheEntry = { status: meta.s, headers: meta.h, body: frame!.subarray(parts.bodyStart), tags: meta.g, storedAt: meta.t, initialAge: meta.a, staleAt: parts.staleAt, expiresAt: meta.x }
     if (parts.soft) entry.softInvalidated = true
@@ -181,24 +187,25 @@ export class RedisStore implements CacheStore {
   }
 
   /**
-   * The meta of the entry at `key`, parsed once per stored version: a hot entry's hits compare
-   * its bytes with the last ones seen (a memcmp) instead of parsing its JSON again, and share one
-   * read-only headers object, so the hit path's prepared header array is built once too.
+   * The meta of the entry at `key` (`frame[HEAD_BYTES..metaEnd)`), parsed once per stored
+   * version: a hot entry's hits compare its bytes in place with the last ones seen (a memcmp, no
+   * view made) instead of parsing its JSON again, and share one read-only headers object, so the
+   * hit path's prepared header array is built once too.
    */
-  #decodedMeta(key: string, bytes: Buffer): Meta | undefined {
+  #decodedMeta(key: string, frame: Buffer, metaEnd: number): Meta | undefined {
     const known = this.#metas.get(key)
-    if (known !== undefined && known.bytes.equals(bytes)) return known.meta
+    if (known !== undefined && known.bytes.length === metaEnd - HEAD_BYTES && frame.compare(known.bytes, 0, known.bytes.length, HEAD_BYTES, metaEnd) === 0) return known.meta
     let meta: Meta
     try {
-      meta = JSON.parse(bytes.toString()) as Meta
+      meta = JSON.parse(frame.toString('utf8', HEAD_BYTES, metaEnd)) as Meta
     } catch {
       return undefined
     }
     // An entry written in an older layout (without tags and expiry in its meta) is a miss.
     if (!Array.isArray(meta.g) || typeof meta.x !== 'number') return undefined
     if (known === undefined && this.#metas.size >= DECODED_METAS) this.#metas.delete(this.#metas.keys().next().value!)
-    // A copy: the bytes are a view of the whole frame, body included, which must not be kept.
-    this.#metas.set(key, { bytes: Buffer.from(bytes), meta })
+    // A copy: the frame holds the body too, which must not be kept.
+    this.#metas.set(key, { bytes: Buffer.from(frame.subarray(HEAD_BYTES, metaEnd)), meta })
     return meta
   }
 
