@@ -80,7 +80,8 @@ export function comparisons(plan: Plan, redisUrl: string | undefined, runId: str
       baseline: { label: 'ceiling: raw http, same bytes and headers', spec: { app: 'ceiling', size }, headersFrom: { spec: acc, status: 200 }, expect: { status: 200 } },
       candidates: [{ label: 'accelerator hit (MemoryStore)', spec: acc, expect: hit, targeted: true }],
       ratio: 'hit / ceiling',
-      target: size <= 16 * KiB ? { min: 0.9, text: '>= 0.90' } : undefined,
+      // Issue 13: no regression on hits from the one-owner-per-generation redesign.
+      target: size <= 16 * KiB ? { min: 0.92, text: '>= 0.92' } : undefined,
       path: `/page/${size}`,
       connections: 50,
     })
@@ -148,12 +149,13 @@ export function comparisons(plan: Plan, redisUrl: string | undefined, runId: str
       baseline: { label: 'the same handler, bare', spec: { app: 'bare-stream', size, chunk: 16 * KiB }, expect: { status: 200 } },
       candidates,
       ratio: 'accelerated / bare',
-      target: { min: 0.95, text: '>= 0.95 (overhead <= 5 %)' },
+      // Issue 13 asks 0.85 of 16 KiB (from 0.74); issue 6 had asked 0.95.
+      target: size <= 16 * KiB ? { min: 0.85, text: '>= 0.85' } : { min: 0.95, text: '>= 0.95 (overhead <= 5 %)' },
       path: `/stream/${size}`,
       connections: size >= MiB ? 16 : 50,
       note:
-        'Nothing storable (no opt-in), one URL: concurrent misses also coalesce (the waiters are released when the first response ' +
-        'turns out not storable, then run the handler), as for any hot uncacheable page; with a key per request, only the miss ' +
+        'Nothing storable (no opt-in), one URL: after the first response, which could not be shared, requests for the URL no ' +
+        'longer wait on each other (hit-for-miss), as for any hot uncacheable page; with a key per request, only the miss ' +
         'itself remains. Stored: `key` gives each request a key of its own, so each is a miss that copies the body, computes its ' +
         'ETag (SHA-1) and stores it; once the 64 MiB MemoryStore is full, each store evicts.',
     })
