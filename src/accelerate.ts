@@ -26,6 +26,7 @@ import { handlerRunner, sendStatus } from './run-handler.js'
 import { memoize, type MemoizeOptions } from './memoize.js'
 import { generator, noCounts, type Miss, type Run } from './generate.js'
 import { observedStore, responded, servedEntry, withDiagnostics } from './diagnostics.js'
+import { leader } from './lease.js'
 
 /** Background refreshes queued per concurrent slot; beyond, dropped (a later request asks anew). */
 const QUEUED_REFRESHES_PER_SLOT = 100
@@ -53,6 +54,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const writes = new Set<Promise<boolean>>()
   const generate = generator({ opts, store, counts, report, statusHeaders, writes, flights })
   const runHandler = handlerRunner(handler, report)
+  const lead = leader({ store, flights, opts, report, lookup, hit: serveEntry })
   let closed = false
 
   /**
@@ -116,12 +118,14 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   async function coalesce(req: IncomingMessage, res: AcceleratedResponse, run: Run, miss: Miss) {
     // The request's own Miss, changed in place (a spread with more keys costs a miss 0.5 µs).
     let last: Generation | undefined
+    const since = performance.now()
     for (;;) {
       const flight = flights.joinable(miss.key)
       if (!flight && flights.passes(miss.key)) return generate(req, res, run, miss)
       if (!flight || flight === last) {
         miss.flight = flights.start(miss.key)
-        return generate(req, res, run, miss)
+        // One generation across processes too: a hit stored by another meanwhile is served.
+        return (await lead(req, res, miss, since)) ? undefined : generate(req, res, run, miss)
       }
       if (!last) counts.coalesced++
       last = flight

@@ -109,6 +109,22 @@ export const SCRIPTS = {
     if not generated or generated >= tonumber(ARGV[1]) then return 0 end
     redis.call('UNLINK', KEYS[1])
     return 1`],
+  // Leases (redis-lease.ts). KEYS: lease, entry. ARGV: token, ttl, ifAbsent. -2: the entry
+  // exists (ifAbsent); -1: the lease is now the caller's; else the holder's PTTL.
+  accLease: [2, `
+    if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
+    if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
+    return math.max(redis.call('PTTL', KEYS[1]), 0)`],
+  // KEYS: lease. ARGV: token, ttl. Extends the lease while it is still the caller's.
+  accRenew: [1, `
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])`],
+  // KEYS: lease. ARGV: channel, token, message. Deletes the lease while it is still the caller's,
+  // and wakes the waiters in every process either way (an expired lease's waiters too).
+  accRelease: [1, `
+    if redis.call('GET', KEYS[1]) == ARGV[2] then redis.call('DEL', KEYS[1]) end
+    redis.call('PUBLISH', ARGV[1], ARGV[3])
+    return 1`],
 } as const satisfies Record<string, readonly [keys: number | undefined, lua: string]>
 
 export type Scripted = Record<keyof typeof SCRIPTS, (...args: Array<string | number | Buffer>) => Promise<unknown>>
