@@ -32,6 +32,9 @@ export interface LeaseHost {
   script(name: 'accLease' | 'accRenew' | 'accRelease', ...args: Array<string | number>): Promise<unknown>
 }
 
+/** For failures that need no handling here (see where it is used). */
+const ignore = (): void => {}
+
 /** One waiter on one key: settled once, by a message, its timer, or close. */
 class Listener {
   #heard: LeaseWake | undefined
@@ -40,8 +43,8 @@ class Listener {
 
   constructor(private readonly leave: (listener: Listener) => void) {}
 
+  /** Called once: it leaves the listeners on its first wake (message, timer, claim, close). */
   hear(wake: LeaseWake): void {
-    if (this.#heard !== undefined) return
     this.#heard = wake
     clearTimeout(this.#timer)
     this.leave(this)
@@ -76,14 +79,14 @@ export class Leases {
     const { client } = host
     this.#subscriber = client instanceof Cluster ? client.duplicate([], own) : client.duplicate(own)
     // Its errors show as the store's own (a claim fails while it is down); ioredis would log them.
-    this.#subscriber.on('error', () => {})
+    this.#subscriber.on('error', ignore)
     this.#subscriber.on('close', () => (this.#live = false))
     this.#subscriber.on('ready', () => {
+      // A failed SUBSCRIBE is a connection failing: its 'close' follows, then a new 'ready'.
       this.#subscriber.subscribe(this.#channel).then(() => {
-        if (this.#closed) return
         this.#live = true
         live()
-      }, () => {})
+      }, ignore)
     })
     this.#subscriber.on('message', (_channel: string, message: string) => {
       const listeners = this.#listeners.get(message.slice(1))
@@ -112,10 +115,9 @@ export class Leases {
     if (answer === -2) return { kind: 'stored' }
     if (answer >= 0) return { kind: 'busy', wait: (ms) => listener.until(Math.min(ms, answer + 1), answer + 1 <= ms ? 'expired' : 'timeout') }
     const renewal = setInterval(() => {
-      host.call(() => host.script('accRenew', lease, token, ttlMs)).catch(() => {
-        // A renewal that fails leaves the lease to expire: others then generate, as they would
-        // had this process died. Nothing to tell the client.
-      })
+      // A renewal that fails leaves the lease to expire: others then generate, as they would
+      // had this process died. Nothing to tell the client.
+      host.call(() => host.script('accRenew', lease, token, ttlMs)).catch(ignore)
     }, Math.max(1, Math.floor(ttlMs / 3))).unref()
     this.#renewals.add(renewal)
     let released = false
@@ -145,14 +147,14 @@ export class Leases {
     if (set === undefined) this.#listeners.set(key, (set = new Set()))
     const listener: Listener = new Listener((done) => {
       set.delete(done)
-      if (set.size === 0 && this.#listeners.get(key) === set) this.#listeners.delete(key)
+      if (set.size === 0) this.#listeners.delete(key)
     })
     set.add(listener)
     return listener
   }
 
+  /** Called once, by the store's close(). */
   close(): void {
-    if (this.#closed) return
     this.#closed = true
     this.#live = false
     for (const timer of this.#renewals) clearInterval(timer)
