@@ -7,7 +7,9 @@
  *   else the lease's PTTL, for a waiter to wake by itself when a holder vanished (`kill -9`).
  * - **Held.** Renewed every third of its TTL (compare-and-PEXPIRE), so it expires with its holder.
  *   Released by a compare-and-delete that also PUBLISHes the key on `<prefix>#lease` (`1<key>`,
- *   or `0<key>` when the response could not be shared: each waiter then generates its own).
+ *   or `0<key>` when the response could not be shared: each waiter then generates its own),
+ *   only when a claim found it busy (which marks it, `<prefix>{k:<key>}w`, for the lease's life):
+ *   a miss nobody waited on costs other processes nothing.
  * - **Busy.** The waiter listens before it asks (a release between its claim and its wait is not
  *   missed), on one subscriber connection per store, and wakes on the message, at the lease's
  *   expiry, or at the caller's bound, whichever comes first: never by polling.
@@ -70,6 +72,8 @@ export class Leases {
   #live = false
   readonly #firstLive: Promise<void>
   #closed = false
+  readonly #token = randomBytes(9).toString('base64url') + ':'
+  #claims = 0
 
   constructor(private readonly host: LeaseHost) {
     this.#channel = `${host.prefix}#lease`
@@ -102,11 +106,13 @@ export class Leases {
     if (!this.#live) await this.#subscribed()
     // Listening before asking: a release between the claim and the wait is heard.
     const listener = this.#listen(key)
-    const token = randomBytes(12).toString('base64url')
+    // Unique to this claim: the process's random part and a counter (one random draw per store).
+    const token = `${this.#token}${++this.#claims}`
     const lease = `${host.prefix}{k:${key}}l`
+    const waiters = `${host.prefix}{k:${key}}w`
     let answer: number
     try {
-      answer = Number(await host.call(() => host.script('accLease', lease, `${host.prefix}{k:${key}}v`, token, ttlMs, ifAbsent ? '1' : '0')))
+      answer = Number(await host.call(() => host.script('accLease', lease, `${host.prefix}{k:${key}}v`, waiters, token, ttlMs, ifAbsent ? '1' : '0')))
     } catch (err) {
       listener.hear('closed')
       throw err
@@ -117,7 +123,7 @@ export class Leases {
     const renewal = setInterval(() => {
       // A renewal that fails leaves the lease to expire: others then generate, as they would
       // had this process died. Nothing to tell the client.
-      host.call(() => host.script('accRenew', lease, token, ttlMs)).catch(ignore)
+      host.call(() => host.script('accRenew', lease, waiters, token, ttlMs)).catch(ignore)
     }, Math.max(1, Math.floor(ttlMs / 3))).unref()
     this.#renewals.add(renewal)
     let released = false
@@ -129,7 +135,7 @@ export class Leases {
         clearInterval(renewal)
         this.#renewals.delete(renewal)
         if (this.#closed) return
-        await host.call(() => host.script('accRelease', lease, this.#channel, token, `${alone ? 0 : 1}${key}`))
+        await host.call(() => host.script('accRelease', lease, waiters, this.#channel, token, `${alone ? 0 : 1}${key}`))
       },
     }
   }
