@@ -64,7 +64,8 @@ class Listener {
 }
 
 export class Leases {
-  readonly #subscriber: Redis | Cluster
+  #subscriber: Redis | Cluster | undefined
+  #wentLive!: () => void
   readonly #channel: string
   readonly #listeners = new Map<string, Set<Listener>>()
   readonly #renewals = new Set<NodeJS.Timeout>()
@@ -77,32 +78,41 @@ export class Leases {
 
   constructor(private readonly host: LeaseHost) {
     this.#channel = `${host.prefix}#lease`
-    let live!: () => void
-    this.#firstLive = new Promise<void>((resolve) => (live = resolve))
+    this.#firstLive = new Promise<void>((resolve) => (this.#wentLive = resolve))
+  }
+
+  /**
+   * The subscriber, connected on the first claim: a store used without the accelerator (or
+   * never missing) opens no connection more than its client.
+   */
+  #connect(): Redis | Cluster {
     const own = { autoResubscribe: false, enableOfflineQueue: false, lazyConnect: false }
-    const { client } = host
-    this.#subscriber = client instanceof Cluster ? client.duplicate([], own) : client.duplicate(own)
+    const { client } = this.host
+    const subscriber = client instanceof Cluster ? client.duplicate([], own) : client.duplicate(own)
     // Its errors show as the store's own (a claim fails while it is down); ioredis would log them.
-    this.#subscriber.on('error', ignore)
-    this.#subscriber.on('close', () => (this.#live = false))
-    this.#subscriber.on('ready', () => {
+    subscriber.on('error', ignore)
+    subscriber.on('close', () => (this.#live = false))
+    subscriber.on('ready', () => {
       // A failed SUBSCRIBE is a connection failing: its 'close' follows, then a new 'ready'.
-      this.#subscriber.subscribe(this.#channel).then(() => {
+      subscriber.subscribe(this.#channel).then(() => {
         this.#live = true
-        live()
+        this.#wentLive()
       }, ignore)
     })
-    this.#subscriber.on('message', (_channel: string, message: string) => {
+    subscriber.on('message', (_channel: string, message: string) => {
       const listeners = this.#listeners.get(message.slice(1))
       if (listeners === undefined) return
       const wake = message[0] === '0' ? 'alone' : 'released'
       for (const listener of [...listeners]) listener.hear(wake)
     })
+    return subscriber
   }
 
   async claim(key: string, ttlMs: number, ifAbsent: boolean): Promise<LeaseClaim> {
     const { host } = this
     if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new TypeError(`expected lease ttlMs to be a positive integer, got ${ttlMs}`)
+    // (A closed store connects nothing more.)
+    if (this.#closed) throw new RedisStoreError(host.where, 'closed (close() was called)', { outage: false })
     if (!this.#live) await this.#subscribed()
     // Listening before asking: a release between the claim and the wait is heard.
     const listener = this.#listen(key)
@@ -140,8 +150,9 @@ export class Leases {
     }
   }
 
-  /** Waits (within the timeout) for the subscriber's first subscription, else throws. */
+  /** Connects the subscriber, waits (within the timeout) for its first subscription, else throws. */
   async #subscribed(): Promise<void> {
+    this.#subscriber ??= this.#connect()
     let timer: NodeJS.Timeout | undefined
     await Promise.race([this.#firstLive, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.host.timeoutMs)))])
     clearTimeout(timer)
@@ -166,6 +177,6 @@ export class Leases {
     for (const timer of this.#renewals) clearInterval(timer)
     this.#renewals.clear()
     for (const set of [...this.#listeners.values()]) for (const listener of [...set]) listener.hear('closed')
-    this.#subscriber.disconnect()
+    this.#subscriber?.disconnect()
   }
 }

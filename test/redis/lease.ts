@@ -102,6 +102,10 @@ t.test('no subscriber: a claim fails within the timeout, naming the server', asy
   const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 50 })
   t.teardown(() => store.close())
   await t.rejects(store.lease!('k', 1000), { message: `RedisStore redis://127.0.0.1:${port}: lease notifications are not subscribed (their connection is down); generating without waiting for other processes`, outage: true })
+  await t.rejects(store.lease!('k', 1000), RedisStoreError, 'and again, on the same connection trying')
+  const closed = new RedisStore({ url: redis.url })
+  await closed.close()
+  await t.rejects(closed.lease!('k', 1000), { message: `RedisStore ${redis.url}: closed (close() was called)` }, 'closed: nothing connected')
 })
 
 t.test('Redis paused: a claim times out (fail open)', async (t) => {
