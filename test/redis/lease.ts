@@ -6,7 +6,8 @@ import { RedisStore, RedisStoreError } from '../../stores/redis.js'
 import { MemoryStore } from '../../stores/memory.js'
 import { accelerate } from '../../src/index.js'
 import type { CacheEntry, LeaseClaim } from '../../src/store.js'
-import { startRedis, freePort, type RedisServer } from '../fixtures/redis-server.js'
+import { Cluster } from 'ioredis'
+import { startRedis, startCluster, freePort, PATIENT_MS, type RedisServer } from '../fixtures/redis-server.js'
 import { gate, listen, request, settle, eventually } from '../fixtures/http.js'
 
 let redis!: RedisServer
@@ -118,6 +119,21 @@ t.test('Redis paused: a claim times out (fail open)', async (t) => {
   await t.rejects(store.lease!('j', 1000), RedisStoreError)
   redis.resume()
   await held.release().catch(() => {})
+})
+
+t.test('on a Redis Cluster: the lease lives in the entry\'s slot, its release reaches every node\'s subscribers', async (t) => {
+  const cluster = new Cluster(await startCluster(t))
+  t.teardown(() => cluster.disconnect())
+  const [one, two] = [0, 1].map(() => new RedisStore({ client: cluster, prefix: 'cl:', timeoutMs: PATIENT_MS }))
+  t.teardown(() => Promise.all([one!.close(), two!.close()]))
+  for (const key of ['a', 'b', 'c', 'd']) {
+    const held = (await one!.lease!(key, 10_000, true)) as Held
+    t.equal(held.kind, 'held', key)
+    const busy = (await two!.lease!(key, 10_000, true)) as Busy
+    t.equal(busy.kind, 'busy')
+    await held.release()
+    t.equal(await busy.wait(PATIENT_MS), 'released')
+  }
 })
 
 /** A MemoryStore whose lease answers what the test queues. */
