@@ -2,7 +2,7 @@
  * The request flow: lookup → hit / stale / coalesce / generate → tee → store. HTTP rules live in
  * small pure modules (policy, conditional, stale, vary, revalidate); storage behind CacheStore.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import pLimit from 'p-limit'
 import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
 import type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
@@ -26,12 +26,11 @@ import { handlerRunner, sendStatus } from './run-handler.js'
 import { memoize, type MemoizeOptions } from './memoize.js'
 import { generator, noCounts, type Miss, type Run } from './generate.js'
 import { observedStore, responded, servedEntry, withDiagnostics } from './diagnostics.js'
+import { leader } from './lease.js'
+import { lookupIn } from './lookup.js'
 
 /** Background refreshes queued per concurrent slot; beyond, dropped (a later request asks anew). */
 const QUEUED_REFRESHES_PER_SLOT = 100
-
-/** What a lookup found: the key looked at, its entry, the vary record on the way; a store down. */
-type Lookup = { key: string; entry?: CacheEntry | undefined; record?: CacheEntry; storeDown?: true }
 
 type Memo<A extends unknown[]> = Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>
 
@@ -53,6 +52,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const writes = new Set<Promise<boolean>>()
   const generate = generator({ opts, store, counts, report, statusHeaders, writes, flights })
   const runHandler = handlerRunner(handler, report)
+  const lookup = lookupIn(store, opts, report)
+  const lead = leader({ store, flights, opts, report, lookup, hit: serveEntry })
   let closed = false
 
   /**
@@ -117,12 +118,14 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     // The request's own Miss, changed in place (a spread with more keys costs a miss 0.5 µs);
     // `return await`: an async function returning a promise takes two more turns to adopt it.
     let last: Generation | undefined
+    const since = performance.now()
     for (;;) {
       const flight = flights.joinable(miss.key)
       if (!flight && flights.passes(miss.key)) return await generate(req, res, run, miss)
       if (!flight || flight === last) {
         miss.flight = flights.start(miss.key)
-        return await generate(req, res, run, miss)
+        // One generation across processes too: a hit stored by another meanwhile is served.
+        return (await lead(req, res, miss, since)) ? undefined : await generate(req, res, run, miss)
       }
       if (!last) counts.coalesced++
       last = flight
@@ -149,22 +152,6 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       report(err as Error, { op: 'key' })
     }
     return undefined
-  }
-
-  /**
-   * The entry for a request: at the base key, or at its variant when the base holds a vary
-   * record. A store that fails is reported and the request goes on as a miss (`storeDown`).
-   */
-  async function lookup(base: string, headers: IncomingHttpHeaders): Promise<Lookup> {
-    try {
-      const first = await store.get(base)
-      if (first?.variesOn === undefined) return { key: base, entry: first }
-      const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
-      return { key, entry: await store.get(key), record: first }
-    } catch (err) {
-      report(err as Error, { op: 'get', key: base })
-      return { key: base, storeDown: true }
-    }
   }
 
   function serveEntry(

@@ -213,6 +213,8 @@ export function observedStore(opts: object, store: CacheStore): CacheStore {
   }
   // Only a store that knows its size has size(): stats() reports entries and bytes when known.
   if (store.size) observed.size = () => store.size!()
+  // Only a store that leases has lease(): the core coalesces across processes only then.
+  if (store.lease) observed.lease = (key, ttlMs, ifAbsent) => store.lease!(key, ttlMs, ifAbsent)
   return observed
 }
 

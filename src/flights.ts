@@ -17,6 +17,8 @@ export class Flights {
   readonly #generations = new Map<string, Generation>()
   /** Hit-for-miss: keys whose last response could not be shared, and until when (see passes). */
   readonly #passing = new Map<string, number>()
+  /** What gives up a generation's lease across processes (lease.ts) once it lands. */
+  readonly #leases = new Map<Generation, (alone: boolean) => void>()
 
   /**
    * @param waitMs how long a request waits for another's status and headers; 0 never waits
@@ -81,9 +83,22 @@ export class Flights {
     if (!this.#generations.has(key)) this.#generations.set(key, generation)
   }
 
-  /** Forgets it (its entry is stored, or will not be): its waiters go on to the next one. */
+  /** Its lease across processes, given up when it lands (alone: its response was not shareable). */
+  hold(generation: Generation, release: (alone: boolean) => void): void {
+    this.#leases.set(generation, release)
+  }
+
+  /**
+   * Forgets it (its entry is stored, or will not be): its waiters go on to the next one, and so
+   * do other processes' (its lease is released; alone when the key now passes: hit-for-miss).
+   */
   land(generation: Generation, keys: readonly string[]): void {
     generation.end()
+    const release = this.#leases.get(generation)
+    if (release !== undefined) {
+      this.#leases.delete(generation)
+      release(this.passes(generation.key))
+    }
     for (const key of keys) if (this.#generations.get(key) === generation) this.#generations.delete(key)
   }
 
@@ -97,5 +112,7 @@ export class Flights {
     for (const generation of this.#generations.values()) generation.end()
     this.#generations.clear()
     this.#passing.clear()
+    for (const release of this.#leases.values()) release(false)
+    this.#leases.clear()
   }
 }

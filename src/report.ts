@@ -4,11 +4,12 @@
  * What failed: a store call (`get`, `checkpoint`, `set`; `invalidate`, the drop after an unsafe
  * method), the handler (`handler`; `refresh` when it ran for a background refresh), what the
  * handler set (`cacheFor`, `tags`), the key function (`key`), memoize with a result it cannot
- * store (`value`), or a defect of the accelerator itself (`accelerate`).
+ * store (`value`), a lease across processes (`lease`: taking, releasing it), or a defect of the
+ * accelerator itself (`accelerate`).
  */
 export type ErrorOp =
   | 'get' | 'checkpoint' | 'set' | 'invalidate' | 'handler' | 'refresh' | 'cacheFor' | 'tags'
-  | 'key' | 'value' | 'accelerate'
+  | 'key' | 'value' | 'accelerate' | 'lease'
 
 /** What failed, for `onError`. */
 export interface ErrorContext {

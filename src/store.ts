@@ -78,6 +78,34 @@ export interface StoreSize {
 }
 
 /**
+ * What {@link CacheStore.lease} found: the lease is this process's (`held`), another process holds
+ * it (`busy`), or (when asked `ifAbsent`) an entry is already stored at the key (`stored`).
+ */
+export type LeaseClaim =
+  | {
+      kind: 'held'
+      /**
+       * Gives the lease up and wakes the processes waiting on it. `alone`: the response could not
+       * be shared (Set-Cookie, private, ...), so each of them generates its own at once.
+       * Settles within the store's timeout; rejects only as other store calls do.
+       */
+      release(alone?: boolean): Promise<void>
+    }
+  | {
+      kind: 'busy'
+      /**
+       * Resolves, within `ms` at most, once the holder released the lease (`released`, or
+       * `alone`: generate without waiting again), or it may have expired (`expired`), or `ms`
+       * passed (`timeout`). Wakes come from the store (a message), never from polling.
+       */
+      wait(ms: number): Promise<LeaseWake>
+    }
+  | { kind: 'stored' }
+
+/** Why a wait on a busy lease ended (see {@link LeaseClaim}). */
+export type LeaseWake = 'released' | 'alone' | 'expired' | 'timeout' | 'closed'
+
+/**
  * A cache store.
  *
  * **Invalidation guarantee (no stale resurrection).** Let a checkpoint `c` be taken before a
@@ -115,6 +143,14 @@ export interface CacheStore {
   clear(keyPrefix?: string): Promise<void>
   /** Releases what the store owns (timers, connections it created). Idempotent. */
   close(): Promise<void>
+  /**
+   * Optional, for stores shared by many processes: claims the generation of `key` for this
+   * process, so that concurrent misses in other processes wait for its entry instead of running
+   * the handler too. The lease expires `ttlMs` after it was last renewed (the store renews it
+   * while held, so it dies with its holder). With `ifAbsent`, an entry already stored at `key`
+   * (readable or not yet) answers `stored` instead. A store without it coalesces per process.
+   */
+  lease?(key: string, ttlMs: number, ifAbsent?: boolean): Promise<LeaseClaim>
   /** Current size, when the store can tell synchronously (an in-process store can). */
   size?(): StoreSize
 }

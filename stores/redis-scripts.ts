@@ -109,6 +109,28 @@ export const SCRIPTS = {
     if not generated or generated >= tonumber(ARGV[1]) then return 0 end
     redis.call('UNLINK', KEYS[1])
     return 1`],
+  // Leases (redis-lease.ts). KEYS: lease, entry, waiters mark. ARGV: token, ttl, ifAbsent.
+  // -2: the entry exists (ifAbsent); -1: the lease is now the caller's; else the holder's PTTL,
+  // and the lease is marked as waited on (for as long as it lives), so that its release publishes.
+  accLease: [3, `
+    if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
+    if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
+    local left = math.max(redis.call('PTTL', KEYS[1]), 1)
+    redis.call('SET', KEYS[3], '1', 'PX', left)
+    return left`],
+  // KEYS: lease, waiters mark. ARGV: token, ttl. Extends the lease (and its mark) while it is
+  // still the caller's.
+  accRenew: [2, `
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])`],
+  // KEYS: lease, waiters mark. ARGV: channel, token, message. Deletes the lease while it is still
+  // the caller's; wakes the waiters in every process when there are any (a miss nobody waited
+  // on publishes nothing, so processes do not hear of every miss in the fleet).
+  accRelease: [2, `
+    if redis.call('GET', KEYS[1]) == ARGV[2] then redis.call('DEL', KEYS[1]) end
+    if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[3]) end
+    return 1`],
 } as const satisfies Record<string, readonly [keys: number | undefined, lua: string]>
 
 export type Scripted = Record<keyof typeof SCRIPTS, (...args: Array<string | number | Buffer>) => Promise<unknown>>

@@ -29,11 +29,12 @@
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { inspect } from 'node:util'
-import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions } from '../src/store.js'
+import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, LeaseClaim } from '../src/store.js'
 import { Connection } from './redis-connection.js'
 import { encodeFrame, fixed16, frameParts, HEAD_BYTES } from './redis-frame.js'
 import { SCRIPTS, type Scripted } from './redis-scripts.js'
 import { attachLocalCache, localCacheOptions, type LocalCacheOptions } from './local-cache.js'
+import { Leases } from './redis-lease.js'
 
 export { RedisStoreError } from './redis-connection.js'
 
@@ -68,6 +69,12 @@ export interface RedisStoreOptions {
    * README's "Local cache"). Not on a Redis Cluster yet.
    */
   localCache?: LocalCacheOptions
+  /**
+   * One generation per key across processes: a miss takes a lease in Redis while it generates,
+   * and concurrent misses in other processes wait for its entry (see redis-lease.ts). One more
+   * connection per store (a subscriber). `false`: each process coalesces on its own. @default true
+   */
+  lease?: boolean
 }
 
 const DAY = 24 * 60 * 60 * 1000
@@ -125,11 +132,14 @@ export class RedisStore implements CacheStore {
   readonly #now: () => number
   readonly #interleave: RedisStoreOptions['interleave']
   #closed = false
+  readonly #leases: Leases | undefined
+  /** See {@link CacheStore.lease}; absent with `lease: false`. */
+  readonly lease?: (key: string, ttlMs: number, ifAbsent?: boolean) => Promise<LeaseClaim>
   readonly #metas = new Map<string, { bytes: Buffer; meta: Meta }>()
 
   constructor(options: RedisStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
-    const { url, client, clientOptions, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave, localCache } = options
+    const { url, client, clientOptions, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave, localCache, lease = true } = options
     if (url !== undefined && client !== undefined) throw new TypeError('expected options.url or options.client, got both')
     if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url))) throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
     if (clientOptions !== undefined && (typeof clientOptions !== 'object' || clientOptions === null)) throw new TypeError(`expected options.clientOptions to be ioredis options (an object), got ${inspect(clientOptions)}`)
@@ -140,6 +150,7 @@ export class RedisStore implements CacheStore {
     for (const [name, value] of [['timeoutMs', timeoutMs], ['maxEntryBytes', maxEntryBytes]] as const) {
       if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${inspect(value)}`)
     }
+    if (typeof lease !== 'boolean') throw new TypeError(`expected options.lease to be a boolean, got ${inspect(lease)}`)
     if (typeof now !== 'function') throw new TypeError(`expected options.now to be a function, got ${inspect(now)}`)
     this.#prefix = prefix
     this.#timeoutMs = timeoutMs
@@ -154,6 +165,12 @@ export class RedisStore implements CacheStore {
     }
     this.#client = target as Client
     this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, now, url: url ?? (client === undefined && clientOptions === undefined ? DEFAULT_URL : undefined) })
+    if (lease) {
+      const connection = this.#connection
+      const host = { client: target, prefix, timeoutMs, where: connection.where, call: <T>(command: () => Promise<T>) => connection.call(command), script: (name: 'accLease' | 'accRenew' | 'accRelease', ...args: Array<string | number>) => this.#client[name](...args) }
+      const leases = (this.#leases = new Leases(host))
+      this.lease = (key, ttlMs, ifAbsent = false) => leases.claim(key, ttlMs, ifAbsent)
+    }
     if (local !== undefined) attachLocalCache(this, target as Redis, { ...local, prefix, now, timeoutMs })
   }
 
@@ -330,6 +347,7 @@ export class RedisStore implements CacheStore {
     if (this.#closed) return
     this.#closed = true
     this.#metas.clear()
+    this.#leases?.close()
     await this.#connection.close()
   }
 

@@ -1,0 +1,27 @@
+/**
+ * Looking a request up in the store: its entry at the base key, or at its variant when the base
+ * holds a vary record. A store that fails is reported and the request goes on as a miss
+ * (`storeDown`): a cache that cannot read is no reason to fail the request.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import type { CacheEntry, CacheStore } from './store.js'
+import type { ErrorHandler } from './report.js'
+import { variantKey } from './vary.js'
+
+/** What a lookup found: the key looked at, its entry, the vary record on the way; a store down. */
+export type Lookup = { key: string; entry?: CacheEntry | undefined; record?: CacheEntry; storeDown?: true }
+
+/** The lookup of one accelerator. */
+export function lookupIn(store: CacheStore, opts: { normalizeVary: boolean }, report: ErrorHandler) {
+  return async function lookup(base: string, headers: IncomingHttpHeaders): Promise<Lookup> {
+    try {
+      const first = await store.get(base)
+      if (first?.variesOn === undefined) return { key: base, entry: first }
+      const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
+      return { key, entry: await store.get(key), record: first }
+    } catch (err) {
+      report(err as Error, { op: 'get', key: base })
+      return { key: base, storeDown: true }
+    }
+  }
+}
