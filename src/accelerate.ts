@@ -26,6 +26,7 @@ import { handlerRunner, sendStatus } from './run-handler.js'
 import { memoize, type MemoizeOptions } from './memoize.js'
 import { generator, noCounts, type Miss, type Run } from './generate.js'
 import { observedStore, responded, servedEntry, withDiagnostics } from './diagnostics.js'
+import { middleware } from './middleware.js'
 
 /** Background refreshes queued per concurrent slot; beyond, dropped (a later request asks anew). */
 const QUEUED_REFRESHES_PER_SLOT = 100
@@ -293,3 +294,6 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     },
   }))
 }
+
+/** Middleware mode with no handler: `app.use(accelerate.middleware(options))`. */
+accelerate.middleware = middleware
