@@ -30,7 +30,9 @@ import type { AccelerateOptions } from './options.js'
 import type { AcceleratedResponse, Accelerator } from './types.js'
 
 /** Tags for a route's responses: a list, one string, or computed from the request. */
-export type RouteTags = Iterable<string> | string | ((request: FastifyRequest) => Iterable<string> | string)
+export type RouteTags =
+  | Iterable<string> | string
+  | ((request: FastifyRequest) => Iterable<string> | string)
 
 /** The cache's controls on `app.accelerator`. */
 export type FastifyAccelerator = Pick<
