@@ -5,6 +5,8 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Readable } from 'node:stream'
 import type { AddressInfo } from 'node:net'
+import compress from '@fastify/compress'
+import { gunzipSync } from 'node:zlib'
 import accelerator from '../../src/fastify.js'
 import { MemoryStore } from '../../src/index.js'
 import { eventually, gate, manualClock, request } from '../fixtures/http.js'
@@ -206,4 +208,54 @@ t.test('what a request set before the route\'s config wins over it', async (t) =
   t.same(calls, { item: 3 }, 'cacheFor = 0 stored nothing')
   t.equal(await app.accelerator.invalidateTags('items'), 0)
   t.equal(await app.accelerator.invalidateTags('by-hook'), 1)
+})
+
+t.test('@fastify/compress registered after it: the compressed bytes are stored per encoding', async (t) => {
+  const { calls, count } = counter()
+  const app = Fastify()
+  await app.register(accelerator)
+  await app.register(compress, { threshold: 0 })
+  const text = 'compressible '.repeat(200)
+  app.get('/text', { config: { cacheFor: 60 } }, async (_request, reply) => {
+    count('text')
+    reply.type('text/plain')
+    return text
+  })
+  const url = await start(t, app)
+  const gzip = { 'accept-encoding': 'gzip' }
+  const miss = await request(url + '/text', { headers: gzip })
+  t.equal(miss.headers['content-encoding'], 'gzip')
+  const hit = await request(url + '/text', { headers: gzip })
+  t.match(hit.headers['cache-status'], /; hit; ttl=/)
+  t.equal(hit.headers['content-encoding'], 'gzip')
+  t.equal(gunzipSync(hit.body).toString(), text)
+  const plain = await request(url + '/text', { headers: { 'accept-encoding': 'identity' } })
+  t.equal(plain.text, text, 'another variant')
+  await request(url + '/text', { headers: { 'accept-encoding': 'identity' } })
+  t.same(calls, { text: 2 })
+})
+
+t.test('concurrent misses run the route once; HEAD is served from the GET entry', async (t) => {
+  let calls = 0
+  const hold = gate()
+  const app = Fastify()
+  await app.register(accelerator)
+  app.get('/slow', { config: { cacheFor: 60 } }, async () => {
+    calls++
+    await hold.promise
+    return 'slow page'
+  })
+  const url = await start(t, app)
+  const first = request(url + '/slow')
+  await eventually(() => calls === 1, 'the first request reached the route')
+  const second = request(url + '/slow')
+  await eventually(() => app.accelerator.stats().coalesced === 1, 'the second waits on the first')
+  hold.open()
+  t.equal((await first).text, 'slow page')
+  t.equal((await second).text, 'slow page')
+  const head = await request(url + '/slow', { method: 'HEAD' })
+  t.equal(head.status, 200)
+  t.match(head.headers['cache-status'], /; hit; ttl=/)
+  t.equal(head.body.length, 0)
+  t.equal(calls, 1)
 })
