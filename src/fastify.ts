@@ -23,7 +23,9 @@
  * fresh from the route) while the others get the stale copy: middleware cannot run the route
  * without a client.
  */
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type {
+  FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RegisterOptions,
+} from 'fastify'
 import fp from 'fastify-plugin'
 import { middleware } from './middleware.js'
 import type { AccelerateOptions } from './options.js'
@@ -64,8 +66,13 @@ type Raw = AcceleratedResponse
 /** The plugin's options: the accelerator's. */
 export type FastifyAcceleratorOptions = AccelerateOptions
 
+/** What the plugin gets: its options, and Fastify's own for `register`. */
+type Registered = FastifyAcceleratorOptions & RegisterOptions
+
 async function plugin(app: FastifyInstance, options: FastifyAcceleratorOptions): Promise<void> {
-  const acc = middleware(options)
+  // Fastify hands its own register options (prefix, logLevel, logSerializers) to the plugin too.
+  const { prefix: _p, logLevel: _l, logSerializers: _s, ...cacheOptions } = options as Registered
+  const acc = middleware(cacheOptions)
   app.decorate('accelerator', {
     invalidateTags: acc.invalidateTags,
     invalidate: acc.invalidate,
