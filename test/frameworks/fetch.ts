@@ -244,3 +244,16 @@ t.test('bodies: none, a status text, backpressure from the reader, a reader that
   await eventually(() => cancelled, 'the handler\'s stream is cancelled')
   t.ok(pulls < 64)
 })
+
+t.test('other methods go to the handler with their body, never stored', async (t) => {
+  let calls = 0
+  const fetch = accelerateFetch(async (request) => {
+    calls++
+    return new Response(`got ${await request.text()}`, { headers: { 'cache-control': 's-maxage=60' } })
+  })
+  t.teardown(() => fetch.close())
+  const url = await serve(t, fetch)
+  t.equal((await request(url + '/form', { method: 'POST', body: 'a=1' })).text, 'got a=1')
+  t.equal((await request(url + '/form', { method: 'POST', body: 'a=2' })).text, 'got a=2')
+  t.equal(calls, 2)
+})
