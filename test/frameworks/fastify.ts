@@ -197,8 +197,10 @@ t.test('what a request set before the route\'s config wins over it', async (t) =
     if ('tagged' in (request.query as object)) reply.tags = ['by-hook']
   })
   await app.register(accelerator)
-  app.get('/item', { config: { cacheFor: 60, tags: ['items'] } }, async () => {
+  const seen: unknown[] = []
+  app.get('/item', { config: { cacheFor: 60, tags: ['items'] } }, async (_request, reply) => {
     count('item')
+    seen.push(reply.cacheFor)
     return 'an item'
   })
   const url = await start(t, app)
@@ -207,6 +209,7 @@ t.test('what a request set before the route\'s config wins over it', async (t) =
   await request(url + '/item?tagged')
   await request(url + '/item?tagged')
   t.same(calls, { item: 3 }, 'cacheFor = 0 stored nothing')
+  t.same(seen, [0, 0, 60], 'the handler reads what is in effect')
   t.equal(await app.accelerator.invalidateTags('items'), 0)
   t.equal(await app.accelerator.invalidateTags('by-hook'), 1)
 })
