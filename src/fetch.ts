@@ -117,7 +117,9 @@ function exchange(request: Request, url: URL) {
   req.push(null)
   const res = new ServerResponse(req)
   res.assignSocket(socket as unknown as Socket)
-  res.once('finish', () => socket.destroy())
+  // Ended, not destroyed, once the response is done: destroying it with Node's last write still
+  // queued made an ERR_STREAM_DESTROYED error per request (its stack included) for nothing.
+  res.once('finish', () => socket.end())
   return { req, res, socket }
 }
 
@@ -129,67 +131,76 @@ function backgroundRequest(req: IncomingMessage, scheme: string): Request {
 }
 
 /**
- * Turns what is written to `res` into a Response: resolved at `writeHead` (explicit, or Node's
- * implicit one), its body fed by `write`/`end`. The body's reader is the backpressure: `write`
- * returns false while its queue is full, and `drain` follows its next pull. A Response whose
- * reader cancels ends the exchange as a client that went away would. (Only the core and this
- * module's handler write `res`, and neither gives writeHead a reason phrase.)
+ * Turns what is written to `res` into a Response. A body given whole (`writeHead` then `end` in
+ * the same turn: every hit, and most small misses) becomes a Response over those bytes, which
+ * servers send without reading a stream. Otherwise the Response is resolved a microtask after
+ * `writeHead` (or at the first `write`) with a body stream that `write`/`end` feed; its reader is
+ * the backpressure: `write` returns false while its queue is full, and `drain` follows its next
+ * pull. A reader that cancels ends the exchange as a client that went away would. (Only the core
+ * and this module's handler write `res`, and neither gives writeHead a reason phrase.)
  */
 function respondWith(
   res: ServerResponse, socket: Duplex, head: boolean,
   resolve: (response: Response) => void, reject: (err: Error) => void,
 ): void {
   const proto = ServerResponse.prototype
+  // The status and headers, until the Response is made.
+  let init: ResponseInit | undefined
   let controller!: ReadableStreamDefaultController<Uint8Array>
   let waiting = false
   let open = true
-  const finish = (err?: Error) => {
-    if (!open) return
-    open = false
-    if (err) controller.error(err)
-    else controller.close()
-  }
-  const body = new ReadableStream<Uint8Array>({
-    start: (c) => void (controller = c),
-    pull: () => {
-      if (!waiting) return
-      waiting = false
-      res.emit('drain')
-    },
-    cancel: () => void socket.destroy(),
-  }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }))
   let nullBody = head
+  const streaming = () => {
+    if (init === undefined) return
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => void (controller = c),
+      pull: () => {
+        if (!waiting) return
+        waiting = false
+        res.emit('drain')
+      },
+      cancel: () => void socket.destroy(),
+    }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }))
+    resolve(new Response(body, init))
+    init = undefined
+  }
+  const push = (bytes: Uint8Array | false) => {
+    if (!bytes) return
+    streaming()
+    // A copy: the writer may reuse its buffer once the write is done.
+    controller.enqueue(new Uint8Array(bytes))
+    if (controller.desiredSize! <= 0) waiting = true
+  }
+  const whole = (bytes: Uint8Array | null) => {
+    resolve(new Response(bytes, init))
+    init = undefined
+    open = false
+  }
 
   res.writeHead = function (status: number, given?: unknown) {
     setAll(res, given)
     proto.writeHead.call(res, status)
     nullBody ||= NULL_BODY.has(status)
-    const headers = clientHeaders(res.getHeaders())
-    const statusText = res.statusMessage
-    resolve(new Response(nullBody ? null : body, { status, statusText, headers }))
-    if (nullBody) finish()
+    init = { status, statusText: res.statusMessage, headers: clientHeaders(res.getHeaders()) }
+    if (nullBody) whole(null)
+    else queueMicrotask(streaming)
     return res
   } as ServerResponse['writeHead']
-  const feed = (chunk: unknown, encoding: unknown) => {
-    if (!open || (typeof chunk !== 'string' && !(chunk instanceof Uint8Array))) return
-    // A copy: the writer may reuse its buffer.
-    const bytes = typeof chunk === 'string'
-      ? Buffer.from(chunk, encoding as BufferEncoding | undefined)
-      : new Uint8Array(chunk)
-    controller.enqueue(bytes)
-  }
   res.write = function (chunk: unknown, encoding?: unknown, cb?: unknown) {
     // Node's own answer is not the backpressure: its socket discards at once, and no server
     // relays that socket's 'drain' to `res`. The Response's reader is the client.
     proto.write.call(res, chunk as never, encoding as never, cb as never)
-    feed(chunk, encoding)
-    if (controller.desiredSize! <= 0) waiting = true
+    if (open) push(bytesOf(chunk, encoding))
     return !waiting
   } as ServerResponse['write']
   res.end = function (chunk?: unknown, encoding?: unknown, cb?: unknown) {
     proto.end.call(res, chunk as never, encoding as never, cb as never)
-    feed(chunk, encoding)
-    finish()
+    if (open && init !== undefined) whole(bytesOf(chunk, encoding) || null)
+    if (open) {
+      push(bytesOf(chunk, encoding))
+      open = false
+      controller.close()
+    }
     return res
   } as ServerResponse['end']
   // Cut before its end (a handler that failed mid-body): the body stream errors.
@@ -200,8 +211,17 @@ function respondWith(
     if (!res.headersSent) {
       reject(new Error('node-accelerator/fetch: the response closed before any header was sent'))
     }
-    finish(new Error('node-accelerator/fetch: the response was cut before its end'))
+    if (!open) return
+    open = false
+    streaming()
+    controller.error(new Error('node-accelerator/fetch: the response was cut before its end'))
   })
+}
+
+/** A chunk given to write/end as bytes; false for none (a callback in its place, nothing). */
+function bytesOf(chunk: unknown, encoding: unknown): Uint8Array | false {
+  if (typeof chunk === 'string') return Buffer.from(chunk, encoding as BufferEncoding | undefined)
+  return chunk instanceof Uint8Array && chunk
 }
 
 /** writeHead's headers (an object, or a flat `[name, value, ...]` list) set on `res`. */
