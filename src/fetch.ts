@@ -10,8 +10,8 @@
  * async iterable: the core writes it with backpressure, tees it into the store, and, when a
  * conditional request matches the Response's ETag, answers 304 without reading the body. What
  * the core writes to `res` (a miss, a hit, a 304) is turned back into a Response as it is
- * written: `writeHead` resolves the Response, `write`/`end` feed its body stream, whose demand is
- * `res`'s backpressure. So every rule of the core (stores, tags, no stale resurrection,
+ * written: a body given whole with its headers becomes a Response over those bytes; any other
+ * becomes a body stream fed by `write`/`end`, whose demand is `res`'s backpressure. So every rule of the core (stores, tags, no stale resurrection,
  * coalescing, stale handling, Vary, Cache-Status) holds here unchanged.
  */
 import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http'
