@@ -28,6 +28,7 @@ import { generator, noCounts, type Miss, type Run } from './generate.js'
 import { observedStore, responded, servedEntry, withDiagnostics } from './diagnostics.js'
 import { leader } from './lease.js'
 import { lookupIn } from './lookup.js'
+import { middleware } from './middleware.js'
 
 /** Background refreshes queued per concurrent slot; beyond, dropped (a later request asks anew). */
 const QUEUED_REFRESHES_PER_SLOT = 100
@@ -283,3 +284,6 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     },
   }))
 }
+
+/** Middleware mode with no handler: `app.use(accelerate.middleware(options))`. */
+accelerate.middleware = middleware
