@@ -76,7 +76,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     if (hasOriginOnlyPrecondition(req.headers)) {
       return generate(req, res, run, { base, key: base, cc, ifErrorUntil: 0 })
     }
-    const { key, entry, record, storeDown } = await lookup(base, req.headers)
+    const found = lookup(base, req.headers) // at once from a store that can (no turn for a hit)
+    const { key, entry, record, storeDown } = found instanceof Promise ? await found : found
     const now = opts.now()
     const honored = entry && opts.honorClientNoCache
     const demand = honored ? clientDemand(entry, now, req.headers, cc, opts) : 'as-usual'

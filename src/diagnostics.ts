@@ -213,9 +213,16 @@ export function observedStore(opts: object, store: CacheStore): CacheStore {
   }
   // Only a store that knows its size has size(): stats() reports entries and bytes when known.
   if (store.size) observed.size = () => store.size!()
+  // Untraced: a trace is asynchronous; see storeCallsTraced.
+  if (store.peek) observed.peek = (key) => store.peek!(key)
   // Only a store that leases has lease(): the core coalesces across processes only then.
   if (store.lease) observed.lease = (key, ttlMs, ifAbsent) => store.lease!(key, ttlMs, ifAbsent)
   return observed
+}
+
+/** Whether anyone traces store calls: then lookups go through `get`, never `peek`. */
+export function storeCallsTraced(): boolean {
+  return storeCalls.hasSubscribers
 }
 
 /** A generation as generate.ts runs it. */

@@ -17,6 +17,7 @@ import type { CacheEntry, CacheStore, LeaseClaim } from './store.js'
 import type { Flights } from './flights.js'
 import type { Miss } from './generate.js'
 import type { ErrorContext } from './report.js'
+import type { Lookup } from './lookup.js'
 
 /** The shortest lease; else half the wait bound, so a dead holder's lease expires within it. */
 const MIN_LEASE_MS = 200
@@ -32,11 +33,7 @@ interface Parts {
   /** `coalesceTimeoutMs`: the most a request waits, in this process or for another. */
   opts: { coalesceTimeoutMs: number; now: () => number }
   report: (err: Error, context: ErrorContext) => void
-  lookup(base: string, headers: IncomingHttpHeaders): Promise<{
-    key: string
-    entry?: CacheEntry | undefined
-    storeDown?: true
-  }>
+  lookup(base: string, headers: IncomingHttpHeaders): Lookup | Promise<Lookup>
   /** Serves a hit (accelerate's serveEntry). */
   hit(
     req: IncomingMessage, res: ServerResponse, key: string,

@@ -7,13 +7,40 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheEntry, CacheStore } from './store.js'
 import type { ErrorHandler } from './report.js'
 import { variantKey } from './vary.js'
+import { storeCallsTraced } from './diagnostics.js'
 
 /** What a lookup found: the key looked at, its entry, the vary record on the way; a store down. */
-export type Lookup = { key: string; entry?: CacheEntry | undefined; record?: CacheEntry; storeDown?: true }
+export interface Lookup {
+  key: string
+  entry?: CacheEntry | undefined
+  record?: CacheEntry
+  storeDown?: true
+}
 
 /** The lookup of one accelerator. */
-export function lookupIn(store: CacheStore, opts: { normalizeVary: boolean }, report: ErrorHandler) {
-  return async function lookup(base: string, headers: IncomingHttpHeaders): Promise<Lookup> {
+export function lookupIn(
+  store: CacheStore,
+  opts: { normalizeVary: boolean },
+  report: ErrorHandler,
+) {
+  /**
+   * At once from a store that can answer synchronously (MemoryStore's `peek`), so that a hit
+   * makes no promise and waits for no turn; else through `get`.
+   */
+  return function lookupNow(base: string, headers: IncomingHttpHeaders): Lookup | Promise<Lookup> {
+    if (store.peek === undefined || storeCallsTraced()) return lookup(base, headers)
+    try {
+      const first = store.peek(base)
+      if (first?.variesOn === undefined) return { key: base, entry: first }
+      const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
+      return { key, entry: store.peek(key), record: first }
+    } catch (err) {
+      report(err as Error, { op: 'get', key: base })
+      return { key: base, storeDown: true }
+    }
+  }
+
+  async function lookup(base: string, headers: IncomingHttpHeaders): Promise<Lookup> {
     try {
       const first = await store.get(base)
       if (first?.variesOn === undefined) return { key: base, entry: first }

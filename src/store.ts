@@ -124,6 +124,11 @@ export type LeaseWake = 'released' | 'alone' | 'expired' | 'timeout' | 'closed'
 export interface CacheStore {
   /** The entry stored at `key`, stale or fresh; `undefined` when absent or past `expiresAt`. */
   get(key: string): Promise<CacheEntry | undefined>
+  /**
+   * Optional, for stores that hold their entries in this process: what `get` would resolve, at
+   * once. A hit then never waits for a turn of the event loop (no promise is made for it).
+   */
+  peek?(key: string): CacheEntry | undefined
   /** The current position in the invalidation order; take it before generating a response. */
   checkpoint(): Promise<Checkpoint>
   /**

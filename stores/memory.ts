@@ -157,6 +157,10 @@ export class MemoryStore implements CacheStore {
   }
 
   async get(key: string): Promise<CacheEntry | undefined> {
+    return this.peek(key)
+  }
+
+  peek(key: string): CacheEntry | undefined {
     const held = this.#lru.get(key)
     if (held === undefined) return undefined
     if (this.#now() >= held.entry.expiresAt) {

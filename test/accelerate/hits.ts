@@ -1,7 +1,8 @@
 // Hits: served without calling the handler, with the stored status, headers and body, plus Age
 // and Cache-Status; HEAD from the GET entry without a body.
 import t from 'tap'
-import { accelerate } from '../../src/index.js'
+import { channel } from 'node:diagnostics_channel'
+import { accelerate, CHANNELS, MemoryStore, type CacheEntry } from '../../src/index.js'
 import { counted, listen, manualClock, request } from '../fixtures/http.js'
 
 t.test('a stored response is served again without calling the handler', async (t) => {
@@ -167,4 +168,67 @@ t.test('stats count hits, misses, stores and bytes', async (t) => {
   const stats = app.stats()
   t.match(stats, { hits: 2, misses: 2, stores: 2, bytesStored: 10, entries: 2, notModified: 0, errors: 0 })
   t.ok(stats.bytes! > 10, 'the store counts headers and keys too')
+})
+
+t.test('a store that answers at once (MemoryStore.peek): a hit is written before the listener returns', async (t) => {
+  const clock = manualClock()
+  const store = new MemoryStore({ now: clock.now })
+  const app = accelerate((_req, res) => {
+    res.cacheFor = 60
+    return 'body'
+  }, { store, now: clock.now })
+  const sentAtOnce: boolean[] = []
+  const url = await listen(t, (req, res) => {
+    app(req, res)
+    sentAtOnce.push(res.headersSent)
+  })
+  t.equal((await request(url + '/p')).text, 'body')
+  t.equal((await request(url + '/p')).text, 'body')
+  t.same(sentAtOnce, [false, true], 'the miss waits for the handler; the hit waits for nothing')
+  // What peek answers is what get resolves: fresh, absent, and past expiresAt.
+  const page = { status: 200, headers: {}, body: Buffer.from('x'), tags: [], storedAt: clock.now(), initialAge: 0, staleAt: clock.now() + 1000, expiresAt: clock.now() + 2000 }
+  t.ok(await store.set('k', page, await store.checkpoint()))
+  t.same(store.peek('k'), await store.get('k'))
+  t.equal(store.peek('absent'), undefined)
+  clock.advance(2000)
+  t.equal(store.peek('k'), undefined, 'past expiresAt')
+  t.equal(await store.get('k'), undefined)
+})
+
+t.test('a store whose peek throws: reported like a failed get, the request is a miss, nothing breaks', async (t) => {
+  const inner = new MemoryStore()
+  const errors: string[] = []
+  const store = Object.assign(Object.create(inner) as MemoryStore, {
+    get: (key: string) => inner.get(key),
+    checkpoint: () => inner.checkpoint(),
+    set: (key: string, entry: CacheEntry, since: never) => inner.set(key, entry, since),
+    peek(): CacheEntry | undefined {
+      throw new Error('peek failed')
+    },
+  })
+  const handler = counted((_req, res) => {
+    res.cacheFor = 60
+    return 'fresh'
+  })
+  const url = await listen(t, accelerate(handler, { store, onError: (err, { op }) => void errors.push(`${op}: ${err.message}`) }))
+  t.equal((await request(url + '/x')).text, 'fresh')
+  t.equal((await request(url + '/x')).text, 'fresh')
+  t.equal(handler.calls, 2, 'no hit without a lookup')
+  t.same(errors, ['get: peek failed', 'get: peek failed'])
+})
+
+t.test('while store calls are traced, lookups go through get (a trace is asynchronous)', async (t) => {
+  const store = new MemoryStore()
+  const ops: string[] = []
+  const onStart = (message: unknown) => void ops.push((message as { op: string }).op)
+  const start = channel(`tracing:${CHANNELS.store}:start`)
+  start.subscribe(onStart)
+  t.teardown(() => void start.unsubscribe(onStart))
+  const url = await listen(t, accelerate((_req, res) => {
+    res.cacheFor = 60
+    return 'x'
+  }, { store }))
+  await request(url + '/t')
+  t.equal((await request(url + '/t')).text, 'x')
+  t.equal(ops.filter((op) => op === 'get').length, 2, 'each lookup traced as a get')
 })
