@@ -4,11 +4,8 @@ import t, { type Test } from 'tap'
 import express from 'express'
 import { accelerate } from '../../src/index.js'
 import { eventually, gate, listen, manualClock, request } from '../fixtures/http.js'
+import { counter } from '../fixtures/frameworks.js'
 
-const counter = () => {
-  const calls: Record<string, number> = {}
-  return { calls, count: (name: string) => void (calls[name] = (calls[name] ?? 0) + 1) }
-}
 function app(t: Test, cache: ReturnType<typeof accelerate.middleware>) {
   t.teardown(() => cache.close())
   const app = express()

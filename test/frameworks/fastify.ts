@@ -10,16 +10,12 @@ import { gunzipSync } from 'node:zlib'
 import accelerator from '../../src/fastify.js'
 import { MemoryStore } from '../../src/index.js'
 import { eventually, gate, manualClock, request } from '../fixtures/http.js'
+import { counter, jsonStoredThenHit, sameBytesTwice, servedStaleWhileRefreshing } from '../fixtures/frameworks.js'
 
 async function start(t: Test, app: FastifyInstance): Promise<string> {
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-}
-type Counts = Record<string, number>
-const counter = () => {
-  const calls: Counts = {}
-  return { calls, count: (name: string) => void (calls[name] = (calls[name] ?? 0) + 1) }
 }
 
 t.test('routes of every kind are cached; a hit skips validation and the handler', async (t) => {
@@ -61,19 +57,8 @@ t.test('routes of every kind are cached; a hit skips validation and the handler'
   })
   const url = await start(t, app)
 
-  const miss = await request(url + '/object')
-  t.equal(miss.headers['cache-status'], 'node-accelerator; fwd=miss; stored')
-  const hit = await request(url + '/object')
-  t.same(JSON.parse(hit.text), { products: [1, 2, 3] })
-  t.equal(hit.headers['content-type'], 'application/json; charset=utf-8')
-  t.match(hit.headers['cache-status'], /; hit; ttl=/)
-  for (const path of ['/string', '/buffer', '/stream', '/post/7', '/uncached']) {
-    const first = await request(url + path)
-    const second = await request(url + path)
-    t.same(second.body, first.body, `${path}: the same bytes`)
-  }
-  t.equal((await request(url + '/buffer')).body.toString('hex'), '000102ff')
-  t.equal((await request(url + '/stream')).text, 'abc')
+  await jsonStoredThenHit(t, url, '/object')
+  await sameBytesTwice(t, url, ['/string', '/buffer', '/stream', '/post/7', '/uncached'])
   t.same(calls, {
     object: 1, string: 1, buffer: 1, stream: 1, post: 1, uncached: 2,
     preValidation: 7, onResponse: 14,
@@ -161,13 +146,8 @@ t.test('stale-while-revalidate: one request refreshes, the others get the stale 
     return `version ${version}`
   })
   const url = await start(t, app)
-  t.equal((await request(url + '/news')).text, 'version 1')
-  clock.advance(11_000)
-  const refreshing = request(url + '/news')
-  await eventually(() => version === 2, 'the refresh runs')
-  const stale = await request(url + '/news')
-  t.equal(stale.text, 'version 1', 'served stale while the refresh runs')
-  t.match(stale.headers['cache-status'], /hit; ttl=-1; detail=stale-while-revalidate|stale/)
+  const swr = /hit; ttl=-1; detail=stale-while-revalidate|stale/
+  const { refreshing } = await servedStaleWhileRefreshing(t, url, clock.advance, () => version, swr)
   hold.open()
   t.equal((await refreshing).text, 'version 2')
   const fresh = await request(url + '/news')

@@ -2,25 +2,14 @@
 // @hono/node-server on real sockets; counters on the routes prove hits.
 import t, { type Test } from 'tap'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
 import { accelerateFetch, type FetchHandler } from '../../src/fetch.js'
 import { eventually, gate, manualClock, pattern, request, steady } from '../fixtures/http.js'
+import { counter, listening, variantsAndNotModified } from '../fixtures/frameworks.js'
 
-async function serve(t: Test, fetch: FetchHandler<any[]>): Promise<string> {
-  const server = http.createServer(getRequestListener(fetch))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    server.closeAllConnections()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-const counter = () => {
-  const calls: Record<string, number> = {}
-  return { calls, count: (name: string) => void (calls[name] = (calls[name] ?? 0) + 1) }
-}
+const serve = (t: Test, fetch: FetchHandler<any[]>): Promise<string> =>
+  listening(t, http.createServer(getRequestListener(fetch)).listen(0, '127.0.0.1'))
 
 t.test('Hono: opting in by header, tags by header, cache-only headers stripped', async (t) => {
   const { calls, count } = counter()
@@ -116,19 +105,8 @@ t.test('a plain handler: Vary variants, 304s, Set-Cookie kept per client, rest a
   const fetch = accelerateFetch(handler)
   t.teardown(() => fetch.close())
   const url = await serve(t, fetch)
-  for (let i = 0; i < 2; i++) {
-    t.equal((await request(url + '/', { headers: { 'accept-language': 'fr' } })).text, 'bonjour')
-    t.equal((await request(url + '/', { headers: { 'accept-language': 'en' } })).text, 'hello')
-  }
-  t.same(calls, { fr: 1, en: 1 })
-  const hit = await request(url + '/', { headers: { 'accept-language': 'fr' } })
-  const notModified = await request(url + '/', {
-    headers: { 'accept-language': 'fr', 'if-none-match': hit.headers.etag! },
-  })
-  t.equal(notModified.status, 304)
-  t.equal(notModified.body.length, 0)
+  const { hit, notModified } = await variantsAndNotModified(t, url, calls)
   t.equal(notModified.headers.etag, hit.headers.etag)
-  t.same(calls, { fr: 1, en: 1 })
 
   const first = await request(url + '/cookie')
   t.same(first.headers['set-cookie'], ['a=1', 'b=2'])

@@ -1,25 +1,13 @@
 // node-accelerator/koa: a real Koa app on a real socket; counters on the routes prove hits.
 import t, { type Test } from 'tap'
 import Koa from 'koa'
-import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import accelerator from '../../src/koa.js'
 import { MemoryStore } from '../../src/index.js'
 import { eventually, gate, manualClock, request } from '../fixtures/http.js'
+import { counter, jsonStoredThenHit, listening, sameBytesTwice, servedStaleWhileRefreshing, variantsAndNotModified } from '../fixtures/frameworks.js'
 
-async function start(t: Test, app: Koa): Promise<string> {
-  const server = app.listen(0, '127.0.0.1')
-  await new Promise((resolve) => server.once('listening', resolve))
-  t.teardown(() => {
-    server.closeAllConnections()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-const counter = () => {
-  const calls: Record<string, number> = {}
-  return { calls, count: (name: string) => void (calls[name] = (calls[name] ?? 0) + 1) }
-}
+const start = (t: Test, app: Koa): Promise<string> => listening(t, app.listen(0, '127.0.0.1'))
 
 t.test('bodies of every kind are cached; a hit runs no downstream middleware', async (t) => {
   const { calls, count } = counter()
@@ -53,19 +41,8 @@ t.test('bodies of every kind are cached; a hit runs no downstream middleware', a
     }
   })
   const url = await start(t, app)
-  const miss = await request(url + '/object')
-  t.equal(miss.headers['cache-status'], 'node-accelerator; fwd=miss; stored')
-  const hit = await request(url + '/object')
-  t.same(JSON.parse(hit.text), { products: [1, 2, 3] })
-  t.equal(hit.headers['content-type'], 'application/json; charset=utf-8')
-  t.match(hit.headers['cache-status'], /; hit; ttl=/)
-  for (const path of ['/string', '/buffer', '/stream', '/async', '/plain']) {
-    const first = await request(url + path)
-    const second = await request(url + path)
-    t.same(second.body, first.body, `${path}: the same bytes`)
-  }
-  t.equal((await request(url + '/buffer')).body.toString('hex'), '000102ff')
-  t.equal((await request(url + '/stream')).text, 'abc')
+  await jsonStoredThenHit(t, url, '/object')
+  await sameBytesTwice(t, url, ['/string', '/buffer', '/stream', '/async', '/plain'])
   const head = await request(url + '/string', { method: 'HEAD' })
   t.equal(head.status, 200)
   t.equal(head.body.length, 0)
@@ -96,18 +73,7 @@ t.test('Vary variants and a 304 from the cache', async (t) => {
     ctx.body = lang === 'fr' ? 'bonjour' : 'hello'
   })
   const url = await start(t, app)
-  for (let i = 0; i < 2; i++) {
-    t.equal((await request(url + '/', { headers: { 'accept-language': 'fr' } })).text, 'bonjour')
-    t.equal((await request(url + '/', { headers: { 'accept-language': 'en' } })).text, 'hello')
-  }
-  t.same(calls, { fr: 1, en: 1 })
-  const hit = await request(url + '/', { headers: { 'accept-language': 'fr' } })
-  const notModified = await request(url + '/', {
-    headers: { 'accept-language': 'fr', 'if-none-match': hit.headers.etag! },
-  })
-  t.equal(notModified.status, 304)
-  t.equal(notModified.body.length, 0)
-  t.same(calls, { fr: 1, en: 1 })
+  await variantsAndNotModified(t, url, calls)
 })
 
 t.test('stale-while-revalidate: one request refreshes, the others get the stale copy', async (t) => {
@@ -125,13 +91,7 @@ t.test('stale-while-revalidate: one request refreshes, the others get the stale 
     ctx.body = `version ${version}`
   })
   const url = await start(t, app)
-  t.equal((await request(url + '/news')).text, 'version 1')
-  clock.advance(11_000)
-  const refreshing = request(url + '/news')
-  await eventually(() => version === 2, 'the refresh runs')
-  const stale = await request(url + '/news')
-  t.equal(stale.text, 'version 1', 'served stale while the refresh runs')
-  t.match(stale.headers['cache-status'], /stale-while-revalidate/)
+  const { refreshing } = await servedStaleWhileRefreshing(t, url, clock.advance, () => version, /stale-while-revalidate/)
   hold.open()
   t.equal((await refreshing).text, 'version 2')
   t.equal((await request(url + '/news')).text, 'version 2')
