@@ -118,7 +118,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
    */
   async function coalesce(req: IncomingMessage, res: AcceleratedResponse, run: Run, miss: Miss) {
     // The request's own Miss, changed in place (a spread with more keys costs a miss 0.5 µs);
-    // `return await`: an async function returning a promise takes two more turns to adopt it.
+    // `return await`: fewer turns than returning the promise from an async function.
     let last: Generation | undefined
     const since = performance.now()
     for (;;) {
@@ -127,7 +127,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       if (!flight || flight === last) {
         miss.flight = flights.start(miss.key)
         // One generation across processes too: a hit stored by another meanwhile is served.
-        return (await lead(req, res, miss, since)) ? undefined : await generate(req, res, run, miss)
+        if (lead && (await lead(req, res, miss, since))) return
+        return await generate(req, res, run, miss)
       }
       if (!last) counts.coalesced++
       last = flight

@@ -45,23 +45,27 @@ interface Parts {
  * The function a request calls when about to lead the generation of `miss.flight`: resolves
  * true when it served a hit stored meanwhile by another process (its flight landed), false when
  * it is to generate (holding the lease, or not: no lease, a failure, the bound passed).
- * `since`: when the request began waiting (performance.now()).
+ * `since`: when the request began waiting (performance.now()). Undefined for a store that does
+ * not lease.
  */
 export function leader(parts: Parts) {
   const { store, flights, report, opts } = parts
+  // A store without leases: no lead at all, so that its misses wait for no extra turn.
+  const lease = store.lease?.bind(store)
+  if (lease === undefined) return undefined
   const waitMs = opts.coalesceTimeoutMs
   const ttlMs = leaseMs(waitMs)
   return async function lead(req: IncomingMessage, res: ServerResponse, miss: Miss, since: number) {
     const flight = miss.flight!
     // A hedge runs because a generation is slow: it must not wait on one again.
-    if (!store.lease || miss.storeDown || flight.previous || miss.cc.has('no-store')) return false
+    if (miss.storeDown || flight.previous || miss.cc.has('no-store')) return false
     // Revalidating a stale entry: one is stored; asking whether one is would only cost a lookup.
     let ifAbsent = miss.stale === undefined
     for (;;) {
       let claim: LeaseClaim
       if (waitMs - (performance.now() - since) <= 0) return false
       try {
-        claim = await store.lease(miss.key, ttlMs, ifAbsent)
+        claim = await lease(miss.key, ttlMs, ifAbsent)
       } catch (err) {
         report(err as Error, { op: 'lease', key: miss.key })
         return false

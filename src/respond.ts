@@ -71,8 +71,10 @@ export function hitWriterFor(statusHeader: string | false, xCache: boolean): Hit
     if (statusHeader) {
       const ttl = ttlOf(entry, now)
       if (ttl !== made.ttl || params !== made.params || detail !== made.detail) {
-        Object.assign(made, { ttl, params, detail })
-        lines[lines.length + agePosition + 2] = statusMember(hitParams(entry, now, params, detail))
+        made.ttl = ttl
+        made.params = params
+        made.detail = detail
+        lines[lines.length + agePosition + 2] = statusMember(memberParams(params, ttl, detail))
       }
     }
     res.writeHead(send === 'not-modified' ? 304 : entry.status, lines)
@@ -101,7 +103,11 @@ function ageOf(entry: CacheEntry, now: number): number {
 
 /** The status header's member parameters for an entry served at `now`: `ttl` is negative when stale. */
 function hitParams(entry: CacheEntry, now: number, params: string, detail?: string): string {
-  return `${params}; ttl=${ttlOf(entry, now)}${detail ? `; detail=${detail}` : ''}`
+  return memberParams(params, ttlOf(entry, now), detail)
+}
+
+function memberParams(params: string, ttl: number, detail: string | undefined): string {
+  return `${params}; ttl=${ttl}${detail ? `; detail=${detail}` : ''}`
 }
 
 /** Whole seconds until `entry` is stale at `now`; negative once it is. */
