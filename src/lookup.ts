@@ -30,25 +30,36 @@ export function lookupIn(
   return function lookupNow(base: string, headers: IncomingHttpHeaders): Lookup | Promise<Lookup> {
     if (store.peek === undefined || storeCallsTraced()) return lookup(base, headers)
     try {
-      const first = store.peek(base)
-      if (first?.variesOn === undefined) return { key: base, entry: first }
-      const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
-      return { key, entry: store.peek(key), record: first }
+      return variantOf(base, store.peek(base), headers, (key) => store.peek!(key))
     } catch (err) {
-      report(err as Error, { op: 'get', key: base })
-      return { key: base, storeDown: true }
+      return failed(base, err)
     }
   }
 
   async function lookup(base: string, headers: IncomingHttpHeaders): Promise<Lookup> {
     try {
-      const first = await store.get(base)
-      if (first?.variesOn === undefined) return { key: base, entry: first }
-      const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
-      return { key, entry: await store.get(key), record: first }
+      return await variantOf(base, await store.get(base), headers, (key) => store.get(key))
     } catch (err) {
-      report(err as Error, { op: 'get', key: base })
-      return { key: base, storeDown: true }
+      return failed(base, err)
     }
+  }
+
+  /** The entry at `base`, or, when it is a vary record, the one at the request's variant. */
+  function variantOf<R extends CacheEntry | undefined | Promise<CacheEntry | undefined>>(
+    base: string,
+    first: CacheEntry | undefined,
+    headers: IncomingHttpHeaders,
+    read: (key: string) => R,
+  ): Lookup | Promise<Lookup> {
+    if (first?.variesOn === undefined) return { key: base, entry: first }
+    const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
+    const entry = read(key)
+    if (entry instanceof Promise) return entry.then((found) => ({ key, entry: found, record: first }))
+    return { key, entry: entry as CacheEntry | undefined, record: first }
+  }
+
+  function failed(base: string, err: unknown): Lookup {
+    report(err as Error, { op: 'get', key: base })
+    return { key: base, storeDown: true }
   }
 }

@@ -12,8 +12,7 @@ import type { SurrogateInstructions } from './surrogate.js'
 import type { Flights } from './flights.js'
 import type { StatusHeaders } from './respond.js'
 import { describe } from './options.js'
-import { isTag, tagList } from './key.js'
-import { ownTags } from './invalidation.js'
+import { ownTags, validTags } from './invalidation.js'
 
 /** The counters of {@link Stats}, all kept by the accelerator. */
 export type Counts = Required<Omit<Stats, 'entries' | 'bytes'>>
@@ -95,8 +94,8 @@ export function tagsOf(
   fallback: readonly string[] = [],
 ): readonly string[] | undefined {
   const value: unknown = res.tags ?? res.locals.tags ?? fallback
-  const tags = tagList(value)
-  if (tags?.every(isTag)) return tags as string[]
+  const tags = validTags(value)
+  if (tags !== undefined) return tags
   // Storing with a tag missing would make that tag's invalidation miss this entry.
   const message = `expected res.tags to be an array of well-formed strings, got ${describe(value)}`
   report(new TypeError(message), { op: 'tags', key })
