@@ -17,7 +17,7 @@ import { answersNotModified } from './conditional.js'
 import { clientDemand, hasOriginOnlyPrecondition, isUnsafe } from './request.js'
 import { hitWriterFor, isMultiRange, rangeResponse, statusHeadersFor } from './respond.js'
 import { entryState } from './stale.js'
-import { variantKey, variantsTag, varyNames } from './vary.js'
+import { storeKeyFor, variantsTag, varyNames } from './vary.js'
 import { Flights } from './flights.js'
 import type { Generation, Settled } from './generation.js'
 import { backgroundExchange, type Exchange } from './background.js'
@@ -189,7 +189,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   ): boolean {
     const names = varyNames(entry.headers.vary)
     const now = opts.now()
-    const own = names.length > 0 ? variantKey(base, names, req.headers, opts.normalizeVary) : base
+    const own = storeKeyFor(base, names, req.headers, opts.normalizeVary)
     if (own !== key || (detail === undefined && now >= entry.staleAt)) return false
     serveEntry(req, res, key, entry, now, 'hit', detail)
     return true

@@ -22,7 +22,7 @@ import type { BodySink, Head, HeaderRecord, HeadPlan, Replacement, TeeResult } f
 import { sharedHeaders, toEntry } from './entry.js'
 import { merged } from './merged.js'
 import { entryResponse } from './respond.js'
-import { coversVariant, variantKey, varyNames, varyRecord } from './vary.js'
+import { coversVariant, storeKeyFor, varyNames, varyRecord } from './vary.js'
 import { userTags } from './invalidation.js'
 import { bodyWanted, headUpdates, refreshedHeaders, sendValidators } from './revalidate.js'
 import type { Generation, SharedHead } from './generation.js'
@@ -290,9 +290,9 @@ class MissRun implements BodySink, Demand {
     const { opts, flights, counts, statusHeaders } = this.core
     const { base } = this.miss
     const names = varyNames(sent.vary)
-    const keyFor = (request: IncomingMessage) =>
-      names.length > 0 ? variantKey(base, names, request.headers, opts.normalizeVary) : base
-    const key = keyFor(this.#client as IncomingMessage)
+    const keyFor = (request: Pick<IncomingMessage, 'headers'>) =>
+      storeKeyFor(base, names, request.headers, opts.normalizeVary)
+    const key = keyFor(this.#client)
     if (key !== this.miss.key) {
       this.#aliases.push(key)
       flights.alias(key, flight)
@@ -427,8 +427,7 @@ class MissRun implements BodySink, Demand {
     const tags = whole ? withSurrogateTags(tagsOf(core, res, miss.key), { tags: surrogateTags }) : undefined
     if (!body || !tags) return
     const names = varyNames(head.headers.vary)
-    const { normalizeVary } = core.opts
-    const key = names.length > 0 ? variantKey(miss.base, names, this.#client.headers, normalizeVary) : miss.base
+    const key = storeKeyFor(miss.base, names, this.#client.headers, core.opts.normalizeVary)
     const entryTags = variantTagged(core, res.req, miss.base, key, tags)!
     const headers = merged(head.headers, added)
     const entry = toEntry(head.status, headers, body, entryTags, fresh, storedAt, core.opts, res.req.headers)

@@ -27,7 +27,7 @@ export interface SharedHead {
   /** The key of the variant produced; a waiter of another variant is sent to the next one. */
   key: string
   /** A waiter's key for this response (its variant, when the response has Vary). */
-  keyFor(req: IncomingMessage): string
+  keyFor(req: Pick<IncomingMessage, 'headers'>): string
   /** Whether it is still fresh: a request arriving once it is stale is not served it. */
   fresh(): boolean
   /** Writes the status and headers to a reader; true when its body is to follow (not HEAD/304). */

@@ -57,6 +57,16 @@ export function variantKey(
   return `${base}\u0000vary\u0000${variant}`
 }
 
+/** Where a response that varies on `names` is stored for a request: its variant, or `base`. */
+export function storeKeyFor(
+  base: string,
+  names: readonly string[],
+  headers: IncomingHttpHeaders,
+  normalize = true,
+): string {
+  return names.length > 0 ? variantKey(base, names, headers, normalize) : base
+}
+
 function selecting(name: string, headers: IncomingHttpHeaders, normalize: boolean): string | string[] | null {
   // Own properties only: a Vary naming `__proto__` or `constructor` must not read Object's.
   const value = Object.hasOwn(headers, name) ? headers[name] : undefined
