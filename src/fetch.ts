@@ -20,6 +20,7 @@ import { Duplex, type DuplexOptions } from 'node:stream'
 import { accelerate } from './accelerate.js'
 import type { AccelerateOptions } from './options.js'
 import type { Accelerator } from './types.js'
+import { isEncrypted } from './key.js'
 
 /** A web-standard request handler. */
 export type FetchHandler<R extends unknown[] = unknown[]> =
@@ -29,8 +30,12 @@ export type FetchHandler<R extends unknown[] = unknown[]> =
 export type AcceleratedFetch<R extends unknown[] = unknown[]> =
   ((request: Request, ...rest: R) => Promise<Response>) & Omit<Accelerator, 'middleware'>
 
-/** Headers meant for this cache only: read by it, never sent to the client. */
-const CACHE_ONLY = ['cdn-cache-control', 'surrogate-control', 'surrogate-key', 'cache-tag']
+/**
+ * Read by this cache and not sent on: the core already leaves the surrogate headers out (unless
+ * `keepSurrogateHeaders`), response and stored entry alike; CDN-Cache-Control, which a proxy
+ * passes downstream (RFC 9213), ends here, at the edge a fetch handler is.
+ */
+const CDN_CACHE_CONTROL = 'cdn-cache-control'
 
 /** Statuses whose Response has no body (Fetch standard: null body status). */
 const NULL_BODY = new Set([101, 103, 204, 205, 304])
@@ -56,11 +61,9 @@ export function accelerateFetch<R extends unknown[]>(
     throw new TypeError(`accelerateFetch: expected handler to be a function, got ${typeof handler}`)
   }
   const calls = new WeakMap<IncomingMessage, Call>()
-  // The scheme of the latest request: a background refresh has no client to take it from.
-  let scheme = 'http:'
   const acc = accelerate(async (req, res) => {
     const call = calls.get(req)
-    const request = call?.request ?? backgroundRequest(req, scheme)
+    const request = call?.request ?? backgroundRequest(req)
     const response = await handler(request, ...((call?.rest ?? []) as R))
     res.statusCode = response.status
     if (response.statusText) res.statusMessage = response.statusText
@@ -77,7 +80,6 @@ export function accelerateFetch<R extends unknown[]>(
 
   const fetch = (request: Request, ...rest: R): Promise<Response> => {
     const url = new URL(request.url)
-    scheme = url.protocol
     return new Promise<Response>((resolve, reject) => {
       const { req, res, socket } = exchange(request, url)
       calls.set(req, { request, rest })
@@ -104,6 +106,8 @@ function discardingSocket(): Duplex {
 /** The Node view of a Request: its method, path, headers (with Host) on a discarding socket. */
 function exchange(request: Request, url: URL) {
   const socket = discardingSocket()
+  // Its scheme, where the core reads it (the key's port, a background refresh's URL).
+  Object.assign(socket, { encrypted: url.protocol === 'https:' })
   const req = new IncomingMessage(socket as unknown as Socket)
   const headers: Record<string, string> = { host: url.host }
   request.headers.forEach((value, name) => (headers[name] = value))
@@ -123,10 +127,14 @@ function exchange(request: Request, url: URL) {
   return { req, res, socket }
 }
 
-/** The Request of a background refresh: the URL and headers the core's request carries. */
-function backgroundRequest(req: IncomingMessage, scheme: string): Request {
+/**
+ * The Request of a background refresh: the URL and headers the core's request carries, over the
+ * scheme of the request that found the entry stale (the refresh's socket copies `encrypted`).
+ */
+function backgroundRequest(req: IncomingMessage): Request {
   const headers = new Headers()
   for (const [name, value] of Object.entries(req.headers)) headers.set(name, String(value))
+  const scheme = isEncrypted(req) ? 'https:' : 'http:'
   return new Request(`${scheme}//${req.headers.host}${req.url}`, { headers })
 }
 
@@ -233,11 +241,11 @@ function setAll(res: ServerResponse, given: unknown): void {
   }
 }
 
-/** The headers the client sees: all but the cache-only ones. */
+/** The headers the client sees: all but CDN-Cache-Control. */
 function clientHeaders(headers: OutgoingHttpHeaders): Headers {
   const out = new Headers()
   for (const [name, value] of Object.entries(headers)) {
-    if (CACHE_ONLY.includes(name)) continue
+    if (name === CDN_CACHE_CONTROL) continue
     if (Array.isArray(value)) for (const one of value) out.append(name, one)
     else out.set(name, String(value))
   }

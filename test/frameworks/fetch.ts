@@ -142,7 +142,7 @@ t.test('stale-while-revalidate: the stale copy is served while the handler refre
   const fetch = accelerateFetch(async (request) => {
     version++
     if (version === 2) {
-      t.equal(request.url, `${new URL(request.url).origin}/news`)
+      t.equal(new URL(request.url).pathname, '/news', 'the refresh asks for the stale URL')
       await hold.promise
     }
     return new Response(`version ${version}`, {
@@ -234,4 +234,36 @@ t.test('other methods go to the handler with their body, never stored', async (t
   t.equal((await request(url + '/form', { method: 'POST', body: 'a=1' })).text, 'got a=1')
   t.equal((await request(url + '/form', { method: 'POST', body: 'a=2' })).text, 'got a=2')
   t.equal(calls, 2)
+})
+
+t.test('a background refresh asks with the scheme of the request that found the entry stale', async (t) => {
+  const clock = manualClock()
+  const urls: string[] = []
+  const fetch = accelerateFetch(async (request) => {
+    urls.push(request.url)
+    return new Response('v', { headers: { 'cache-control': 's-maxage=10, stale-while-revalidate=30' } })
+  }, { now: clock.now })
+  t.teardown(() => fetch.close())
+  await (await fetch(new Request('https://x.test/news'))).text()
+  clock.advance(11_000)
+  // In the same turn, a plain-HTTP request for another URL: it must not lend the refresh its scheme.
+  const [stale, other] = await Promise.all([fetch(new Request('https://x.test/news')), fetch(new Request('http://x.test/other'))])
+  t.match(stale.headers.get('cache-status'), /stale-while-revalidate/)
+  await other.text()
+  await eventually(() => urls.length === 3, 'the background refresh runs')
+  t.same(urls.sort(), ['http://x.test/other', 'https://x.test/news', 'https://x.test/news'])
+})
+
+t.test('keepSurrogateHeaders: the surrogate headers reach the client, as with every other adapter', async (t) => {
+  const fetch = accelerateFetch(async () => new Response('x', {
+    headers: { 'surrogate-control': 'max-age=60', 'surrogate-key': 'a b', 'cdn-cache-control': 'max-age=60' },
+  }), { keepSurrogateHeaders: true })
+  t.teardown(() => fetch.close())
+  const miss = await fetch(new Request('http://x.test/'))
+  const hit = await fetch(new Request('http://x.test/'))
+  t.match(hit.headers.get('cache-status'), /; hit/)
+  for (const response of [miss, hit]) {
+    t.equal(response.headers.get('surrogate-key'), 'a b')
+    t.equal(response.headers.get('cdn-cache-control'), null, 'CDN-Cache-Control ends at this edge')
+  }
 })
