@@ -207,7 +207,12 @@ t.test('a stream that does not answer in time is taken for lost', async (t) => {
   try {
     await eventually(() => !local(a).live, 'the heartbeat finds the stream silent')
     t.equal(local(a).size().entries, 0, 'copies dropped')
-    t.equal(local(a).get('page', async () => undefined) instanceof Promise, true)
+    let asked = false
+    await local(a).get('page', async () => {
+      asked = true
+      return undefined
+    })
+    t.ok(asked, 'with the stream lost, a read goes to Redis, not to a copy')
   } finally {
     server.resume()
   }
@@ -231,7 +236,7 @@ t.test('local copies stay within maxBytes and maxEntries, least recently used fi
   t.notOk(local(a).has('big'), 'but not kept')
   const few = await localStore(t, prefix, { maxEntries: 2 })
   for (const key of ['k1', 'k2', 'k3']) await few.get(key)
-  t.same([few, 'k1', 'k2', 'k3'].slice(1).map((key) => local(few).has(key as string)), [false, true, true])
+  t.same(['k1', 'k2', 'k3'].map((key) => local(few).has(key as string)), [false, true, true])
   t.ok(local(few).size().bytes < 3 * 2000)
 })
 
