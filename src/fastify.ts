@@ -27,7 +27,7 @@ import type {
   FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RegisterOptions,
 } from 'fastify'
 import fp from 'fastify-plugin'
-import { middleware } from './middleware.js'
+import { controlsOf, middleware } from './middleware.js'
 import type { AccelerateOptions } from './options.js'
 import type { AcceleratedResponse, Accelerator } from './types.js'
 
@@ -73,13 +73,9 @@ async function plugin(app: FastifyInstance, options: FastifyAcceleratorOptions):
   // Fastify hands its own register options (prefix, logLevel, logSerializers) to the plugin too.
   const { prefix: _p, logLevel: _l, logSerializers: _s, ...cacheOptions } = options as Registered
   const acc = middleware(cacheOptions)
-  app.decorate('accelerator', {
-    invalidateTags: acc.invalidateTags,
-    invalidate: acc.invalidate,
-    clear: acc.clear,
-    stats: acc.stats,
-    memoize: acc.memoize,
-  })
+  // close() is the app's (onClose, below).
+  const { close: _close, ...controls } = controlsOf(acc)
+  app.decorate('accelerator', controls)
   // The core reads res.cacheFor / res.tags: the reply's are the raw response's.
   app.decorateReply('cacheFor', {
     getter(this: FastifyReply) {
@@ -109,13 +105,13 @@ async function plugin(app: FastifyInstance, options: FastifyAcceleratorOptions):
     }
     raw.once('finish', answered)
     raw.once('close', answered)
-    acc(request.raw, raw, (err?: unknown) => {
-      // The core calls next at most once, before it writes anything itself.
+    acc(request.raw, raw, () => {
+      // The core calls next at most once, with no error, before it writes anything itself.
       settled = true
       raw.off('finish', answered)
       raw.off('close', answered)
       routeDefaults(request, raw)
-      done(err as Error | undefined)
+      done()
     })
   })
   app.addHook('onClose', () => acc.close())

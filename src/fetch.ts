@@ -18,6 +18,7 @@ import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:
 import type { Socket } from 'node:net'
 import { Duplex, type DuplexOptions } from 'node:stream'
 import { accelerate } from './accelerate.js'
+import { controlsOf } from './middleware.js'
 import type { AccelerateOptions } from './options.js'
 import type { Accelerator } from './types.js'
 import { isEncrypted } from './key.js'
@@ -87,8 +88,7 @@ export function accelerateFetch<R extends unknown[]>(
       acc(req, res)
     })
   }
-  const { invalidateTags, invalidate, clear, stats, close, memoize } = acc
-  return Object.assign(fetch, { invalidateTags, invalidate, clear, stats, close, memoize })
+  return Object.assign(fetch, controlsOf(acc))
 }
 
 /** A socket that swallows what Node writes: the Response is made from the calls, not the bytes. */

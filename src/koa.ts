@@ -12,7 +12,7 @@
  * refreshed by the first request that finds it stale while the others get the stale copy.
  */
 import type { Context, Middleware, Next } from 'koa'
-import { middleware } from './middleware.js'
+import { controlsOf, middleware } from './middleware.js'
 import type { AccelerateOptions } from './options.js'
 import type { AcceleratedResponse, Accelerator } from './types.js'
 
@@ -43,6 +43,5 @@ export default function accelerator(options?: AccelerateOptions): KoaAccelerator
     }
     await next()
   }
-  const { invalidateTags, invalidate, clear, stats, close, memoize } = acc
-  return Object.assign(run, { invalidateTags, invalidate, clear, stats, close, memoize })
+  return Object.assign(run, controlsOf(acc))
 }

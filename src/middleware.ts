@@ -20,7 +20,11 @@ function noHandler(_req: IncomingMessage, res: ServerResponse): void {
 /** Makes a middleware that caches what the rest of the stack writes; the same methods. */
 export function middleware(options?: AccelerateOptions): AcceleratorMiddleware {
   const acc = accelerate(noHandler, options)
+  return Object.assign(acc.middleware, controlsOf(acc))
+}
+
+/** The cache's controls of an accelerator, for what an adapter returns (its own function). */
+export function controlsOf(acc: Omit<Accelerator, 'middleware'>) {
   const { invalidateTags, invalidate, clear, stats, close, memoize } = acc
-  const controls = { invalidateTags, invalidate, clear, stats, close, memoize }
-  return Object.assign(acc.middleware.bind(acc), controls)
+  return { invalidateTags, invalidate, clear, stats, close, memoize }
 }

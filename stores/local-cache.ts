@@ -41,7 +41,7 @@ import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
 // See memory.ts: require just the LRU (mnemonist's per-module exports are CommonJS only).
 const LRUMapWithDelete = createRequire(import.meta.url)('mnemonist/lru-map-with-delete.js') as typeof LRUMapWithDeleteClass
 import type { CacheEntry } from '../src/store.js'
-import { entryBytes } from './memory.js'
+import { entryBytes, leastRecentKey } from './memory.js'
 
 /** The `localCache` option of RedisStore. */
 export interface LocalCacheOptions {
@@ -230,17 +230,10 @@ export class LocalCache {
     const bytes = entryBytes(key, copy)
     this.drop(key)
     if (bytes > this.#maxBytes) return
-    while (this.#bytes + bytes > this.#maxBytes) this.drop(this.#leastRecentKey())
+    while (this.#bytes + bytes > this.#maxBytes) this.drop(leastRecentKey(this.#lru))
     const evicted = this.#lru.setpop(key, { entry: copy, bytes })
     if (evicted !== null) this.#bytes -= evicted.value.bytes
     this.#bytes += bytes
-  }
-
-  // The least recently used key: read from mnemonist's internals, as MemoryStore does (see
-  // memory.ts; its test fails if they change). Only called while the LRU is non-empty.
-  #leastRecentKey(): string {
-    const internals = this.#lru as unknown as { K: string[]; tail: number }
-    return internals.K[internals.tail]!
   }
 
   /** Drops the copy of `key`, and keeps reads of it in flight from keeping what they read. */

@@ -184,7 +184,7 @@ export class MemoryStore implements CacheStore {
     // is declined for its size or expiry (not when refused above: a newer generation may be there).
     this.#remove(key)
     if (this.#now() >= entry.expiresAt || bytes > this.#maxBytes) return false
-    while (this.#bytes + bytes > this.#maxBytes) this.#evict(this.#lru.peek(this.#leastRecentKey())!)
+    while (this.#bytes + bytes > this.#maxBytes) this.#evict(this.#lru.peek(leastRecentKey(this.#lru))!)
 
     // A small Buffer is usually a view into a shared 8 KiB pool slab (Buffer.concat, Buffer.from):
     // holding the view would pin the whole slab, which the byte budget cannot see. Copy into
@@ -281,19 +281,6 @@ export class MemoryStore implements CacheStore {
     return { entries: this.#lru.size, bytes: this.#bytes }
   }
 
-  // The least recently used key, which mnemonist has no public way to read (its iterators start
-  // at the most recent end). So this reads its internals (lru-cache.js, 0.40.x): `K` holds keys by
-  // pointer, `tail` points at the least recent one. Only called while the LRU is non-empty. The
-  // test "byte eviction takes exactly the least recently used keys" fails if they change.
-  #leastRecentKey(): string {
-    const internals = this.#lru as unknown as { K: string[]; tail: number }
-    const key = internals.K[internals.tail]
-    // Renamed internals would make `set` loop forever, evicting nothing: fail loudly instead.
-    /* c8 ignore next -- unreachable with mnemonist 0.40.x, so no test can get here */
-    if (key === undefined || !this.#lru.has(key)) throw new Error('mnemonist LRU internals changed')
-    return key
-  }
-
   #remove(key: string): boolean {
     const held = this.#lru.peek(key)
     if (held === undefined) return false
@@ -382,4 +369,20 @@ function warnInClusterWorker(): void {
     'Share one store: new RedisStore({ url, localCache: { maxBytes } }) (node-accelerator/redis) keeps ' +
     'memory-speed hits in each worker and purges them in all.'
   process.emitWarning(message, { code: 'NODE_ACCELERATOR_MEMORY_IN_WORKER' })
+}
+
+/**
+ * The least recently used key of a mnemonist LRU, which it has no public way to read (its
+ * iterators start at the most recent end). So this reads its internals (lru-cache.js, 0.40.x):
+ * `K` holds keys by pointer, `tail` points at the least recent one. Only called while the LRU is
+ * non-empty. The test "byte eviction takes exactly the least recently used keys" fails if they
+ * change. MemoryStore and RedisStore's local cache evict with it.
+ */
+export function leastRecentKey(lru: LRUMapWithDeleteClass<string, unknown>): string {
+  const internals = lru as unknown as { K: string[]; tail: number }
+  const key = internals.K[internals.tail]
+  // Renamed internals would make an eviction loop forever, evicting nothing: fail loudly instead.
+  /* c8 ignore next -- unreachable with mnemonist 0.40.x, so no test can get here */
+  if (key === undefined || !lru.has(key)) throw new Error('mnemonist LRU internals changed')
+  return key
 }
