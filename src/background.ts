@@ -23,14 +23,7 @@ export const BACKGROUND = Symbol.for('node-accelerator.background')
  * on a socket that reports the client's addresses (handlers may log them) and swallows output.
  */
 export function backgroundExchange(from: IncomingMessage, headers: IncomingHttpHeaders): Exchange {
-  // Nothing reads from it: the request's end is pushed below, not parsed off the wire. (Node's
-  // Duplex honours `readable: false`; @types/node 20 does not list it.)
-  const socket = new Duplex({
-    readable: false,
-    write(_chunk: unknown, _encoding: unknown, done: () => void) {
-      done()
-    },
-  } as DuplexOptions)
+  const socket = discardingSocket()
   Object.assign(socket, {
     remoteAddress: from.socket?.remoteAddress,
     remotePort: from.socket?.remotePort,
@@ -50,4 +43,18 @@ export function backgroundExchange(from: IncomingMessage, headers: IncomingHttpH
   // Free the socket once the response is done, as the server does for a real one.
   res.once('finish', () => socket.destroy())
   return { req, res, abort: () => socket.destroy() }
+}
+
+/**
+ * A socket that swallows what Node writes to it, for a request no client sent (a background
+ * refresh, the fetch adapter's exchanges). Nothing reads from it: a request's end is pushed, not
+ * parsed off the wire. (Node's Duplex honours `readable: false`; @types/node 20 does not list it.)
+ */
+export function discardingSocket(): Duplex {
+  return new Duplex({
+    readable: false,
+    write(_chunk: unknown, _encoding: unknown, done: () => void) {
+      done()
+    },
+  } as DuplexOptions)
 }

@@ -16,9 +16,10 @@
  */
 import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
-import { Duplex, type DuplexOptions } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import { accelerate } from './accelerate.js'
 import { controlsOf } from './middleware.js'
+import { discardingSocket } from './background.js'
 import type { AccelerateOptions } from './options.js'
 import type { Accelerator } from './types.js'
 import { isEncrypted } from './key.js'
@@ -89,18 +90,6 @@ export function accelerateFetch<R extends unknown[]>(
     })
   }
   return Object.assign(fetch, controlsOf(acc))
-}
-
-/** A socket that swallows what Node writes: the Response is made from the calls, not the bytes. */
-function discardingSocket(): Duplex {
-  // Nothing reads from it (Node's Duplex honours `readable: false`; @types/node 20 omits it).
-  const socket = new Duplex({
-    readable: false,
-    write(_chunk: unknown, _encoding: unknown, done: () => void) {
-      done()
-    },
-  } as DuplexOptions)
-  return socket
 }
 
 /** The Node view of a Request: its method, path, headers (with Host) on a discarding socket. */

@@ -42,6 +42,7 @@ import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
 const LRUMapWithDelete = createRequire(import.meta.url)('mnemonist/lru-map-with-delete.js') as typeof LRUMapWithDeleteClass
 import type { CacheEntry } from '../src/store.js'
 import { entryBytes, leastRecentKey } from './memory.js'
+import { deadline } from './redis-connection.js'
 
 /** The `localCache` option of RedisStore. */
 export interface LocalCacheOptions {
@@ -267,16 +268,13 @@ export class LocalCache {
   async sync(): Promise<void> {
     if (!this.#live) return
     const session = this.#session
-    let timer: NodeJS.Timeout | undefined
     try {
-      await Promise.race([this.#stream.ping(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), this.#timeoutMs)))])
+      await deadline(this.#stream.ping(), this.#timeoutMs)
     } catch {
       if (session === this.#session && !this.#closed) {
         this.#lost()
         this.#stream.disconnect(true)
       }
-    } finally {
-      clearTimeout(timer)
     }
   }
 

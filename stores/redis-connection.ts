@@ -347,7 +347,7 @@ export class Deadlines {
 }
 
 /** Rejects with ioredis's own timeout message when `promise` takes longer than `ms`. */
-function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+export function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('Command timed out')), ms)))
   return Promise.race([promise, late]).finally(() => clearTimeout(timer))

@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto'
 import { Cluster, type Redis } from 'ioredis'
 import type { LeaseClaim, LeaseWake } from '../src/store.js'
-import { RedisStoreError } from './redis-connection.js'
+import { deadline, RedisStoreError } from './redis-connection.js'
 
 /** What the lease module needs of the store. */
 export interface LeaseHost {
@@ -153,9 +153,8 @@ export class Leases {
   /** Connects the subscriber, waits (within the timeout) for its first subscription, else throws. */
   async #subscribed(): Promise<void> {
     this.#subscriber ??= this.#connect()
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([this.#firstLive, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.host.timeoutMs)))])
-    clearTimeout(timer)
+    // Not live within the timeout: the check below says so.
+    await deadline(this.#firstLive, this.host.timeoutMs).catch(() => {})
     if (!this.#live) throw new RedisStoreError(this.host.where, 'lease notifications are not subscribed (their connection is down); generating without waiting for other processes', { outage: true })
   }
 
