@@ -27,7 +27,7 @@ import type {
   FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RegisterOptions,
 } from 'fastify'
 import fp from 'fastify-plugin'
-import { controlsOf, middleware } from './middleware.js'
+import { controlsOf, handedOn, middleware } from './middleware.js'
 import type { AccelerateOptions } from './options.js'
 import type { AcceleratedResponse, Accelerator } from './types.js'
 
@@ -94,23 +94,12 @@ async function plugin(app: FastifyInstance, options: FastifyAcceleratorOptions):
     },
   })
   app.addHook('onRequest', (request, reply, done) => {
-    let settled = false
     const raw = reply.raw as Raw
-    // The core answered by itself: end Fastify's lifecycle here (see the module's header).
-    const answered = () => {
-      if (settled) return
-      settled = true
-      reply.hijack()
-      done()
-    }
-    raw.once('finish', answered)
-    raw.once('close', answered)
-    acc(request.raw, raw, () => {
-      // The core calls next at most once, with no error, before it writes anything itself.
-      settled = true
-      raw.off('finish', answered)
-      raw.off('close', answered)
-      routeDefaults(request, raw)
+    void handedOn(acc, request.raw, raw).then((miss) => {
+      // A miss goes through Fastify; one the core answered ends Fastify's lifecycle here (see
+      // the module's header).
+      if (miss) routeDefaults(request, raw)
+      else reply.hijack()
       done()
     })
   })

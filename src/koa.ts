@@ -12,7 +12,7 @@
  * refreshed by the first request that finds it stale while the others get the stale copy.
  */
 import type { Context, Middleware, Next } from 'koa'
-import { controlsOf, middleware } from './middleware.js'
+import { controlsOf, handedOn, middleware } from './middleware.js'
 import type { AccelerateOptions } from './options.js'
 import type { AcceleratedResponse, Accelerator } from './types.js'
 
@@ -26,17 +26,7 @@ export default function accelerator(options?: AccelerateOptions): KoaAccelerator
     const res = ctx.res as AcceleratedResponse
     // The core reads res.locals.cacheFor / res.locals.tags: they are ctx.state's.
     res.locals = ctx.state
-    const miss = await new Promise<boolean>((resolve) => {
-      const answered = () => resolve(false)
-      res.once('finish', answered)
-      res.once('close', answered)
-      acc(ctx.req, res, () => {
-        res.off('finish', answered)
-        res.off('close', answered)
-        resolve(true)
-      })
-    })
-    if (!miss) {
+    if (!(await handedOn(acc, ctx.req, res))) {
       // Answered by the core: Koa writes nothing more.
       ctx.respond = false
       return

@@ -28,3 +28,26 @@ export function controlsOf(acc: Omit<Accelerator, 'middleware'>) {
   const { invalidateTags, invalidate, clear, stats, close, memoize } = acc
   return { invalidateTags, invalidate, clear, stats, close, memoize }
 }
+
+/**
+ * Runs the middleware on `req`/`res` for an adapter: resolves true when the core handed the
+ * request on (a miss: the framework generates it, through the tee), false once the core answered
+ * it itself (a hit, a 304, a request served by another's generation) or its client went away.
+ */
+export function handedOn(
+  acc: AcceleratorMiddleware,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const answered = () => resolve(false)
+    res.once('finish', answered)
+    res.once('close', answered)
+    acc(req, res, () => {
+      // The core calls next at most once, with no error, before it writes anything itself.
+      res.off('finish', answered)
+      res.off('close', answered)
+      resolve(true)
+    })
+  })
+}

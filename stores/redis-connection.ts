@@ -139,8 +139,13 @@ export class Connection<C extends Redis | Cluster> {
   call<T>(command: () => Promise<T>): Promise<T> {
     // The hit path: ready, no break, a client that keeps the deadline itself. One promise
     // layer over the command's (an async wrapper here cost a hit two more).
-    if (this.#owned && this.#unavailableUntil === 0 && !this.#closed && this.client.status === 'ready') return command().catch(this.#rethrow)
+    if (this.#fast) return command().catch(this.#rethrow)
     return this.#guardedCall(command)
+  }
+
+  /** The store's own client, ready, not in a break: commands go straight to it (the hit path). */
+  get #fast(): boolean {
+    return this.#owned && this.#unavailableUntil === 0 && !this.#closed && this.client.status === 'ready'
   }
 
   /**
@@ -152,9 +157,7 @@ export class Connection<C extends Redis | Cluster> {
    * `showFriendlyErrorStack` do not apply to the hit's GET.)
    */
   getBuffer<T>(key: string, decode: (reply: Buffer | null) => T): Promise<T> {
-    if (!this.#owned || this.#unavailableUntil !== 0 || this.#closed || this.client.status !== 'ready') {
-      return this.#guardedCall(() => this.client.getBuffer(key)).then(decode)
-    }
+    if (!this.#fast) return this.#guardedCall(() => this.client.getBuffer(key)).then(decode)
     const client = this.client as Redis
     const command = new DeadlineGet(key, client.options.keyPrefix, this.#deadlines)
     return (client.sendCommand(command) as Promise<Buffer | null>).then(decode, this.#rethrow)
