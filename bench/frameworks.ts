@@ -25,7 +25,7 @@ function work(): void {
 async function server(name: Framework): Promise<number> {
   if (name === 'fastify') {
     const { default: Fastify } = await import('fastify')
-    const { default: accelerator } = await import('../src/fastify.js')
+    const { default: accelerator } = await import('../src/frameworks/fastify.js')
     const app = Fastify()
     // Only /hit behind the cache, as in the other frameworks (the plugin is app-wide).
     await app.register(accelerator, { unless: (req) => req.url !== '/hit' })
@@ -40,7 +40,7 @@ async function server(name: Framework): Promise<number> {
   }
   if (name === 'koa') {
     const { default: Koa } = await import('koa')
-    const { default: accelerator } = await import('../src/koa.js')
+    const { default: accelerator } = await import('../src/frameworks/koa.js')
     const app = new Koa()
     const cache = accelerator()
     app.use(async (ctx, next) => (ctx.path === '/hit' ? cache(ctx, next) : next()))
@@ -55,7 +55,7 @@ async function server(name: Framework): Promise<number> {
   if (name === 'hono') {
     const { Hono } = await import('hono')
     const { getRequestListener } = await import('@hono/node-server')
-    const { accelerateFetch } = await import('../src/fetch.js')
+    const { accelerateFetch } = await import('../src/frameworks/fetch.js')
     const app = new Hono()
     const cached = accelerateFetch(app.fetch)
     app.get('/own', (c) => c.body(BODY, 200, { 'content-type': 'text/plain' }))

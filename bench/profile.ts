@@ -48,7 +48,7 @@ function category(url: string, name: string): string {
   if (name === '(garbage collector)') return 'GC'
   if (name === '(program)') return 'V8/native (program)'
   if (IDLE.has(name)) return 'idle'
-  if (/\/(src|stores)\/[\w-]+\.js$/.test(url) && !url.includes('/node_modules/')) return 'accelerator (src/, stores/)'
+  if (/\/(src|stores)\/[\w/-]+\.js$/.test(url) && !url.includes('/node_modules/')) return 'accelerator (src/, stores/)'
   if (/\/node_modules\/(mnemonist|p-limit|yocto-queue)\//.test(url)) return 'accelerator deps (mnemonist, p-limit)'
   if (/\/bench\/[\w-]+\.js$/.test(url)) return 'bench handler/server'
   if (url.includes('/node_modules/')) return `dependency: ${/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1]}`

@@ -3,7 +3,7 @@
  * contenders measured against it in the same rounds, with the responses every run must produce
  * and the target (a ratio to the baseline) where the issue sets one. Sizes depend on the mode.
  */
-import { strongEtag } from '../src/http.js'
+import { strongEtag } from '../src/http/index.js'
 import { KiB, MiB, pageBody, type ServerSpec } from './common.js'
 
 /** What every response of a run must be, checked per run (a run that fails it is invalid). */

@@ -8,7 +8,7 @@
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { accelerate, MemoryStore, type AcceleratedResponse, type Accelerator, type CacheEntry, type CacheStore } from '../src/index.js'
-import { drained } from '../src/body.js'
+import { drained } from '../src/core/body.js'
 import { cpuUs, pageBody, type FromServer, type ServerSample, type ServerSpec, type ToServer } from './common.js'
 
 // Express, apicache, ioredis and RedisStore are imported only by the servers that use them: the

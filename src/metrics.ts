@@ -13,9 +13,9 @@ import { subscribe, unsubscribe, tracingChannel } from 'node:diagnostics_channel
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, register as defaultRegistry } from 'prom-client'
 import type { Accelerator, Stats } from './types.js'
-import { describe } from './options.js'
-import { CHANNELS, INVALIDATION_KINDS, OUTCOMES, STORE_OPS, storeOf } from './diagnostics.js'
-import type { EvictMessage, GenerateContext, InvalidateContext, ResponseMessage, StoreContext } from './diagnostics.js'
+import { describe } from './lib/describe.js'
+import { CHANNELS, INVALIDATION_KINDS, OUTCOMES, STORE_OPS, storeOf } from './core/diagnostics.js'
+import type { EvictMessage, GenerateContext, InvalidateContext, ResponseMessage, StoreContext } from './core/diagnostics.js'
 
 export { Registry }
 

@@ -52,6 +52,13 @@ export interface CacheEntry {
 }
 
 /**
+ * What a resource's base key holds when its responses vary: no response (status 0, no headers,
+ * an empty body), only the request header names that select a variant. It travels through the
+ * store as a CacheEntry, so that every store keeps, expires and drops it like one.
+ */
+export type VaryRecord = CacheEntry & { readonly status: 0; readonly variesOn: readonly string[] }
+
+/**
  * A position in the store's invalidation order, taken (with {@link CacheStore.checkpoint}) before
  * a response starts being generated and handed back to {@link CacheStore.set}. Stores compare
  * checkpoints only with their own: a counter in memory, a Redis-side counter in Redis. Never a

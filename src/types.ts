@@ -1,8 +1,8 @@
 /** The public types of the accelerator. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { InvalidateOptions } from './store.js'
-import type { Body } from './body.js'
-import type { MemoizeOptions, Memoized } from './memoize.js'
+import type { Body } from './core/body.js'
+import type { MemoizeOptions, Memoized } from './memoize/memoize.js'
 
 /** The response a handler gets: Node's, plus what it may tell the cache. */
 export type AcceleratedResponse = ServerResponse & {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { deltaSeconds, parseCacheControl } from '../src/cache-control.js'
+import { deltaSeconds, parseCacheControl } from '../src/http/cache-control.js'
 
 /** The parsed directives as plain entries, for deep equality. */
 const entries = (value: Parameters<typeof parseCacheControl>[0]) => [...parseCacheControl(value)]

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import t from 'tap'
 import type { Test } from 'tap'
-import { isNotModified, notModifiedHeaders, quoteEntityTags } from '../src/conditional.js'
+import { isNotModified, notModifiedHeaders, quoteEntityTags } from '../src/http/conditional.js'
 
 type ResHeaders = Record<string, string | string[] | number | undefined>
 /** [name, request headers, response headers, expected isNotModified]. */

@@ -148,7 +148,7 @@ if (!existsSync(CHROMIUM)) {
 
     // The picture the README shows: clear of the cursor's hover, rows no longer flashing.
     await page.mouse.move(0, 0)
-    mkdirSync(new URL('../docs/', import.meta.url), { recursive: true })
+    mkdirSync(new URL('../docs', import.meta.url), { recursive: true })
     await page.screenshot({ path: SCREENSHOT, fullPage: true, animations: 'disabled' })
     t.same(readFileSync(SCREENSHOT).subarray(1, 4), Buffer.from('PNG'))
     if (process.env.UPDATE_SCREENSHOT !== '1') rmSync(SCREENSHOT)

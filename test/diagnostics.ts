@@ -10,10 +10,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { accelerate, MemoryStore, type Accelerator } from '../src/index.js'
 import {
   CHANNELS, type EvictMessage, type GenerateContext, type InvalidateContext, type ResponseMessage, type StoreContext,
-} from '../src/diagnostics.js'
+} from '../src/core/diagnostics.js'
 import { counted, eventually, gate, listen, manualClock, request } from './fixtures/http.js'
 import { FailingStore } from './fixtures/failing-store.js'
-import { startProxy } from '../src/cli.js'
+import { startProxy } from '../src/proxy/cli.js'
 
 /** Every message published on a channel while the test runs. */
 function collect<M>(t: Test, name: string, each?: (message: M) => void): M[] {

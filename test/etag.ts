@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
-import { strongEtag } from '../src/etag.js'
+import { strongEtag } from '../src/http/etag.js'
 
 t.test('strongEtag', async t => {
   const cases: Array<[string, Uint8Array, string]> = [

@@ -2,7 +2,7 @@
 // grow it without end. Beyond PASS_KEYS the key marked longest ago is forgotten (it coalesces
 // again, which is only the default behaviour).
 import t from 'tap'
-import { Flights, PASS_KEYS, PASS_MS } from '../src/flights.js'
+import { Flights, PASS_KEYS, PASS_MS } from '../src/core/flights.js'
 import { manualClock } from './fixtures/http.js'
 
 t.test('hit-for-miss keeps at most PASS_KEYS keys, forgetting the one marked longest ago', async (t) => {

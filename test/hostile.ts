@@ -9,8 +9,8 @@
 // Deterministic: every input is fixed or generated without randomness.
 import t, { type Test } from 'tap'
 import { accelerate, MemoryStore, type AccelerateOptions, type CacheEntry, type Checkpoint, type CacheStore, type Handler } from '../src/index.js'
-import { formatHttpDate } from '../src/http.js'
-import { forward } from '../src/proxy.js'
+import { formatHttpDate } from '../src/http/index.js'
+import { forward } from '../src/proxy/index.js'
 import { RedisStore } from '../stores/redis.js'
 import { redisUrl, PATIENT_MS } from './fixtures/redis-server.js'
 import { eventually, listen } from './fixtures/http.js'

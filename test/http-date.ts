@@ -1,5 +1,5 @@
 import t from 'tap'
-import { formatHttpDate, parseHttpDate } from '../src/http-date.js'
+import { formatHttpDate, parseHttpDate } from '../src/http/http-date.js'
 
 const NOV_6_1994 = Date.UTC(1994, 10, 6, 8, 49, 37)
 

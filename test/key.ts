@@ -1,7 +1,9 @@
 // Cache keys: Host normalisation and request-target forms; the keys invalidation derives.
 import t from 'tap'
-import { defaultKey, isReservedTag, isTag, normalizeHost, namespacePrefix, splitAbsolute, type KeyRequest } from '../src/key.js'
-import { changedKeys, ownTags, pathKeyOf, pathTag, sameOriginPath, urlPurge, userTags } from '../src/invalidation.js'
+import { defaultKey, namespacePrefix, type KeyRequest } from '../src/core/key.js'
+import { isReservedTag, isTag } from '../src/http/tags.js'
+import { normalizeHost, splitAbsolute } from '../src/http/target.js'
+import { changedKeys, ownTags, pathKeyOf, pathTag, sameOriginPath, urlPurge, userTags } from '../src/core/invalidation.js'
 
 t.test('defaultKey: host + path + query, method-independent', async (t) => {
   const rows: Array<[string, { method?: string; url?: string; host?: string }, string | undefined]> = [

@@ -3,7 +3,7 @@
 // resurrection, delete/clear, value round trips and refusals, fail-open, option errors.
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { memoize, MEMOIZED_TYPE, type MemoizeOptions } from '../src/memoize.js'
+import { memoize, MEMOIZED_TYPE, type MemoizeOptions } from '../src/memoize/memoize.js'
 import { accelerate, MemoryStore, type CacheStore, type ErrorContext } from '../src/index.js'
 import { RedisStore } from '../stores/redis.js'
 import { eventually, gate, listen, manualClock, request, settle } from './fixtures/http.js'

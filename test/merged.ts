@@ -1,5 +1,5 @@
 import t from 'tap'
-import { merged } from '../src/merged.js'
+import { merged } from '../src/http/merged.js'
 import { accelerate } from '../src/index.js'
 import { listen, request } from './fixtures/http.js'
 

@@ -6,8 +6,8 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import t, { type Test } from 'tap'
 import { accelerate, defaultKey, type AccelerateOptions, type Handler } from '../src/index.js'
-import { normalizeHost } from '../src/http.js'
-import { forward } from '../src/proxy.js'
+import { normalizeHost } from '../src/http/index.js'
+import { forward } from '../src/proxy/index.js'
 import { listen } from './fixtures/http.js'
 import { listenWith, rawRequest, type RawRequest } from './fixtures/hostile-http.js'
 

@@ -1,7 +1,7 @@
 // freshness(): what opts a response in to storing, for how long, and what never is stored.
 import t from 'tap'
-import { freshness, type StoragePolicy } from '../src/policy.js'
-import { DEFAULT_CACHEABLE_STATUSES } from '../src/options.js'
+import { freshness, type StoragePolicy } from '../src/http/policy.js'
+import { DEFAULT_CACHEABLE_STATUSES } from '../src/core/options.js'
 
 const now = Date.UTC(2026, 0, 1, 12, 0, 0)
 const policy: StoragePolicy = { cacheableStatuses: new Set(DEFAULT_CACHEABLE_STATUSES), honorCacheControl: true, defaultCacheFor: 0, sharedCache: false }

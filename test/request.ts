@@ -1,7 +1,7 @@
 // What the client's request directives make of a stored entry (RFC 9111 §5.2.1).
 import t from 'tap'
-import { clientDemand, hasOriginOnlyPrecondition, isUnsafe, wantsRegeneration } from '../src/request.js'
-import { parseCacheControl } from '../src/cache-control.js'
+import { clientDemand, hasOriginOnlyPrecondition, isUnsafe, wantsRegeneration } from '../src/http/request.js'
+import { parseCacheControl } from '../src/http/cache-control.js'
 import { makeEntry } from './fixtures/store-conformance.js'
 
 const at = 1_000_000

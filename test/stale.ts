@@ -1,6 +1,6 @@
 // Stale windows and entry states.
 import t from 'tap'
-import { entryState, retention, staleWindows } from '../src/stale.js'
+import { entryState, retention, staleWindows } from '../src/core/stale.js'
 import { makeEntry } from './fixtures/store-conformance.js'
 
 const options = { staleWhileRevalidate: 10, staleIfError: 60 }

@@ -1,6 +1,6 @@
 // Reading Surrogate-Key, Cache-Tag and Surrogate-Control.
 import t from 'tap'
-import { surrogateInstructions } from '../src/surrogate.js'
+import { surrogateInstructions } from '../src/http/surrogate.js'
 
 t.test('surrogateInstructions', async (t) => {
   t.same(surrogateInstructions({}), { tags: [], noStore: false })

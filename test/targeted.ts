@@ -2,7 +2,7 @@
 // Structured Field dictionaries; an invalid one is ignored entirely, and the first valid field of
 // the target list rules over Cache-Control.
 import t from 'tap'
-import { Decimal, parseDictionary, responseDirectives, targetedDirectives } from '../src/targeted.js'
+import { Decimal, parseDictionary, responseDirectives, targetedDirectives } from '../src/http/targeted.js'
 
 const entries = (text: string) => {
   const dictionary = parseDictionary(text)

@@ -1,6 +1,7 @@
 // Variant keys and vary records.
 import t from 'tap'
-import { coversVariant, normalizeSelecting, selectedBy, variantKey, variantsTag, varyNames, varyRecord } from '../src/vary.js'
+import { normalizeSelecting, selectedBy, variantKey, varyNames } from '../src/http/vary.js'
+import { coversVariant, variantsTag, varyRecord } from '../src/core/variants.js'
 
 t.test('varyNames: lower-cased, deduplicated, sorted; * alone', async (t) => {
   t.same(varyNames(undefined), [])

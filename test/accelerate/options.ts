@@ -2,7 +2,7 @@
 // stores, res.locals, close().
 import t from 'tap'
 import { accelerate, MemoryStore, NullStore } from '../../src/index.js'
-import { logOncePerBurst } from '../../src/report.js'
+import { logOncePerBurst } from '../../src/core/report.js'
 import { FailingStore } from '../fixtures/failing-store.js'
 import { counted, gate, listen, manualClock, request, settle } from '../fixtures/http.js'
 

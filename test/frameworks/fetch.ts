@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import http from 'node:http'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
-import { accelerateFetch, type FetchHandler } from '../../src/fetch.js'
+import { accelerateFetch, type FetchHandler } from '../../src/frameworks/fetch.js'
 import { eventually, gate, manualClock, pattern, request, steady } from '../fixtures/http.js'
 import { counter, listening, variantsAndNotModified } from '../fixtures/frameworks.js'
 

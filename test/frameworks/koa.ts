@@ -2,7 +2,7 @@
 import t, { type Test } from 'tap'
 import Koa from 'koa'
 import { Readable } from 'node:stream'
-import accelerator from '../../src/koa.js'
+import accelerator from '../../src/frameworks/koa.js'
 import { MemoryStore } from '../../src/index.js'
 import { eventually, gate, manualClock, request } from '../fixtures/http.js'
 import { counter, jsonStoredThenHit, listening, sameBytesTwice, servedStaleWhileRefreshing, variantsAndNotModified } from '../fixtures/frameworks.js'

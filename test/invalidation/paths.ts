@@ -7,12 +7,12 @@
 import t, { type Test } from 'tap'
 import { Cluster } from 'ioredis'
 import { accelerate, MemoryStore, type AccelerateOptions, type CacheStore, type Handler } from '../../src/index.js'
-import { forward } from '../../src/proxy.js'
+import { forward } from '../../src/proxy/index.js'
 import { RedisStore } from '../../stores/redis.js'
 import { startCluster, startRedis, PATIENT_MS } from '../fixtures/redis-server.js'
 import { eventually, gate, listen } from '../fixtures/http.js'
 import { rawRequest, type RawReply } from '../fixtures/hostile-http.js'
-import { pathTag } from '../../src/invalidation.js'
+import { pathTag } from '../../src/core/invalidation.js'
 
 const HIT = /^node-accelerator; hit; ttl=/
 const MISS = /fwd=miss/

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import express from 'express'
 import { accelerate, cachePolicy, withEtag, type EtagValue } from '../../src/index.js'
-import { failedPrecondition, ifMatch } from '../../src/with-etag.js'
+import { failedPrecondition, ifMatch } from '../../src/policies/with-etag.js'
 import { listen, manualClock, request } from '../fixtures/http.js'
 
 /**

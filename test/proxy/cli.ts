@@ -4,10 +4,10 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { ListenError, listenUrl, main, parseFlags, parseSize, startProxy, UsageError, USAGE } from '../../src/cli.js'
+import { ListenError, listenUrl, main, parseFlags, parseSize, startProxy, UsageError, USAGE } from '../../src/proxy/cli.js'
 import { gate, listen, request } from '../fixtures/http.js'
 
-const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
+const cli = fileURLToPath(new URL('../../src/proxy/cli.ts', import.meta.url))
 
 /** Runs the CLI as its own process (with this process's TypeScript loader); ready once `until(out)`. */
 function run(args: string[], until: (out: string) => boolean) {
@@ -135,7 +135,7 @@ t.test('the startup line brackets an IPv6 address', async (t) => {
     probe.listen(0, '::1', () => probe.close(() => resolve(true)))
   })
   if (!ipv6) return t.pass('skipped: no IPv6 loopback on this machine (listenUrl is tested in process)')
-  const { startProxy } = await import('../../src/cli.js')
+  const { startProxy } = await import('../../src/proxy/cli.js')
   const origin = await listen(t, (_req, res) => res.end('v6'))
   const proxy = await startProxy({ upstream: new URL(origin), port: 0, host: '::1', maxBytes: 1 << 20, keepSurrogateHeaders: false, log: false }, () => {})
   t.teardown(() => proxy.close())

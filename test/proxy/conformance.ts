@@ -5,8 +5,8 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { accelerate, type AccelerateOptions } from '../../src/index.js'
-import { forward } from '../../src/proxy.js'
-import { parseFlags, USAGE } from '../../src/cli.js'
+import { forward } from '../../src/proxy/index.js'
+import { parseFlags, USAGE } from '../../src/proxy/cli.js'
 import { listen, manualClock, request, type RequestOptions } from '../fixtures/http.js'
 
 type Origin = (req: IncomingMessage, res: ServerResponse, call: number, now: number) => void

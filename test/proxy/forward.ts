@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
 import { accelerate, type AccelerateOptions } from '../../src/index.js'
-import { forward } from '../../src/proxy.js'
+import { forward } from '../../src/proxy/index.js'
 import { gate, listen, request, requestError } from '../fixtures/http.js'
 import { freePort } from '../fixtures/redis-server.js'
 

@@ -1,7 +1,7 @@
 // The purge API of the proxy: PURGE /path and POST /.accelerator/purge, with a Bearer token;
 // without a token configured, both go to the origin like any request.
 import t, { type Test } from 'tap'
-import { startProxy, type ProxyConfig } from '../../src/cli.js'
+import { startProxy, type ProxyConfig } from '../../src/proxy/cli.js'
 import { eventually, listen, request } from '../fixtures/http.js'
 
 async function setup(t: Test, config: Partial<ProxyConfig> = {}) {
@@ -78,7 +78,7 @@ t.test('without a token configured, PURGE and the purge path go to the origin', 
 })
 
 t.test('purgeApi directly: a token is required; a failing store is a 500; URLs alone', async (t) => {
-  const { purgeApi } = await import('../../src/purge.js')
+  const { purgeApi } = await import('../../src/proxy/purge.js')
   t.throws(() => purgeApi({ invalidate: async () => 0, invalidateTags: async () => 0 }, ''), { name: 'TypeError', message: 'expected a purge token, got ""' })
   const purge = purgeApi({
     invalidate: async (url) => (url === '/broken' ? Promise.reject(new Error('store down')) : 1),
@@ -97,7 +97,7 @@ t.test('purgeApi directly: a token is required; a failing store is a 500; URLs a
 })
 
 t.test('a PURGE without a Host (HTTP/1.0) purges the localhost URL', async (t) => {
-  const { purgeApi } = await import('../../src/purge.js')
+  const { purgeApi } = await import('../../src/proxy/purge.js')
   const asked: unknown[] = []
   const purge = purgeApi({ invalidate: async (url, options) => (asked.push([url, options]), 0), invalidateTags: async () => 0 }, 't')
   const url = await listen(t, (req, res) => void purge(req, res))

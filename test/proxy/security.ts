@@ -6,9 +6,9 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage } from 'node:http'
 import { posix } from 'node:path'
-import { startProxy, type ProxyConfig } from '../../src/cli.js'
+import { startProxy, type ProxyConfig } from '../../src/proxy/cli.js'
 import { accelerate } from '../../src/index.js'
-import { forward } from '../../src/proxy.js'
+import { forward } from '../../src/proxy/index.js'
 import { listen, request } from '../fixtures/http.js'
 import { listenWith, rawExchange, rawRequest } from '../fixtures/hostile-http.js'
 

@@ -2,7 +2,7 @@
 // Cache-Control, and the three headers kept from clients (unless asked to pass them on).
 import t, { type Test } from 'tap'
 import { accelerate, type AccelerateOptions } from '../../src/index.js'
-import { forward } from '../../src/proxy.js'
+import { forward } from '../../src/proxy/index.js'
 import { listen, request } from '../fixtures/http.js'
 
 async function proxy(t: Test, headers: Record<string, string>, options: AccelerateOptions = {}) {

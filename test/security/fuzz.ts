@@ -14,7 +14,7 @@ import fc from 'fast-check'
 import express from 'express'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { accelerate, type Accelerator } from '../../src/index.js'
-import { forward, purgeApi } from '../../src/proxy.js'
+import { forward, purgeApi } from '../../src/proxy/index.js'
 import { listen } from '../fixtures/http.js'
 import { rawRequest } from '../fixtures/hostile-http.js'
 

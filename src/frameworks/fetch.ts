@@ -1,0 +1,242 @@
+/**
+ * node-accelerator/fetch: the accelerator around a web-standard handler
+ * `(request: Request, ...rest) => Response | Promise<Response>` (Hono's `app.fetch`, Bun- and
+ * Deno-style servers), returning a handler of the same shape.
+ *
+ * How it reuses the core: each Request becomes a Node `IncomingMessage` / `ServerResponse` pair
+ * on a socket that discards its output (as the core's own background refreshes are), and runs
+ * through an ordinary accelerator. Its handler calls the web handler with the original Request
+ * and hands the Response's status and headers to `res` and its body back to the core as an
+ * async iterable: the core writes it with backpressure, tees it into the store, and, when a
+ * conditional request matches the Response's ETag, answers 304 without reading the body. What
+ * the core writes to `res` (a miss, a hit, a 304) is turned back into a Response as it is
+ * written: a body given whole with its headers becomes a Response over those bytes; any other
+ * becomes a body stream fed by `write`/`end`, whose demand is `res`'s backpressure. So every rule of the core (stores, tags, no stale resurrection,
+ * coalescing, stale handling, Vary, Cache-Status) holds here unchanged.
+ */
+import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { accelerate } from '../accelerate.js'
+import { controlsOf } from '../core/middleware.js'
+import { discardingSocket } from '../core/background.js'
+import type { AccelerateOptions } from '../core/options.js'
+import type { Accelerator } from '../types.js'
+import { isEncrypted } from '../core/key.js'
+
+/** A web-standard request handler. */
+export type FetchHandler<R extends unknown[] = unknown[]> =
+  (request: Request, ...rest: R) => Response | Promise<Response>
+
+/** The handler returned by {@link accelerateFetch}: the same shape, with the cache's controls. */
+export type AcceleratedFetch<R extends unknown[] = unknown[]> =
+  ((request: Request, ...rest: R) => Promise<Response>) & Omit<Accelerator, 'middleware'>
+
+/**
+ * Read by this cache and not sent on: the core already leaves the surrogate headers out (unless
+ * `keepSurrogateHeaders`), response and stored entry alike; CDN-Cache-Control, which a proxy
+ * passes downstream (RFC 9213), ends here, at the edge a fetch handler is.
+ */
+const CDN_CACHE_CONTROL = 'cdn-cache-control'
+
+/** Statuses whose Response has no body (Fetch standard: null body status). */
+const NULL_BODY = new Set([101, 103, 204, 205, 304])
+
+/** What one request was called with: the handler gets them back on a miss. */
+interface Call {
+  request: Request
+  rest: unknown[]
+}
+
+/**
+ * Wraps `handler` in a response cache. Responses opt in with `Cache-Control: s-maxage` (or
+ * `public, max-age`), `CDN-Cache-Control` (RFC 9213) or `Surrogate-Control: max-age`, and are
+ * tagged by `Cache-Tag` (comma-separated) and `Surrogate-Key` (space-separated); those
+ * cache-only headers are stripped before the client sees the Response. A background refresh
+ * (stale-while-revalidate) calls `handler` with a Request alone: no client, no `rest`.
+ */
+export function accelerateFetch<R extends unknown[]>(
+  handler: FetchHandler<R>,
+  options?: AccelerateOptions,
+): AcceleratedFetch<R> {
+  if (typeof handler !== 'function') {
+    throw new TypeError(`accelerateFetch: expected handler to be a function, got ${typeof handler}`)
+  }
+  const calls = new WeakMap<IncomingMessage, Call>()
+  const acc = accelerate(async (req, res) => {
+    const call = calls.get(req)
+    const request = call?.request ?? backgroundRequest(req)
+    const response = await handler(request, ...((call?.rest ?? []) as R))
+    res.statusCode = response.status
+    if (response.statusText) res.statusMessage = response.statusText
+    response.headers.forEach((value, name) => {
+      if (name !== 'set-cookie') res.setHeader(name, value)
+    })
+    const cookies = response.headers.getSetCookie()
+    if (cookies.length > 0) res.setHeader('set-cookie', cookies)
+    // A handler that returns nothing writes res itself: a Response with no body ends it here.
+    if (response.body === null) return void res.end()
+    // Node's ReadableStream is an async iterable of Uint8Arrays; the core's return() cancels it.
+    return response.body as unknown as AsyncIterable<Uint8Array>
+  }, { cdnCacheControl: true, surrogateKeys: true, ...options })
+
+  const fetch = (request: Request, ...rest: R): Promise<Response> => {
+    const url = new URL(request.url)
+    return new Promise<Response>((resolve, reject) => {
+      const { req, res, socket } = exchange(request, url)
+      calls.set(req, { request, rest })
+      respondWith(res, socket, request.method === 'HEAD', resolve, reject)
+      acc(req, res)
+    })
+  }
+  return Object.assign(fetch, controlsOf(acc))
+}
+
+/** The Node view of a Request: its method, path, headers (with Host) on a discarding socket. */
+function exchange(request: Request, url: URL) {
+  const socket = discardingSocket()
+  // Its scheme, where the core reads it (the key's port, a background refresh's URL).
+  Object.assign(socket, { encrypted: url.protocol === 'https:' })
+  const req = new IncomingMessage(socket as unknown as Socket)
+  const headers: Record<string, string> = { host: url.host }
+  request.headers.forEach((value, name) => (headers[name] = value))
+  const rawHeaders = Object.entries(headers).flat()
+  const path = url.pathname + url.search
+  Object.assign(req, {
+    method: request.method, url: path, headers, rawHeaders,
+    httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true,
+  })
+  // The body stays in the Request the handler gets; the Node request is only looked at.
+  req.push(null)
+  const res = new ServerResponse(req)
+  res.assignSocket(socket as unknown as Socket)
+  // Ended, not destroyed, once the response is done: destroying it with Node's last write still
+  // queued made an ERR_STREAM_DESTROYED error per request (its stack included) for nothing.
+  res.once('finish', () => socket.end())
+  return { req, res, socket }
+}
+
+/**
+ * The Request of a background refresh: the URL and headers the core's request carries, over the
+ * scheme of the request that found the entry stale (the refresh's socket copies `encrypted`).
+ */
+function backgroundRequest(req: IncomingMessage): Request {
+  const headers = new Headers()
+  for (const [name, value] of Object.entries(req.headers)) headers.set(name, String(value))
+  const scheme = isEncrypted(req) ? 'https:' : 'http:'
+  return new Request(`${scheme}//${req.headers.host}${req.url}`, { headers })
+}
+
+/**
+ * Turns what is written to `res` into a Response. A body given whole (`writeHead` then `end` in
+ * the same turn: every hit, and most small misses) becomes a Response over those bytes, which
+ * servers send without reading a stream. Otherwise the Response is resolved a microtask after
+ * `writeHead` (or at the first `write`) with a body stream that `write`/`end` feed; its reader is
+ * the backpressure: `write` returns false while its queue is full, and `drain` follows its next
+ * pull. A reader that cancels ends the exchange as a client that went away would. (Only the core
+ * and this module's handler write `res`, and neither gives writeHead a reason phrase.)
+ */
+function respondWith(
+  res: ServerResponse, socket: Duplex, head: boolean,
+  resolve: (response: Response) => void, reject: (err: Error) => void,
+): void {
+  const proto = ServerResponse.prototype
+  // The status and headers, until the Response is made.
+  let init: ResponseInit | undefined
+  let controller!: ReadableStreamDefaultController<Uint8Array>
+  let waiting = false
+  let open = true
+  let nullBody = head
+  const streaming = () => {
+    if (init === undefined) return
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => void (controller = c),
+      pull: () => {
+        if (!waiting) return
+        waiting = false
+        res.emit('drain')
+      },
+      cancel: () => void socket.destroy(),
+    }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }))
+    resolve(new Response(body, init))
+    init = undefined
+  }
+  const push = (bytes: Uint8Array | false) => {
+    if (!bytes) return
+    streaming()
+    // A copy: the writer may reuse its buffer once the write is done.
+    controller.enqueue(new Uint8Array(bytes))
+    if (controller.desiredSize! <= 0) waiting = true
+  }
+  const whole = (bytes: Uint8Array | null) => {
+    resolve(new Response(bytes, init))
+    init = undefined
+    open = false
+  }
+
+  res.writeHead = function (status: number, given?: unknown) {
+    setAll(res, given)
+    proto.writeHead.call(res, status)
+    nullBody ||= NULL_BODY.has(status)
+    init = { status, statusText: res.statusMessage, headers: clientHeaders(res.getHeaders()) }
+    if (nullBody) whole(null)
+    else queueMicrotask(streaming)
+    return res
+  } as ServerResponse['writeHead']
+  res.write = function (chunk: unknown, encoding?: unknown, cb?: unknown) {
+    // Node's own answer is not the backpressure: its socket discards at once, and no server
+    // relays that socket's 'drain' to `res`. The Response's reader is the client.
+    proto.write.call(res, chunk as never, encoding as never, cb as never)
+    if (open) push(bytesOf(chunk, encoding))
+    return !waiting
+  } as ServerResponse['write']
+  res.end = function (chunk?: unknown, encoding?: unknown, cb?: unknown) {
+    proto.end.call(res, chunk as never, encoding as never, cb as never)
+    if (open && init !== undefined) whole(bytesOf(chunk, encoding) || null)
+    if (open) {
+      push(bytesOf(chunk, encoding))
+      open = false
+      controller.close()
+    }
+    return res
+  } as ServerResponse['end']
+  // Cut before its end (a handler that failed mid-body): the body stream errors.
+  res.once('close', () => {
+    // The core answers every request it is given: this is for a defect there, which must reject
+    // the handler's promise rather than leave it pending.
+    /* c8 ignore next 3 */
+    if (!res.headersSent) {
+      reject(new Error('node-accelerator/fetch: the response closed before any header was sent'))
+    }
+    if (!open) return
+    open = false
+    streaming()
+    controller.error(new Error('node-accelerator/fetch: the response was cut before its end'))
+  })
+}
+
+/** A chunk given to write/end as bytes; false for none (a callback in its place, nothing). */
+function bytesOf(chunk: unknown, encoding: unknown): Uint8Array | false {
+  if (typeof chunk === 'string') return Buffer.from(chunk, encoding as BufferEncoding | undefined)
+  return chunk instanceof Uint8Array && chunk
+}
+
+/** writeHead's headers (an object, or a flat `[name, value, ...]` list) set on `res`. */
+function setAll(res: ServerResponse, given: unknown): void {
+  if (Array.isArray(given)) {
+    for (let i = 0; i + 1 < given.length; i += 2) res.appendHeader(given[i], given[i + 1])
+  } else if (given) {
+    for (const [name, value] of Object.entries(given)) res.setHeader(name, value as string)
+  }
+}
+
+/** The headers the client sees: all but CDN-Cache-Control. */
+function clientHeaders(headers: OutgoingHttpHeaders): Headers {
+  const out = new Headers()
+  for (const [name, value] of Object.entries(headers)) {
+    if (name === CDN_CACHE_CONTROL) continue
+    if (Array.isArray(value)) for (const one of value) out.append(name, one)
+    else out.set(name, String(value))
+  }
+  return out
+}

@@ -1,9 +1,0 @@
-/**
- * node-accelerator/http: the HTTP rules the cache follows, for handlers and stores that want the
- * same ones (RFC 9111 Cache-Control, RFC 9110 dates, validators and conditional requests).
- */
-export { normalizeHost } from './key.js'
-export { parseCacheControl, deltaSeconds, type CacheControl } from './cache-control.js'
-export { parseHttpDate, formatHttpDate } from './http-date.js'
-export { isNotModified, notModifiedHeaders } from './conditional.js'
-export { strongEtag } from './etag.js'
