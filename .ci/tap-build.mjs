@@ -20,7 +20,9 @@ const { status, signal } = spawnSync(process.execPath, [generator, ...config.plu
   stdio: 'inherit',
 })
 if (status !== 0) {
-  console.error(`tap-build: building tap's Test class for ${config.pluginList.join(', ')} ` +
-    `failed (${signal ?? `exit ${status}`}); try \`npx tap build\` to see why`)
+  console.error(
+    `tap-build: building tap's Test class for ${config.pluginList.join(', ')} ` +
+      `failed (${signal ?? `exit ${status}`}); try \`npx tap build\` to see why`,
+  )
   process.exit(1)
 }

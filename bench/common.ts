@@ -115,15 +115,23 @@ export interface WarmSpec {
   headers?: Record<string, string>
 }
 
-export type ToDriver = { type: 'run'; id: number; spec: RunSpec } | { type: 'warm'; id: number; spec: WarmSpec } | { type: 'exit' }
-export type FromDriver = { type: 'ready' } | { type: 'result'; id: number; result?: RunResult; error?: string } | { type: 'warmed'; id: number; statuses: Record<string, number> }
+export type ToDriver =
+  | { type: 'run'; id: number; spec: RunSpec }
+  | { type: 'warm'; id: number; spec: WarmSpec }
+  | { type: 'exit' }
+export type FromDriver =
+  | { type: 'ready' }
+  | { type: 'result'; id: number; result?: RunResult; error?: string }
+  | { type: 'warmed'; id: number; statuses: Record<string, number> }
 
 /**
  * The page body: `size` bytes of HTML-ish text (the same bytes in every server of a size, so a
  * ceiling writes exactly what a hit writes).
  */
 export function pageBody(size: number): Buffer {
-  const unit = Buffer.from('<p>node-accelerator bench: the same bytes a hit serves, written by a raw handler.</p>\n')
+  const unit = Buffer.from(
+    '<p>node-accelerator bench: the same bytes a hit serves, written by a raw handler.</p>\n',
+  )
   const body = Buffer.allocUnsafeSlow(size)
   for (let i = 0; i < size; i += unit.length) unit.copy(body, i, 0, Math.min(unit.length, size - i))
   return body
@@ -141,7 +149,10 @@ export function procCpuUs(pid: number, children = false): number {
   // Fields after the command name (which may hold spaces), which ends at the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   // utime, stime, cutime, cstime are fields 14-17 of stat(5); here 0-based from field 3.
-  const ticks = Number(fields[11]) + Number(fields[12]) + (children ? Number(fields[13]) + Number(fields[14]) : 0)
+  const ticks =
+    Number(fields[11]) +
+    Number(fields[12]) +
+    (children ? Number(fields[13]) + Number(fields[14]) : 0)
   return ticks * (1e6 / CLOCK_TICKS)
 }
 
@@ -165,7 +176,10 @@ export class LatencyHistogram {
   #total = 0
 
   record(ms: number): void {
-    const bucket = Math.min(this.#counts.length - 1, Math.round(ms / LatencyHistogram.#RESOLUTION_MS))
+    const bucket = Math.min(
+      this.#counts.length - 1,
+      Math.round(ms / LatencyHistogram.#RESOLUTION_MS),
+    )
     this.#counts[bucket]!++
     this.#total++
   }
@@ -187,14 +201,22 @@ export class LatencyHistogram {
  * first reply carrying it (or rejects when the child exits first, or after `timeoutMs`).
  */
 let nextId = 1
-export function ask<T extends { id: number }>(child: ChildProcess, message: { type: string; [k: string]: unknown }, timeoutMs = 60_000): Promise<T> {
+export function ask<T extends { id: number }>(
+  child: ChildProcess,
+  message: { type: string; [k: string]: unknown },
+  timeoutMs = 60_000,
+): Promise<T> {
   const id = nextId++
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`no answer to ${message.type} within ${timeoutMs} ms`)), timeoutMs)
+    const timer = setTimeout(
+      () => done(new Error(`no answer to ${message.type} within ${timeoutMs} ms`)),
+      timeoutMs,
+    )
     const onMessage = (reply: { id?: number }) => {
       if (reply.id === id) done(undefined, reply as T)
     }
-    const onExit = (code: number | null) => done(new Error(`process exited (${code}) before answering ${message.type}`))
+    const onExit = (code: number | null) =>
+      done(new Error(`process exited (${code}) before answering ${message.type}`))
     function done(err?: Error, reply?: T) {
       clearTimeout(timer)
       child.off('message', onMessage)

@@ -15,20 +15,41 @@
 import { spawn } from 'node:child_process'
 import http from 'node:http'
 import autocannon from 'autocannon'
-import { CLOCK_TICKS, cpuUs, LatencyHistogram, type FromDriver, type RunResult, type RunSpec, type ToDriver, type WarmSpec } from './common.js'
+import {
+  CLOCK_TICKS,
+  cpuUs,
+  LatencyHistogram,
+  type FromDriver,
+  type RunResult,
+  type RunSpec,
+  type ToDriver,
+  type WarmSpec,
+} from './common.js'
 
 const noop = () => {}
 const keepBodiesOut = (client: autocannon.Client) => {
   client.pipelinedRequests.addBody = noop
 }
 
-function autocannonOnce(spec: RunSpec, seconds: number, onResponse?: (status: number, ms: number) => void): Promise<autocannon.Result> {
+function autocannonOnce(
+  spec: RunSpec,
+  seconds: number,
+  onResponse?: (status: number, ms: number) => void,
+): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
-    const options: autocannon.Options = { url: spec.url, connections: spec.connections, duration: seconds, timeout: 10 }
+    const options: autocannon.Options = {
+      url: spec.url,
+      connections: spec.connections,
+      duration: seconds,
+      timeout: 10,
+    }
     if (spec.headers) options.headers = spec.headers
     if (!spec.accumulateBodies) options.setupClient = keepBodiesOut
     const instance = autocannon(options, (err, result) => (err ? reject(err) : resolve(result)))
-    if (onResponse) instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => onResponse(status, ms))
+    if (onResponse)
+      instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) =>
+        onResponse(status, ms),
+      )
   })
 }
 
@@ -39,10 +60,14 @@ async function runAutocannon(spec: RunSpec): Promise<RunResult> {
   let responses = 0
   const cpu0 = cpuUs()
   const t0 = performance.now()
-  const result = await autocannonOnce(spec, Math.max(1, Math.round(spec.duration)), (_status, ms) => {
-    responses++
-    latency.record(ms)
-  })
+  const result = await autocannonOnce(
+    spec,
+    Math.max(1, Math.round(spec.duration)),
+    (_status, ms) => {
+      responses++
+      latency.record(ms)
+    },
+  )
   const seconds = (performance.now() - t0) / 1000
   const statuses: Record<string, number> = {}
   for (const [status, { count }] of Object.entries(result.statusCodeStats)) statuses[status] = count
@@ -72,9 +97,13 @@ function wrkMs(text: string): number {
  * One wrk run (1 thread: one core), through `sh` so that the shell's own /proc stat, read after it
  * waited for wrk, gives wrk's CPU time (cutime + cstime): Node cannot read a child's rusage.
  */
-function wrkOnce(spec: RunSpec, seconds: number): Promise<{ out: string; cpuUs: number; wallS: number }> {
+function wrkOnce(
+  spec: RunSpec,
+  seconds: number,
+): Promise<{ out: string; cpuUs: number; wallS: number }> {
   const args = ['-t1', `-c${spec.connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency']
-  for (const [name, value] of Object.entries(spec.headers ?? {})) args.push('-H', `${name}: ${value}`)
+  for (const [name, value] of Object.entries(spec.headers ?? {}))
+    args.push('-H', `${name}: ${value}`)
   args.push(spec.url)
   const script = 'wrk "$@"; status=$?; echo "@@stat $(cat /proc/$$/stat)"; exit $status'
   return new Promise((resolve, reject) => {
@@ -105,7 +134,8 @@ async function runWrk(spec: RunSpec): Promise<RunResult> {
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const [connect, read, write, timeout] = socket ? socket.slice(1).map(Number) : [0, 0, 0, 0]
   const bad = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
-  const percentile = (p: number) => wrkMs(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1] ?? '')
+  const percentile = (p: number) =>
+    wrkMs(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1] ?? '')
   return {
     driver: 'wrk',
     requests,
@@ -129,7 +159,12 @@ export function runLoad(spec: RunSpec): Promise<RunResult> {
  * Warms a server up (JIT, connection objects, its cache) with plain keep-alive requests: quicker
  * than a load run, which autocannon only ends on a whole second. Resolves the statuses seen.
  */
-export async function warm({ url, requests, connections, headers = {} }: WarmSpec): Promise<Record<string, number>> {
+export async function warm({
+  url,
+  requests,
+  connections,
+  headers = {},
+}: WarmSpec): Promise<Record<string, number>> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
   const statuses: Record<string, number> = {}
   let left = requests
@@ -144,9 +179,11 @@ export async function warm({ url, requests, connections, headers = {} }: WarmSpe
         })
         .on('error', reject)
     })
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (left-- > 0) await one()
-  }))
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (left-- > 0) await one()
+    }),
+  )
   agent.destroy()
   return statuses
 }
@@ -166,7 +203,8 @@ if (process.send && process.argv[2] === '--driver') {
   process.on('message', async (message: ToDriver) => {
     if (message.type === 'exit') process.exit(0)
     try {
-      if (message.type === 'warm') return send({ type: 'warmed', id: message.id, statuses: await warm(message.spec) })
+      if (message.type === 'warm')
+        return send({ type: 'warmed', id: message.id, statuses: await warm(message.spec) })
       send({ type: 'result', id: message.id, result: await runLoad(message.spec) })
     } catch (err) {
       send({ type: 'result', id: message.id, error: (err as Error).stack ?? String(err) })

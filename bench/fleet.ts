@@ -18,15 +18,22 @@ const PROCESSES = 4
 const ROUNDS = Number(process.argv.find((arg) => arg.startsWith('--rounds='))?.slice(9) ?? 1000)
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
 
-function call(port: number, method: string, path: string): Promise<{ body: string; status: string }> {
+function call(
+  port: number,
+  method: string,
+  path: string,
+): Promise<{ body: string; status: string }> {
   return new Promise((resolve, reject) => {
     // One Host for all, as behind a load balancer: the key includes the Host.
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent, headers: { host: 'fleet.example' } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (body += chunk))
-      res.on('end', () => resolve({ body, status: String(res.headers['cache-status'] ?? '') }))
-    })
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path, agent, headers: { host: 'fleet.example' } },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (body += chunk))
+        res.on('end', () => resolve({ body, status: String(res.headers['cache-status'] ?? '') }))
+      },
+    )
     req.on('error', reject)
     req.end()
   })
@@ -34,10 +41,17 @@ function call(port: number, method: string, path: string): Promise<{ body: strin
 
 function start(redisUrl: string, prefix: string): Promise<{ child: ChildProcess; port: number }> {
   const script = fileURLToPath(new URL('./fleet-app.js', import.meta.url))
-  const child = spawn(process.execPath, [script], { env: { ...process.env, FLEET_REDIS_URL: redisUrl, FLEET_PREFIX: prefix }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [script], {
+    env: { ...process.env, FLEET_REDIS_URL: redisUrl, FLEET_PREFIX: prefix },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   return new Promise((resolve, reject) => {
-    child.stdout!.once('data', (data: Buffer) => resolve({ child, port: (JSON.parse(String(data)) as { port: number }).port }))
-    child.once('exit', (code) => reject(new Error(`an app process exited with ${code} before listening`)))
+    child.stdout!.once('data', (data: Buffer) =>
+      resolve({ child, port: (JSON.parse(String(data)) as { port: number }).port }),
+    )
+    child.once('exit', (code) =>
+      reject(new Error(`an app process exited with ${code} before listening`)),
+    )
   })
 }
 
@@ -46,12 +60,19 @@ if (!redis) {
   console.log('bench:fleet needs redis-server; skipped')
   process.exit(0)
 }
-const apps = await Promise.all(Array.from({ length: PROCESSES }, () => start(redis.url, `fleet${process.pid}:`)))
+const apps = await Promise.all(
+  Array.from({ length: PROCESSES }, () => start(redis.url, `fleet${process.pid}:`)),
+)
 const ports = apps.map((app) => app.port)
-const renders = async () => (await Promise.all(ports.map(async (port) => Number((await call(port, 'GET', '/renders')).body)))).reduce((a, b) => a + b, 0)
+const renders = async () =>
+  (
+    await Promise.all(ports.map(async (port) => Number((await call(port, 'GET', '/renders')).body)))
+  ).reduce((a, b) => a + b, 0)
 try {
   // 1. A cold burst.
-  const cold = await Promise.all(Array.from({ length: 200 }, (_, i) => call(ports[i % PROCESSES]!, 'GET', '/cold')))
+  const cold = await Promise.all(
+    Array.from({ length: 200 }, (_, i) => call(ports[i % PROCESSES]!, 'GET', '/cold')),
+  )
   const coldRuns = await renders()
   const coldBodies = new Set(cold.map((reply) => reply.body)).size
 
@@ -74,7 +95,9 @@ try {
     after.forEach((reply, i) => {
       if (!seen.has(reply.body)) return
       stale++
-      staleAt.push(`round ${round} (purged by process ${round % PROCESSES}), process ${i}: ${reply.status}`)
+      staleAt.push(
+        `round ${round} (purged by process ${round % PROCESSES}), process ${i}: ${reply.status}`,
+      )
     })
   }
   const seconds = (performance.now() - started) / 1000
@@ -92,7 +115,14 @@ try {
 ${staleAt.length > 0 ? `\nStale hits: ${staleAt.join('; ')}\n` : ''}`)
 } finally {
   for (const { child } of apps) child.kill('SIGTERM')
-  await Promise.all(apps.map(({ child }) => new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))))
+  await Promise.all(
+    apps.map(
+      ({ child }) =>
+        new Promise((resolve) =>
+          child.exitCode === null ? child.once('exit', resolve) : resolve(undefined),
+        ),
+    ),
+  )
   agent.destroy()
   redis.stop()
 }

@@ -12,7 +12,12 @@ import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 
-const FRAMEWORKS = (process.env.FRAMEWORKS?.split(',') ?? ['fastify', 'koa', 'hono', 'express']) as Framework[]
+const FRAMEWORKS = (process.env.FRAMEWORKS?.split(',') ?? [
+  'fastify',
+  'koa',
+  'hono',
+  'express',
+]) as Framework[]
 type Framework = 'fastify' | 'koa' | 'hono' | 'express'
 const BODY = Buffer.alloc(1024, 'x')
 
@@ -30,7 +35,11 @@ async function server(name: Framework): Promise<number> {
     // Only /hit behind the cache, as in the other frameworks (the plugin is app-wide).
     await app.register(accelerator, { unless: (req) => req.url !== '/hit' })
     app.get('/own', (_req, reply) => void reply.type('text/plain').send(BODY))
-    app.get('/hit', { config: { cacheFor: 3600 } }, (_req, reply) => void reply.type('text/plain').send(BODY))
+    app.get(
+      '/hit',
+      { config: { cacheFor: 3600 } },
+      (_req, reply) => void reply.type('text/plain').send(BODY),
+    )
     app.get('/work', (_req, reply) => {
       work()
       reply.type('text/plain').send(BODY)
@@ -59,13 +68,18 @@ async function server(name: Framework): Promise<number> {
     const app = new Hono()
     const cached = accelerateFetch(app.fetch)
     app.get('/own', (c) => c.body(BODY, 200, { 'content-type': 'text/plain' }))
-    app.get('/hit', (c) => c.body(BODY, 200, { 'content-type': 'text/plain', 'cache-control': 's-maxage=3600' }))
+    app.get('/hit', (c) =>
+      c.body(BODY, 200, { 'content-type': 'text/plain', 'cache-control': 's-maxage=3600' }),
+    )
     app.get('/work', (c) => {
       work()
       return c.body(BODY, 200, { 'content-type': 'text/plain' })
     })
-    return listen(getRequestListener((request: Request) =>
-      new URL(request.url).pathname === '/hit' ? cached(request) : app.fetch(request)))
+    return listen(
+      getRequestListener((request: Request) =>
+        new URL(request.url).pathname === '/hit' ? cached(request) : app.fetch(request),
+      ),
+    )
   }
   const { default: express } = await import('express')
   const { accelerate } = await import('../src/index.js')
@@ -85,12 +99,16 @@ async function server(name: Framework): Promise<number> {
 
 function listen(listener: http.RequestListener): Promise<number> {
   const server = http.createServer(listener)
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+  )
 }
 
 function load(url: string, seconds: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: 10, duration: seconds }, (err, result) => (err ? reject(err) : resolve(result.requests.average)))
+    autocannon({ url, connections: 10, duration: seconds }, (err, result) =>
+      err ? reject(err) : resolve(result.requests.average),
+    )
   })
 }
 
@@ -102,26 +120,39 @@ async function main(): Promise<void> {
     execFileSync('taskset', ['-V'], { stdio: 'ignore' })
     pinned = true
   } catch {}
-  const rows: string[] = ['| framework | own route req/s | hit req/s | 2 ms route req/s | hit / own | hit / 2 ms |', '|---|---:|---:|---:|---:|---:|']
+  const rows: string[] = [
+    '| framework | own route req/s | hit req/s | 2 ms route req/s | hit / own | hit / 2 ms |',
+    '|---|---:|---:|---:|---:|---:|',
+  ]
   for (const name of FRAMEWORKS) {
     const child = fork(fileURLToPath(import.meta.url), ['--serve', name], { stdio: 'inherit' })
     if (pinned) execFileSync('taskset', ['-p', '-c', '0', String(child.pid)], { stdio: 'ignore' })
-    const port = await new Promise<number>((resolve) => child.once('message', (m) => resolve(m as number)))
+    const port = await new Promise<number>((resolve) =>
+      child.once('message', (m) => resolve(m as number)),
+    )
     const base = `http://127.0.0.1:${port}`
     for (const path of ['/own', '/hit', '/work']) await load(base + path, 1) // warm up (and store)
-    const status = await new Promise<string>((resolve) => http.get(base + '/hit', (res) => {
-      res.resume()
-      resolve(String(res.headers['cache-status']))
-    }))
-    if (!status.includes('; hit')) throw new Error(`${name}: /hit is not a hit (Cache-Status: ${status})`)
+    const status = await new Promise<string>((resolve) =>
+      http.get(base + '/hit', (res) => {
+        res.resume()
+        resolve(String(res.headers['cache-status']))
+      }),
+    )
+    if (!status.includes('; hit'))
+      throw new Error(`${name}: /hit is not a hit (Cache-Status: ${status})`)
     const rps: Record<string, number[]> = { '/own': [], '/hit': [], '/work': [] }
-    for (const order of [['/own', '/hit', '/work'], ['/work', '/hit', '/own']]) {
+    for (const order of [
+      ['/own', '/hit', '/work'],
+      ['/work', '/hit', '/own'],
+    ]) {
       for (const path of order) rps[path]!.push(await load(base + path, seconds))
     }
     child.kill()
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
     const [own, hit, slow] = [mean(rps['/own']!), mean(rps['/hit']!), mean(rps['/work']!)]
-    rows.push(`| ${name} | ${own.toFixed(0)} | ${hit.toFixed(0)} | ${slow.toFixed(0)} | ${(hit / own).toFixed(2)} | ${(hit / slow).toFixed(1)} |`)
+    rows.push(
+      `| ${name} | ${own.toFixed(0)} | ${hit.toFixed(0)} | ${slow.toFixed(0)} | ${(hit / own).toFixed(2)} | ${(hit / slow).toFixed(1)} |`,
+    )
   }
   console.log(rows.join('\n'))
 }

@@ -28,9 +28,28 @@ import { KiB, median, type DriverName, type ServerSpec } from './common.js'
 import { hasWrk } from './drivers.js'
 import type { InvalidationResult, InvalidationSpec } from './invalidation.js'
 import type { MemoryResult, MemorySpec } from './memory.js'
-import { choosePinning, Driver, fetchOnce, RedisProcess, runJsonProcess, ServerPool, type Pinning } from './processes.js'
+import {
+  choosePinning,
+  Driver,
+  fetchOnce,
+  RedisProcess,
+  runJsonProcess,
+  ServerPool,
+  type Pinning,
+} from './processes.js'
 import { profileServer, type ProfileSummary } from './profile.js'
-import { CONTENDED_CPU, invalidationTable, LOAD_BOUND_CPU, memoryTable, profileTables, ratioOf, scenarioTable, table, type ComparisonResult, type Measured } from './report.js'
+import {
+  CONTENDED_CPU,
+  invalidationTable,
+  LOAD_BOUND_CPU,
+  memoryTable,
+  profileTables,
+  ratioOf,
+  scenarioTable,
+  table,
+  type ComparisonResult,
+  type Measured,
+} from './report.js'
 import { comparisons, type Comparison, type Contender, type Plan } from './scenarios.js'
 
 interface Mode {
@@ -51,7 +70,17 @@ const QUICK: Mode = {
   rounds: 3,
   duration: 1,
   warmRequests: 2000,
-  plan: { hitSizes: [KiB, 16 * KiB], redisSizes: [KiB, 16 * KiB], missSizes: [16 * KiB, 1024 * KiB], storingSizes: [], missDistinct: false, peerSizes: [KiB], expressMiddleware: false, underLoadStores: ['memory'], cold: 10_000 },
+  plan: {
+    hitSizes: [KiB, 16 * KiB],
+    redisSizes: [KiB, 16 * KiB],
+    missSizes: [16 * KiB, 1024 * KiB],
+    storingSizes: [],
+    missDistinct: false,
+    peerSizes: [KiB],
+    expressMiddleware: false,
+    underLoadStores: ['memory'],
+    cold: 10_000,
+  },
   invalidation: [
     { store: 'memory', entries: 100_000, repeats: 3 },
     { store: 'redis', entries: 10_000, repeats: 1 },
@@ -115,7 +144,8 @@ if (args['skip-profile']) mode.profile = false
 const only = args.only ? new Set(args.only.split(',').map((s) => s.trim())) : undefined
 const wanted = (id: string) => !only || only.has(id)
 const forcedDriver = args.driver as DriverName | undefined
-if (forcedDriver && forcedDriver !== 'autocannon' && forcedDriver !== 'wrk') throw new Error(`--driver must be autocannon or wrk, got ${forcedDriver}`)
+if (forcedDriver && forcedDriver !== 'autocannon' && forcedDriver !== 'wrk')
+  throw new Error(`--driver must be autocannon or wrk, got ${forcedDriver}`)
 
 const started = Date.now()
 const lines: string[] = []
@@ -128,7 +158,11 @@ function say(text = ''): void {
 function packageVersion(name: string): string {
   try {
     const require = createRequire(import.meta.url)
-    return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version
+    return (
+      JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as {
+        version: string
+      }
+    ).version
   } catch {
     return '?'
   }
@@ -136,7 +170,10 @@ function packageVersion(name: string): string {
 
 function git(...argv: string[]): string {
   try {
-    return execFileSync('git', argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    return execFileSync('git', argv, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim()
   } catch {
     return '?'
   }
@@ -158,7 +195,12 @@ function wrkVersion(): string {
  */
 function cpuTicks(): { steal: number; total: number } | undefined {
   try {
-    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+    const fields = readFileSync('/proc/stat', 'utf8')
+      .split('\n')[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number)
     return { steal: fields[7] ?? 0, total: fields.reduce((sum, n) => sum + n, 0) }
   } catch {
     return undefined
@@ -168,13 +210,17 @@ const ticksAtStart = cpuTicks()
 
 function stealNote(): string {
   const end = cpuTicks()
-  if (!ticksAtStart || !end || end.total === ticksAtStart.total) return 'CPU steal: not available (no /proc/stat)'
+  if (!ticksAtStart || !end || end.total === ticksAtStart.total)
+    return 'CPU steal: not available (no /proc/stat)'
   const percent = ((end.steal - ticksAtStart.steal) / (end.total - ticksAtStart.total)) * 100
   return `CPU steal (time the hypervisor gave other guests) over the run: ${percent.toFixed(1)} % of all CPU time${percent > 3 ? ': a busy host, so req/s ratios are noisy; the "by CPU/req" column is steadier' : ''}`
 }
 
 /** Counters of the accelerator, Redis command counts: what proves a row measured what it says. */
-async function redisCalls(redis: RedisProcess | undefined, command: string | undefined): Promise<number> {
+async function redisCalls(
+  redis: RedisProcess | undefined,
+  command: string | undefined,
+): Promise<number> {
   if (!redis || !command) return 0
   const info = await redis.command('INFO', 'commandstats')
   return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
@@ -203,11 +249,18 @@ class Runner {
     let headers = this.#derived.get(key)
     if (!headers) {
       const source = await this.pool.get(from.spec)
-      const response = await this.preflight(source.url + comparison.path, from.request, { status: from.status, cacheStatus: 'hit' })
+      const response = await this.preflight(source.url + comparison.path, from.request, {
+        status: from.status,
+        cacheStatus: 'hit',
+      })
       headers = {}
       for (const [name, value] of Object.entries(response.headers)) {
         // Node adds these itself to every keep-alive response.
-        if (value !== undefined && !['connection', 'keep-alive', 'transfer-encoding'].includes(name)) headers[name] = value
+        if (
+          value !== undefined &&
+          !['connection', 'keep-alive', 'transfer-encoding'].includes(name)
+        )
+          headers[name] = value
       }
       this.#derived.set(key, headers)
     }
@@ -215,15 +268,25 @@ class Runner {
   }
 
   /** One request, repeated until it is what the row expects (a hit needs the entry stored first). */
-  async preflight(url: string, headers: Record<string, string> | undefined, expect: { status: number; cacheStatus?: string }) {
+  async preflight(
+    url: string,
+    headers: Record<string, string> | undefined,
+    expect: { status: number; cacheStatus?: string },
+  ) {
     let last: Awaited<ReturnType<typeof fetchOnce>> | undefined
     for (let attempt = 0; attempt < 40; attempt++) {
       last = await fetchOnce(url, headers)
       const status = String(last.headers['cache-status'] ?? '')
-      if (last.status === expect.status && (!expect.cacheStatus || status.includes(expect.cacheStatus))) return last
+      if (
+        last.status === expect.status &&
+        (!expect.cacheStatus || status.includes(expect.cacheStatus))
+      )
+        return last
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
-    throw new Error(`pre-flight of ${url}: expected ${expect.status}${expect.cacheStatus ? ` with Cache-Status "${expect.cacheStatus}"` : ''}, got ${last?.status} (${last?.headers['cache-status'] ?? 'no Cache-Status'})`)
+    throw new Error(
+      `pre-flight of ${url}: expected ${expect.status}${expect.cacheStatus ? ` with Cache-Status "${expect.cacheStatus}"` : ''}, got ${last?.status} (${last?.headers['cache-status'] ?? 'no Cache-Status'})`,
+    )
   }
 
   async prepare(comparison: Comparison, contender: Contender): Promise<string> {
@@ -235,21 +298,45 @@ class Runner {
     if (!this.#warmed.has(key)) {
       this.#warmed.add(key)
       // Large bodies and expensive renders warm up with fewer requests.
-      const scale = spec.app === 'bare-expensive' || spec.app === 'acc-lazy' ? 8 : Math.max(1, spec.size / (16 * KiB))
-      await this.driver.warm({ url, requests: Math.max(200, Math.round(mode.warmRequests / scale)), connections: 16, ...(contender.headers ? { headers: contender.headers } : {}) })
+      const scale =
+        spec.app === 'bare-expensive' || spec.app === 'acc-lazy'
+          ? 8
+          : Math.max(1, spec.size / (16 * KiB))
+      await this.driver.warm({
+        url,
+        requests: Math.max(200, Math.round(mode.warmRequests / scale)),
+        connections: 16,
+        ...(contender.headers ? { headers: contender.headers } : {}),
+      })
     }
     return url
   }
 
-  async measure(comparison: Comparison, contender: Contender, url: string, driver: DriverName): Promise<Measured> {
+  async measure(
+    comparison: Comparison,
+    contender: Contender,
+    url: string,
+    driver: DriverName,
+  ): Promise<Measured> {
     const server = await this.pool.get(await this.resolve(comparison, contender))
-    const redisOnDriverCore = comparison.redis && this.redis && this.pinning.redis !== undefined && this.pinning.redis === this.pinning.driver
+    const redisOnDriverCore =
+      comparison.redis &&
+      this.redis &&
+      this.pinning.redis !== undefined &&
+      this.pinning.redis === this.pinning.driver
     await server.phase('measure')
     const s0 = await server.sample()
     const calls0 = await redisCalls(this.redis, contender.expect.redisCommand)
     const r0 = comparison.redis ? this.redis?.cpuUs() : undefined
     const t0 = performance.now()
-    const result = await this.driver.run({ driver, url, connections: comparison.connections, duration: mode.duration, warmup: 0, ...(contender.headers ? { headers: contender.headers } : {}) })
+    const result = await this.driver.run({
+      driver,
+      url,
+      connections: comparison.connections,
+      duration: mode.duration,
+      warmup: 0,
+      ...(contender.headers ? { headers: contender.headers } : {}),
+    })
     const wall = (performance.now() - t0) / 1000
     const r1 = comparison.redis ? this.redis?.cpuUs() : undefined
     const s1 = await server.sample()
@@ -268,26 +355,42 @@ class Runner {
     measured.loadBound = coreLoad >= LOAD_BOUND_CPU
     if (s0.invalidations && s1.invalidations) {
       const count = s1.invalidations.count - s0.invalidations.count
-      measured.invalidations = { perSecond: count / wall, meanMs: (s1.invalidations.ms - s0.invalidations.ms) / Math.max(1, count), failed: s1.invalidations.failed - s0.invalidations.failed }
+      measured.invalidations = {
+        perSecond: count / wall,
+        meanMs: (s1.invalidations.ms - s0.invalidations.ms) / Math.max(1, count),
+        failed: s1.invalidations.failed - s0.invalidations.failed,
+      }
     }
 
     // Validity: what every response had to be.
     const problems: string[] = []
     if (result.requests === 0) problems.push('no responses')
     if (result.errors > 0) problems.push(`${result.errors} errors (${result.timeouts} timeouts)`)
-    const unexpected = Object.entries(result.statuses).filter(([status]) => status !== String(contender.expect.status))
-    if (unexpected.length > 0) problems.push(`unexpected statuses ${unexpected.map(([s, n]) => `${s}×${n}`).join(', ')}`)
+    const unexpected = Object.entries(result.statuses).filter(
+      ([status]) => status !== String(contender.expect.status),
+    )
+    if (unexpected.length > 0)
+      problems.push(`unexpected statuses ${unexpected.map(([s, n]) => `${s}×${n}`).join(', ')}`)
     const { counter, noMisses, redisCommand } = contender.expect
     if (counter && s0.stats && s1.stats) {
       const grew = s1.stats[counter]! - s0.stats[counter]!
       // Stores land just after their response: allow for the last few in flight.
       const needed = result.requests * (counter === 'stores' ? 0.9 : 0.98)
-      if (grew < needed) problems.push(`${counter} grew by ${grew} for ${result.requests} responses`)
+      if (grew < needed)
+        problems.push(`${counter} grew by ${grew} for ${result.requests} responses`)
     }
-    if (noMisses && s0.stats && s1.stats && s1.stats.misses! > s0.stats.misses!) problems.push(`${s1.stats.misses! - s0.stats.misses!} misses among the hits`)
-    if (redisCommand && calls1 - calls0 < result.requests * 0.98) problems.push(`${calls1 - calls0} Redis ${redisCommand.toUpperCase()} for ${result.requests} responses`)
-    if (measured.invalidations && measured.invalidations.failed > 0) problems.push(`${measured.invalidations.failed} invalidateTags calls failed`)
-    if (s1.errors.count > s0.errors.count) problems.push(`${s1.errors.count - s0.errors.count} errors reported to onError ("${s1.errors.last}")`)
+    if (noMisses && s0.stats && s1.stats && s1.stats.misses! > s0.stats.misses!)
+      problems.push(`${s1.stats.misses! - s0.stats.misses!} misses among the hits`)
+    if (redisCommand && calls1 - calls0 < result.requests * 0.98)
+      problems.push(
+        `${calls1 - calls0} Redis ${redisCommand.toUpperCase()} for ${result.requests} responses`,
+      )
+    if (measured.invalidations && measured.invalidations.failed > 0)
+      problems.push(`${measured.invalidations.failed} invalidateTags calls failed`)
+    if (s1.errors.count > s0.errors.count)
+      problems.push(
+        `${s1.errors.count - s0.errors.count} errors reported to onError ("${s1.errors.last}")`,
+      )
     if (problems.length > 0) measured.invalid = problems.join('; ')
     return measured
   }
@@ -298,17 +401,26 @@ class Runner {
     const result: ComparisonResult = { comparison, runs: contenders.map(() => []) }
     try {
       // Start every server of the comparison at once (each is idle until loaded).
-      await Promise.all(contenders.map(async (c) => this.pool.get(await this.resolve(comparison, c))))
+      await Promise.all(
+        contenders.map(async (c) => this.pool.get(await this.resolve(comparison, c))),
+      )
       const urls: string[] = []
       for (const contender of contenders) urls.push(await this.prepare(comparison, contender))
       let driver: DriverName = forcedDriver ?? 'autocannon'
       for (let round = 0; round < mode.rounds; round++) {
         const order = contenders.map((_, i) => i)
         if (round % 2 === 1) order.reverse()
-        for (const i of order) result.runs[i]![round] = await this.measure(comparison, contenders[i]!, urls[i]!, driver)
+        for (const i of order)
+          result.runs[i]![round] = await this.measure(comparison, contenders[i]!, urls[i]!, driver)
         const bound = result.runs.map((runs) => runs[round]!).filter((m) => m.loadBound)
         if (bound.length > 0 && driver === 'autocannon' && !forcedDriver && this.wrk) {
-          const cpu = Math.max(...bound.map((m) => m.result.driverCpu + (m.redisCpu ?? 0) * (this.pinning.redis === this.pinning.driver ? 1 : 0)))
+          const cpu = Math.max(
+            ...bound.map(
+              (m) =>
+                m.result.driverCpu +
+                (m.redisCpu ?? 0) * (this.pinning.redis === this.pinning.driver ? 1 : 0),
+            ),
+          )
           result.driverNote = `autocannon load-bound (its core ${cpu.toFixed(2)} busy): measured with wrk`
           driver = 'wrk'
           result.runs = contenders.map(() => [])
@@ -335,7 +447,10 @@ function environment(pinning: Pinning, redis: RedisProcess | undefined, wrk: boo
     `- load generators: autocannon ${packageVersion('autocannon')} (programmatic, bodies not accumulated, see below)${wrk ? `, wrk ${wrkVersion()} (1 thread)` : ', wrk not installed'}; a row is load-bound when the generator's core was >= ${LOAD_BOUND_CPU * 100} % busy`,
     `- peers: apicache ${packageVersion('apicache')}, Express ${packageVersion('express')}; ioredis ${packageVersion('ioredis')}; redis-server ${redis?.version ?? 'not installed (Redis scenarios skipped)'}`,
     `- RedisStore in the HTTP scenarios: timeoutMs ${args['redis-timeout'] ?? '100 (its default; a command slower than that makes the request a miss, and such a run invalid)'}`,
-    `- load average at start: ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}`,
+    `- load average at start: ${os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}`,
   ]
 }
 
@@ -355,19 +470,29 @@ async function main(): Promise<void> {
   for (const line of environment(pinning, redis, wrk)) say(line)
   say()
   say(
-    'Columns: req/s, p50 and p99 are medians over the rounds; server CPU is the server process\'s CPU over the run in cores ' +
+    "Columns: req/s, p50 and p99 are medians over the rounds; server CPU is the server process's CPU over the run in cores " +
       '(below ~0.9 the server was not the bottleneck: the machine was busy or the load generator was); server µs/req is its CPU ' +
-      'time per response; driver CPU is the load generator\'s core (+ redis-server\'s when they share it); the ratio is the median ' +
+      "time per response; driver CPU is the load generator's core (+ redis-server's when they share it); the ratio is the median " +
       'of the per-round ratios of req/s (range in brackets); "by CPU/req" is the same comparison from server CPU per response, ' +
       'steadier when other processes compete for the machine; "contended" marks a ratio where a server got less than ' +
       `${CONTENDED_CPU} of its core without the generator being the limit (other processes took it). Every run is checked: no errors or timeouts, only the expected ` +
-      'status, the accelerator\'s counters (hits, misses, 304s, stores) and Redis\'s command counts growing by one per response.',
+      "status, the accelerator's counters (hits, misses, 304s, stores) and Redis's command counts growing by one per response.",
   )
 
   const redisTimeout = args['redis-timeout'] ? Number(args['redis-timeout']) : undefined
-  const plan = comparisons(mode.plan, redis?.url, Math.random().toString(36).slice(2, 8), redisTimeout)
+  const plan = comparisons(
+    mode.plan,
+    redis?.url,
+    Math.random().toString(36).slice(2, 8),
+    redisTimeout,
+  )
   const scenarioId = (c: Comparison) => /^(\d+[ab]?)\./.exec(c.scenario)?.[1] ?? ''
-  const selected = plan.filter((c) => wanted(scenarioId(c)) || (scenarioId(c) === '6b' && wanted('6')) || (scenarioId(c) === '2b' && wanted('2')))
+  const selected = plan.filter(
+    (c) =>
+      wanted(scenarioId(c)) ||
+      (scenarioId(c) === '6b' && wanted('6')) ||
+      (scenarioId(c) === '2b' && wanted('2')),
+  )
   const results: ComparisonResult[] = []
   for (let i = 0; i < selected.length; i++) {
     const comparison = selected[i]!
@@ -379,15 +504,26 @@ async function main(): Promise<void> {
     const t0 = Date.now()
     const result = await runner.compare(comparison)
     results.push(result)
-    console.log(`  … ${comparison.name}: ${comparison.candidates.map((_, c) => ratioOf(result, c + 1).text).join(' | ')}${result.driverNote ? ` [${result.driverNote}]` : ''} (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
+    console.log(
+      `  … ${comparison.name}: ${comparison.candidates.map((_, c) => ratioOf(result, c + 1).text).join(' | ')}${result.driverNote ? ` [${result.driverNote}]` : ''} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+    )
     // Servers no later comparison uses are stopped now.
-    const later = selected.slice(i + 1).flatMap((c) => [c.baseline, ...c.candidates].flatMap((k) => [k.spec, ...(k.headersFrom ? [k.headersFrom.spec] : [])]))
+    const later = selected
+      .slice(i + 1)
+      .flatMap((c) =>
+        [c.baseline, ...c.candidates].flatMap((k) => [
+          k.spec,
+          ...(k.headersFrom ? [k.headersFrom.spec] : []),
+        ]),
+      )
     await runner.pool.retain(later)
     const last = i === selected.length - 1 || selected[i + 1]!.scenario !== comparison.scenario
     if (last) {
       const group = results.filter((r) => r.comparison.scenario === comparison.scenario)
       say(scenarioTable(group))
-      const notes = group.filter((r) => r.driverNote).map((r) => `${r.comparison.name}: ${r.driverNote}`)
+      const notes = group
+        .filter((r) => r.driverNote)
+        .map((r) => `${r.comparison.name}: ${r.driverNote}`)
       if (notes.length > 0) say(`\nDrivers: ${notes.join('; ')}.`)
       if (comparison.note) say(`\n${comparison.note}`)
     }
@@ -404,13 +540,18 @@ async function main(): Promise<void> {
       if (spec.store === 'redis' && !redis) continue
       if (redis) await redis.command('FLUSHALL')
       const full: InvalidationSpec = { ...spec, ...(redis ? { redisUrl: redis.url } : {}) }
-      invalidations.push(await runJsonProcess<InvalidationResult>('./invalidation.js', full, pinning, ['--expose-gc']))
+      invalidations.push(
+        await runJsonProcess<InvalidationResult>('./invalidation.js', full, pinning, [
+          '--expose-gc',
+        ]),
+      )
     }
     say(invalidationTable(invalidations, TARGET_MS))
     say(
-      '\nEntries are stored with the store\'s own `set` (1 KiB bodies, tags `shared` and `item:<i>`), then `app.invalidateTags([\'shared\'])` ' +
+      "\nEntries are stored with the store's own `set` (1 KiB bodies, tags `shared` and `item:<i>`), then `app.invalidateTags(['shared'])` " +
         'is timed (after a full GC). RedisStore with its default 100 ms command timeout unless the row says otherwise; redis-server ' +
-        (pinning.redis ? `on CPU ${pinning.redis}` : 'unpinned') + '.',
+        (pinning.redis ? `on CPU ${pinning.redis}` : 'unpinned') +
+        '.',
     )
   }
 
@@ -438,31 +579,86 @@ async function main(): Promise<void> {
     say()
     const acc: ServerSpec = { app: 'acc-memory', size: KiB }
     // The ceiling sends the headers of the accelerator's hit, read from a server of the pool.
-    const ceiling = await runner.resolve({ path: '/page/1024' } as Comparison, { label: 'ceiling', spec: { app: 'ceiling', size: KiB }, headersFrom: { spec: acc, status: 200 }, expect: { status: 200 } })
+    const ceiling = await runner.resolve({ path: '/page/1024' } as Comparison, {
+      label: 'ceiling',
+      spec: { app: 'ceiling', size: KiB },
+      headersFrom: { spec: acc, status: 200 },
+      expect: { status: 200 },
+    })
     await runner.pool.retain([])
     const keep = args['profile-dir']
-    profiles.push(await profileServer('ceiling', ceiling, '/page/1024', driver, pinning, 5, undefined, keep))
-    profiles.push(await profileServer('accelerator hit', acc, '/page/1024', driver, pinning, 5, undefined, keep))
-    if (keep) console.log(`\n.cpuprofile files kept in ${keep} (open them in Chrome DevTools or speedscope for flame graphs)`)
+    profiles.push(
+      await profileServer('ceiling', ceiling, '/page/1024', driver, pinning, 5, undefined, keep),
+    )
+    profiles.push(
+      await profileServer(
+        'accelerator hit',
+        acc,
+        '/page/1024',
+        driver,
+        pinning,
+        5,
+        undefined,
+        keep,
+      ),
+    )
+    if (keep)
+      console.log(
+        `\n.cpuprofile files kept in ${keep} (open them in Chrome DevTools or speedscope for flame graphs)`,
+      )
     say(profileTables(profiles))
-    say('\n`node --cpu-prof --cpu-prof-interval=100` on each server under autocannon (50 connections, 5 s, after 20k warm-up requests, included); µs per request from the sampled self time. Profiling slows both servers.')
+    say(
+      '\n`node --cpu-prof --cpu-prof-interval=100` on each server under autocannon (50 connections, 5 s, after 20k warm-up requests, included); µs per request from the sampled self time. Profiling slows both servers.',
+    )
     if (redis) {
       // The same for a Redis hit beside the Redis ceiling (one getBuffer + end): issue 14.
       const timeout = args['redis-timeout'] ? { timeoutMs: Number(args['redis-timeout']) } : {}
       for (const kib of args['profile-sizes']!.split(',').map(Number)) {
-        if (!(kib > 0)) throw new Error(`--profile-sizes must be KiB numbers such as 1,16, got ${args['profile-sizes']}`)
+        if (!(kib > 0))
+          throw new Error(
+            `--profile-sizes must be KiB numbers such as 1,16, got ${args['profile-sizes']}`,
+          )
         const size = kib * KiB
         const path = `/page/${size}`
         say()
         say(`## Hit-path profile (${kib} KiB, RedisStore)`)
         say()
         const prefix = (what: string) => `prof${process.pid}:${what}${size}:`
-        const redisAcc: ServerSpec = { app: 'acc-redis', size, redisUrl: redis.url, prefix: prefix('hit'), ...timeout }
-        const redisCeiling = await runner.resolve({ path } as Comparison, { label: 'Redis ceiling', spec: { app: 'redis-ceiling', size, redisUrl: redis.url, prefix: prefix('ceil') }, headersFrom: { spec: redisAcc, status: 200 }, expect: { status: 200 } })
+        const redisAcc: ServerSpec = {
+          app: 'acc-redis',
+          size,
+          redisUrl: redis.url,
+          prefix: prefix('hit'),
+          ...timeout,
+        }
+        const redisCeiling = await runner.resolve({ path } as Comparison, {
+          label: 'Redis ceiling',
+          spec: { app: 'redis-ceiling', size, redisUrl: redis.url, prefix: prefix('ceil') },
+          headersFrom: { spec: redisAcc, status: 200 },
+          expect: { status: 200 },
+        })
         await runner.pool.retain([])
         const redisProfiles = [
-          await profileServer(`Redis ceiling ${kib} KiB`, redisCeiling, path, driver, pinning, 5, undefined, keep),
-          await profileServer(`Redis hit ${kib} KiB`, redisAcc, path, driver, pinning, 5, undefined, keep),
+          await profileServer(
+            `Redis ceiling ${kib} KiB`,
+            redisCeiling,
+            path,
+            driver,
+            pinning,
+            5,
+            undefined,
+            keep,
+          ),
+          await profileServer(
+            `Redis hit ${kib} KiB`,
+            redisAcc,
+            path,
+            driver,
+            pinning,
+            5,
+            undefined,
+            keep,
+          ),
         ]
         say(profileTables(redisProfiles))
       }
@@ -480,14 +676,27 @@ async function main(): Promise<void> {
     result.comparison.candidates.forEach((candidate, c) => {
       if (!candidate.targeted) return
       const ratio = ratioOf(result, c + 1)
-      rows.push([`${result.comparison.scenario.replace(/^\d+[ab]?\.\s*/, '')}, ${result.comparison.name}: ${candidate.label}`, target.text, ratio.text, ratio.verdict + (ratio.contended ? ' (contended: re-run on a quiet machine)' : '')])
+      rows.push([
+        `${result.comparison.scenario.replace(/^\d+[ab]?\.\s*/, '')}, ${result.comparison.name}: ${candidate.label}`,
+        target.text,
+        ratio.text,
+        ratio.verdict + (ratio.contended ? ' (contended: re-run on a quiet machine)' : ''),
+      ])
     })
   }
   for (const r of invalidations.filter((r) => r.entries >= 100_000)) {
     const ms = median(r.ms)
     const ok = r.error === undefined && r.dropped.every((d) => d === r.entries)
-    const store = r.store === 'memory' ? 'MemoryStore' : `RedisStore (timeoutMs ${r.timeoutMs ?? '100, its default'})`
-    rows.push([`invalidateTags, one tag over ${r.entries.toLocaleString('en-US')} entries, ${store}`, `< ${TARGET_MS[r.store]} ms`, ok ? `${ms.toFixed(1)} ms` : `failed: ${r.error}`, ok ? (ms < TARGET_MS[r.store] ? 'met' : 'NOT met') : 'NOT met (failed)'])
+    const store =
+      r.store === 'memory'
+        ? 'MemoryStore'
+        : `RedisStore (timeoutMs ${r.timeoutMs ?? '100, its default'})`
+    rows.push([
+      `invalidateTags, one tag over ${r.entries.toLocaleString('en-US')} entries, ${store}`,
+      `< ${TARGET_MS[r.store]} ms`,
+      ok ? `${ms.toFixed(1)} ms` : `failed: ${r.error}`,
+      ok ? (ms < TARGET_MS[r.store] ? 'met' : 'NOT met') : 'NOT met (failed)',
+    ])
   }
   say(table(['target', 'wanted', 'measured', 'verdict'], rows, ['l', 'l', 'l', 'l']))
 
@@ -495,24 +704,41 @@ async function main(): Promise<void> {
   say('## How this was measured')
   say()
   say(
-    '- autocannon 9 appends every response body to a JS string (`PipelinedRequestsQueue.addBody`, from the parser\'s `kOnBody`) ' +
+    "- autocannon 9 appends every response body to a JS string (`PipelinedRequestsQueue.addBody`, from the parser's `kOnBody`) " +
       'so that `expectBody`/`verifyBody` can see it; no option turns it off (`skipAggregateResult` only skips merging histograms). ' +
       'The bench replaces `addBody` with a no-op on each client through the documented `setupClient` hook, so bodies are parsed but not ' +
       'decoded into strings. Rows where autocannon still saturated its core are re-measured from the start with wrk (1 thread), and ' +
       'each table names the driver of each row.',
   )
-  say('- Latency percentiles come from the bench\'s own 10 µs histogram (autocannon\'s rounds to whole milliseconds); wrk\'s are its own.')
-  say('- Each server process is warmed (JIT, the entry stored, checked to be a hit) before its first run, and stays up for every round of its comparison.')
-  say('- Servers run with NODE_ENV=production (Express\'s production mode; apicache then omits its debug headers).')
-  say(`- Run time: ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end: ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}.`)
+  say(
+    "- Latency percentiles come from the bench's own 10 µs histogram (autocannon's rounds to whole milliseconds); wrk's are its own.",
+  )
+  say(
+    '- Each server process is warmed (JIT, the entry stored, checked to be a hit) before its first run, and stays up for every round of its comparison.',
+  )
+  say(
+    "- Servers run with NODE_ENV=production (Express's production mode; apicache then omits its debug headers).",
+  )
+  say(
+    `- Run time: ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end: ${os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}.`,
+  )
   say(`- ${stealNote()}.`)
 
   driver.stop()
   redis?.stop()
-  const out = args.out ?? (mode.name === 'full' && !only ? fileURLToPath(new URL('../../../bench/RESULTS.md', import.meta.url)) : undefined)
+  const out =
+    args.out ??
+    (mode.name === 'full' && !only
+      ? fileURLToPath(new URL('../../../bench/RESULTS.md', import.meta.url))
+      : undefined)
   if (out) {
     // The soak's section (npm run soak) is its own run: keep it.
-    const soak = existsSync(out) ? /<!-- soak -->[\s\S]*<!-- \/soak -->/.exec(readFileSync(out, 'utf8'))?.[0] : undefined
+    const soak = existsSync(out)
+      ? /<!-- soak -->[\s\S]*<!-- \/soak -->/.exec(readFileSync(out, 'utf8'))?.[0]
+      : undefined
     writeFileSync(out, lines.join('\n') + '\n' + (soak ? `\n${soak}\n` : ''))
     console.log(`\nwritten to ${out}`)
   }

@@ -41,7 +41,12 @@ const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
 function entry(body: Buffer, i: number, now: number): CacheEntry {
   return {
     status: 200,
-    headers: { 'content-type': 'text/html; charset=utf-8', date: new Date(now).toUTCString(), etag: `"e-${i}"`, 'content-length': String(body.length) },
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      date: new Date(now).toUTCString(),
+      etag: `"e-${i}"`,
+      'content-length': String(body.length),
+    },
     body,
     tags: ['shared', `item:${i}`],
     storedAt: now,
@@ -57,23 +62,44 @@ async function fill(store: CacheStore, entries: number, body: Buffer): Promise<v
   // Concurrent batches, as an app filling a Redis cache from many requests would write.
   const batch = store instanceof RedisStore ? 100 : 10_000
   for (let i = 0; i < entries; i += batch) {
-    const stored = await Promise.all(Array.from({ length: Math.min(batch, entries - i) }, (_, j) => store.set(`item/${i + j}`, entry(body, i + j, now), since)))
+    const stored = await Promise.all(
+      Array.from({ length: Math.min(batch, entries - i) }, (_, j) =>
+        store.set(`item/${i + j}`, entry(body, i + j, now), since),
+      ),
+    )
     if (!stored.every(Boolean)) throw new Error(`store.set refused entries ${i}..${i + batch}`)
   }
 }
 
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2]!) as InvalidationSpec
-  const result: InvalidationResult = { store: spec.store, entries: spec.entries, ms: [], dropped: [], fillMs: 0, left: [] }
+  const result: InvalidationResult = {
+    store: spec.store,
+    entries: spec.entries,
+    ms: [],
+    dropped: [],
+    fillMs: 0,
+    left: [],
+  }
   if (spec.timeoutMs !== undefined) result.timeoutMs = spec.timeoutMs
   const body = pageBody(1024)
   const admin = spec.store === 'redis' ? new Redis(spec.redisUrl!) : undefined
   for (let r = 0; r < spec.repeats && result.error === undefined; r++) {
-    const store = spec.store === 'memory' ? new MemoryStore({ maxEntries: spec.entries + 10, maxBytes: 4 * 1024 ** 3 }) : new RedisStore({ url: spec.redisUrl!, prefix: `inv${r}:`, ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}) })
+    const store =
+      spec.store === 'memory'
+        ? new MemoryStore({ maxEntries: spec.entries + 10, maxBytes: 4 * 1024 ** 3 })
+        : new RedisStore({
+            url: spec.redisUrl!,
+            prefix: `inv${r}:`,
+            ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}),
+          })
     const acc = accelerate(() => {}, { store })
     let step = 'fill'
     // Stored through a store of the same prefix with a long timeout: setting up is not what is measured.
-    const filler = store instanceof RedisStore ? new RedisStore({ url: spec.redisUrl!, prefix: `inv${r}:`, timeoutMs: 5000 }) : store
+    const filler =
+      store instanceof RedisStore
+        ? new RedisStore({ url: spec.redisUrl!, prefix: `inv${r}:`, timeoutMs: 5000 })
+        : store
     try {
       if (store instanceof RedisStore) await store.ready()
       if (filler instanceof RedisStore) await filler.ready()
@@ -88,7 +114,8 @@ async function main(): Promise<void> {
       result.dropped.push(dropped)
       step = 'check'
       let left = 0
-      for (const i of [0, 1, spec.entries >> 1, spec.entries - 1]) if (await store.get(`item/${i}`)) left++
+      for (const i of [0, 1, spec.entries >> 1, spec.entries - 1])
+        if (await store.get(`item/${i}`)) left++
       result.left.push(left)
     } catch (err) {
       result.error = `${step}: ${(err as Error).message}`

@@ -20,10 +20,12 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.le
 
 function get(port: number, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    http.get({ port, host: '127.0.0.1', path, agent }, (res) => {
-      res.resume()
-      res.on('end', resolve)
-    }).on('error', reject)
+    http
+      .get({ port, host: '127.0.0.1', path, agent }, (res) => {
+        res.resume()
+        res.on('end', resolve)
+      })
+      .on('error', reject)
   })
 }
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
@@ -31,10 +33,13 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
 async function server(lease: boolean, url: string) {
   const store = new RedisStore({ url, prefix: `miss-${lease}:`, timeoutMs: 5000, lease })
   await store.ready()
-  const app = accelerate((_req, res) => {
-    res.cacheFor = 60
-    return 'a page'
-  }, { store })
+  const app = accelerate(
+    (_req, res) => {
+      res.cacheFor = 60
+      return 'a page'
+    },
+    { store },
+  )
   const srv = http.createServer(app)
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
   const port = (srv.address() as AddressInfo).port
@@ -74,7 +79,10 @@ try {
   const off = await server(false, redis.url)
   await on.round()
   await off.round()
-  const rows = { on: [] as Array<{ wall: number; cpu: number }>, off: [] as Array<{ wall: number; cpu: number }> }
+  const rows = {
+    on: [] as Array<{ wall: number; cpu: number }>,
+    off: [] as Array<{ wall: number; cpu: number }>,
+  }
   for (let r = 0; r < ROUNDS; r++) {
     rows.on.push(await on.round())
     rows.off.push(await off.round())
@@ -84,9 +92,13 @@ try {
   const cpuOn = median(rows.on.map((row) => row.cpu))
   const cpuOff = median(rows.off.map((row) => row.cpu))
   console.log(`Redis round trip (PING, median): ${(median(pings) * 1000).toFixed(0)} µs`)
-  console.log(`miss, lease off: ${wallOff.toFixed(0)} µs median latency, ${cpuOff.toFixed(0)} µs CPU (client and server in this process)`)
+  console.log(
+    `miss, lease off: ${wallOff.toFixed(0)} µs median latency, ${cpuOff.toFixed(0)} µs CPU (client and server in this process)`,
+  )
   console.log(`miss, lease on:  ${wallOn.toFixed(0)} µs median latency, ${cpuOn.toFixed(0)} µs CPU`)
-  console.log(`the lease adds ${(wallOn - wallOff).toFixed(0)} µs latency and ${(cpuOn - cpuOff).toFixed(0)} µs CPU per miss`)
+  console.log(
+    `the lease adds ${(wallOn - wallOff).toFixed(0)} µs latency and ${(cpuOn - cpuOff).toFixed(0)} µs CPU per miss`,
+  )
   await on.close()
   await off.close()
 } finally {

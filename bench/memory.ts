@@ -49,29 +49,36 @@ async function main(): Promise<void> {
   const before = await settle()
   // Created after the first reading: the LRU's arrays, sized for maxEntries up front, count too.
   const store = new MemoryStore({ maxEntries: spec.entries, maxBytes: 8 * 1024 ** 3 })
-  const acc = accelerate((req, res) => {
-    res.cacheFor = 3600
-    res.tags = [`item:${req.url}`, 'items']
-    res.setHeader('content-type', 'text/html; charset=utf-8')
-    res.end(body)
-  }, { store })
+  const acc = accelerate(
+    (req, res) => {
+      res.cacheFor = 3600
+      res.tags = [`item:${req.url}`, 'items']
+      res.setHeader('content-type', 'text/html; charset=utf-8')
+      res.end(body)
+    },
+    { store },
+  )
   const server = http.createServer(acc)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 })
   const t0 = performance.now()
   let next = 0
-  await Promise.all(Array.from({ length: 32 }, async () => {
-    while (next < spec.entries) {
-      const path = `/item/${next++}`
-      await new Promise<void>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
-          res.resume()
-          res.on('end', resolve)
-        }).on('error', reject)
-      })
-    }
-  }))
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < spec.entries) {
+        const path = `/item/${next++}`
+        await new Promise<void>((resolve, reject) => {
+          http
+            .get({ host: '127.0.0.1', port, path, agent }, (res) => {
+              res.resume()
+              res.on('end', resolve)
+            })
+            .on('error', reject)
+        })
+      }
+    }),
+  )
   const fillSeconds = (performance.now() - t0) / 1000
   // Let the last stores land, then drop every connection so only the cache remains.
   await new Promise((resolve) => setTimeout(resolve, 200))

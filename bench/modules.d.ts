@@ -36,7 +36,10 @@ declare module 'autocannon' {
       stop(): void
     }
   }
-  function autocannon(options: autocannon.Options, callback: (err: Error | null, result: autocannon.Result) => void): autocannon.Instance
+  function autocannon(
+    options: autocannon.Options,
+    callback: (err: Error | null, result: autocannon.Result) => void,
+  ): autocannon.Instance
   export default autocannon
 }
 
@@ -44,7 +47,11 @@ declare module 'apicache' {
   import type { IncomingMessage, ServerResponse } from 'node:http'
 
   namespace apicache {
-    type Middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void
+    type Middleware = (
+      req: IncomingMessage,
+      res: ServerResponse,
+      next: (err?: unknown) => void,
+    ) => void
     interface Options {
       /** A node_redis-style client: `connected`, `hgetall(key, cb)`, `hset`, `expire`, `del`. */
       redisClient?: unknown

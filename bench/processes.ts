@@ -8,7 +8,18 @@ import http from 'node:http'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { freePort, waitForPing } from '../test/fixtures/redis-server.js'
-import { ask, procCpuUs, sleep, type FromDriver, type FromServer, type RunResult, type RunSpec, type ServerSample, type ServerSpec, type WarmSpec } from './common.js'
+import {
+  ask,
+  procCpuUs,
+  sleep,
+  type FromDriver,
+  type FromServer,
+  type RunResult,
+  type RunSpec,
+  type ServerSample,
+  type ServerSpec,
+  type WarmSpec,
+} from './common.js'
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 
@@ -28,7 +39,9 @@ export function choosePinning(redisCpu: 'server' | 'driver'): Pinning {
     taskset = true
   } catch {}
   if (cores < 2 || !taskset) {
-    return { note: `not pinned: ${cores < 2 ? `only ${cores} CPU` : 'taskset (util-linux) not found'}; servers, load generator and Redis share the CPUs` }
+    return {
+      note: `not pinned: ${cores < 2 ? `only ${cores} CPU` : 'taskset (util-linux) not found'}; servers, load generator and Redis share the CPUs`,
+    }
   }
   const redis = redisCpu === 'server' ? '0' : '1'
   return {
@@ -56,16 +69,30 @@ export class ServerHandle {
     this.url = `http://127.0.0.1:${port}`
   }
 
-  static async start(spec: ServerSpec, pinning: Pinning, nodeArgs: string[] = []): Promise<ServerHandle> {
-    const [command, args] = pinned(pinning.server, process.execPath, [...nodeArgs, here('./servers.js'), JSON.stringify(spec)])
+  static async start(
+    spec: ServerSpec,
+    pinning: Pinning,
+    nodeArgs: string[] = [],
+  ): Promise<ServerHandle> {
+    const [command, args] = pinned(pinning.server, process.execPath, [
+      ...nodeArgs,
+      here('./servers.js'),
+      JSON.stringify(spec),
+    ])
     // NODE_ENV=production: Express's production mode, and apicache without its debug headers.
-    const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_ENV: 'production' } })
+    const child = spawn(command, args, {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, NODE_ENV: 'production' },
+    })
     const port = await new Promise<number>((resolve, reject) => {
       child.on('message', (message: FromServer) => {
         if (message.type === 'ready') resolve(message.port)
-        if (message.type === 'error') reject(new Error(`server ${spec.app} failed: ${message.message}`))
+        if (message.type === 'error')
+          reject(new Error(`server ${spec.app} failed: ${message.message}`))
       })
-      child.once('exit', (code) => reject(new Error(`server ${spec.app} exited (${code}) before listening`)))
+      child.once('exit', (code) =>
+        reject(new Error(`server ${spec.app} exited (${code}) before listening`)),
+      )
     })
     return new ServerHandle(spec, child, port)
   }
@@ -106,7 +133,12 @@ export class ServerPool {
     for (const [key, server] of this.#servers) {
       if (wanted.has(key)) continue
       this.#servers.delete(key)
-      stopping.push(server.then((s) => s.stop(), () => {}))
+      stopping.push(
+        server.then(
+          (s) => s.stop(),
+          () => {},
+        ),
+      )
     }
     await Promise.all(stopping)
   }
@@ -117,7 +149,10 @@ export class Driver {
   private constructor(private readonly child: ChildProcess) {}
 
   static async start(pinning: Pinning): Promise<Driver> {
-    const [command, args] = pinned(pinning.driver, process.execPath, [here('./drivers.js'), '--driver'])
+    const [command, args] = pinned(pinning.driver, process.execPath, [
+      here('./drivers.js'),
+      '--driver',
+    ])
     const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     await new Promise<void>((resolve, reject) => {
       child.once('message', (message: FromDriver) => message.type === 'ready' && resolve())
@@ -127,13 +162,21 @@ export class Driver {
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
-    const reply = await ask<{ id: number; result?: RunResult; error?: string }>(this.child, { type: 'run', spec }, (spec.duration + spec.warmup) * 1000 + 60_000)
+    const reply = await ask<{ id: number; result?: RunResult; error?: string }>(
+      this.child,
+      { type: 'run', spec },
+      (spec.duration + spec.warmup) * 1000 + 60_000,
+    )
     if (!reply.result) throw new Error(`load run failed: ${reply.error}`)
     return reply.result
   }
 
   async warm(spec: WarmSpec): Promise<Record<string, number>> {
-    const reply = await ask<{ id: number; statuses?: Record<string, number>; error?: string }>(this.child, { type: 'warm', spec }, 120_000)
+    const reply = await ask<{ id: number; statuses?: Record<string, number>; error?: string }>(
+      this.child,
+      { type: 'warm', spec },
+      120_000,
+    )
     if (!reply.statuses) throw new Error(`warm-up failed: ${reply.error}`)
     return reply.statuses
   }
@@ -154,12 +197,25 @@ export class RedisProcess {
   static async start(pinning: Pinning): Promise<RedisProcess | undefined> {
     let version: string
     try {
-      version = /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? '?'
+      version =
+        /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ??
+        '?'
     } catch {
       return undefined
     }
     const port = await freePort()
-    const [command, args] = pinned(pinning.redis, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'])
+    const [command, args] = pinned(pinning.redis, 'redis-server', [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--loglevel',
+      'warning',
+    ])
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] })
     await waitForPing(port, 10_000)
     return new RedisProcess(child, `redis://127.0.0.1:${port}`, version)
@@ -181,7 +237,10 @@ export class RedisProcess {
 }
 
 /** One request: status, headers and body length (for pre-flight checks). */
-export function fetchOnce(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; length: number }> {
+export function fetchOnce(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; length: number }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers, agent: false }, (res) => {
       let length = 0
@@ -198,8 +257,17 @@ export function fetchOnce(url: string, headers: Record<string, string> = {}): Pr
  * Runs `node <file> <arg JSON>` pinned to the server CPU (with `nodeArgs`) and resolves the JSON of
  * its last stdout line: for the measurements that are not HTTP load (invalidation, memory).
  */
-export function runJsonProcess<T>(file: string, arg: unknown, pinning: Pinning, nodeArgs: string[] = []): Promise<T> {
-  const [command, args] = pinned(pinning.server, process.execPath, [...nodeArgs, here(file), JSON.stringify(arg)])
+export function runJsonProcess<T>(
+  file: string,
+  arg: unknown,
+  pinning: Pinning,
+  nodeArgs: string[] = [],
+): Promise<T> {
+  const [command, args] = pinned(pinning.server, process.execPath, [
+    ...nodeArgs,
+    here(file),
+    JSON.stringify(arg),
+  ])
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''

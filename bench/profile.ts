@@ -48,27 +48,40 @@ function category(url: string, name: string): string {
   if (name === '(garbage collector)') return 'GC'
   if (name === '(program)') return 'V8/native (program)'
   if (IDLE.has(name)) return 'idle'
-  if (/\/(src|stores)\/[\w/-]+\.js$/.test(url) && !url.includes('/node_modules/')) return 'accelerator (src/, stores/)'
-  if (/\/node_modules\/(mnemonist|p-limit|yocto-queue)\//.test(url)) return 'accelerator deps (mnemonist, p-limit)'
+  if (/\/(src|stores)\/[\w/-]+\.js$/.test(url) && !url.includes('/node_modules/'))
+    return 'accelerator (src/, stores/)'
+  if (/\/node_modules\/(mnemonist|p-limit|yocto-queue)\//.test(url))
+    return 'accelerator deps (mnemonist, p-limit)'
   if (/\/bench\/[\w-]+\.js$/.test(url)) return 'bench handler/server'
-  if (url.includes('/node_modules/')) return `dependency: ${/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1]}`
+  if (url.includes('/node_modules/'))
+    return `dependency: ${/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1]}`
   if (/^node:(_http|http)/.test(url)) return 'node: http'
-  if (/^node:(net|stream|internal\/streams|internal\/stream_base)/.test(url)) return 'node: net, streams'
+  if (/^node:(net|stream|internal\/streams|internal\/stream_base)/.test(url))
+    return 'node: net, streams'
   if (url.startsWith('node:')) return 'node: other'
   return 'V8 builtins/native'
 }
 
 function frameName(node: CpuProfileNode): string {
   const { functionName, url, lineNumber } = node.callFrame
-  const file = url.replace(/^file:\/\/.*\/dist\/bench\//, '').replace(/^file:\/\/.*\/node_modules\//, '')
+  const file = url
+    .replace(/^file:\/\/.*\/dist\/bench\//, '')
+    .replace(/^file:\/\/.*\/node_modules\//, '')
   return `${functionName || '(anonymous)'}${file ? ` ${file}:${lineNumber + 1}` : ''}`
 }
 
 /** Reduces a .cpuprofile to time per request by category, by frame, and inclusive for the accelerator. */
-export function summarize(profile: CpuProfile, label: string, requests: number, rps: number, top = 18): ProfileSummary {
+export function summarize(
+  profile: CpuProfile,
+  label: string,
+  requests: number,
+  rps: number,
+  top = 18,
+): ProfileSummary {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]))
   const parent = new Map<number, number>()
-  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id)
+  for (const node of profile.nodes)
+    for (const child of node.children ?? []) parent.set(child, node.id)
   const self = new Map<string, { us: number; category: string }>()
   const categories = new Map<string, number>()
   const inclusive = new Map<string, number>()
@@ -88,7 +101,11 @@ export function summarize(profile: CpuProfile, label: string, requests: number, 
     const seen = new Set<string>()
     for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
       const frame = byId.get(id)!
-      if (category(frame.callFrame.url, frame.callFrame.functionName) !== 'accelerator (src/, stores/)') continue
+      if (
+        category(frame.callFrame.url, frame.callFrame.functionName) !==
+        'accelerator (src/, stores/)'
+      )
+        continue
       const key = frameName(frame)
       if (seen.has(key)) continue
       seen.add(key)
@@ -97,15 +114,27 @@ export function summarize(profile: CpuProfile, label: string, requests: number, 
   }
   const per = (us: number) => us / requests
   const rows = (entries: Iterable<[string, number, string]>) =>
-    [...entries].map(([frame, us, cat]) => ({ frame, category: cat, us: per(us), share: us / busy })).sort((a, b) => b.us - a.us)
+    [...entries]
+      .map(([frame, us, cat]) => ({ frame, category: cat, us: per(us), share: us / busy }))
+      .sort((a, b) => b.us - a.us)
   return {
     label,
     requests,
     rps,
     busyUsPerRequest: per(busy),
-    categories: rows([...categories].map(([cat, us]) => [cat, us, cat] as [string, number, string])),
-    selfTop: rows([...self].map(([frame, { us, category: cat }]) => [frame, us, cat] as [string, number, string])).slice(0, top),
-    acceleratorInclusive: rows([...inclusive].map(([frame, us]) => [frame, us, 'accelerator (src/, stores/)'] as [string, number, string])).slice(0, top),
+    categories: rows(
+      [...categories].map(([cat, us]) => [cat, us, cat] as [string, number, string]),
+    ),
+    selfTop: rows(
+      [...self].map(
+        ([frame, { us, category: cat }]) => [frame, us, cat] as [string, number, string],
+      ),
+    ).slice(0, top),
+    acceleratorInclusive: rows(
+      [...inclusive].map(
+        ([frame, us]) => [frame, us, 'accelerator (src/, stores/)'] as [string, number, string],
+      ),
+    ).slice(0, top),
   }
 }
 
@@ -113,13 +142,33 @@ export function summarize(profile: CpuProfile, label: string, requests: number, 
  * Runs `spec` under `node --cpu-prof` (100 µs sampling), warms it, loads it for `seconds` with
  * the driver, and summarizes the profile written when it exits.
  */
-export async function profileServer(label: string, spec: ServerSpec, path: string, driver: Driver, pinning: Pinning, seconds: number, headers?: Record<string, string>, keepIn?: string): Promise<ProfileSummary> {
+export async function profileServer(
+  label: string,
+  spec: ServerSpec,
+  path: string,
+  driver: Driver,
+  pinning: Pinning,
+  seconds: number,
+  headers?: Record<string, string>,
+  keepIn?: string,
+): Promise<ProfileSummary> {
   const dir = mkdtempSync(join(tmpdir(), 'accelerator-prof-'))
   try {
-    const server = await ServerHandle.start(spec, pinning, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=100'])
+    const server = await ServerHandle.start(spec, pinning, [
+      '--cpu-prof',
+      `--cpu-prof-dir=${dir}`,
+      '--cpu-prof-interval=100',
+    ])
     const url = server.url + path
     await driver.warm({ url, requests: 20_000, connections: 16, ...(headers ? { headers } : {}) })
-    const result: RunResult = await driver.run({ driver: 'autocannon', url, connections: 50, duration: seconds, warmup: 0, ...(headers ? { headers } : {}) })
+    const result: RunResult = await driver.run({
+      driver: 'autocannon',
+      url,
+      connections: 50,
+      duration: seconds,
+      warmup: 0,
+      ...(headers ? { headers } : {}),
+    })
     await server.stop()
     const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
     if (!file) throw new Error('no .cpuprofile written')

@@ -32,8 +32,27 @@ try {
   for (const size of [1024, 16 * 1024]) {
     const body = Buffer.alloc(size, 'x')
     const now = Date.now()
-    const headers = { etag: '"v1"', date: new Date(now).toUTCString(), 'content-length': String(size), 'content-type': 'text/html; charset=utf-8', 'cache-control': 'public, max-age=60' }
-    await store.set('page', { status: 200, headers, body, tags: ['a', 'b'], storedAt: now, initialAge: 0, staleAt: now + 3_600_000, expiresAt: now + 3_600_000 }, await store.checkpoint())
+    const headers = {
+      etag: '"v1"',
+      date: new Date(now).toUTCString(),
+      'content-length': String(size),
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'public, max-age=60',
+    }
+    await store.set(
+      'page',
+      {
+        status: 200,
+        headers,
+        body,
+        tags: ['a', 'b'],
+        storedAt: now,
+        initialAge: 0,
+        staleAt: now + 3_600_000,
+        expiresAt: now + 3_600_000,
+      },
+      await store.checkpoint(),
+    )
     // The raw GET reads as many bytes as the store's entry holds.
     const frame = await raw.getBuffer('get:{k:page}v')
     await raw.set('raw', frame!)
@@ -51,7 +70,9 @@ try {
       storeUs.push(round % 2 === 0 ? b : a)
     }
     const ratios = rawUs.map((us, i) => us / storeUs[i]!)
-    console.log(`${size / 1024} KiB: raw getBuffer ${median(rawUs).toFixed(2)} µs/op, RedisStore.get ${median(storeUs).toFixed(2)} µs/op (CPU); raw / store ${median(ratios).toFixed(3)} (range ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`)
+    console.log(
+      `${size / 1024} KiB: raw getBuffer ${median(rawUs).toFixed(2)} µs/op, RedisStore.get ${median(storeUs).toFixed(2)} µs/op (CPU); raw / store ${median(ratios).toFixed(3)} (range ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`,
+    )
   }
 } finally {
   await store.close()

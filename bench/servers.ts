@@ -7,9 +7,23 @@
  */
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { accelerate, MemoryStore, type AcceleratedResponse, type Accelerator, type CacheEntry, type CacheStore } from '../src/index.js'
+import {
+  accelerate,
+  MemoryStore,
+  type AcceleratedResponse,
+  type Accelerator,
+  type CacheEntry,
+  type CacheStore,
+} from '../src/index.js'
 import { drained } from '../src/core/body.js'
-import { cpuUs, pageBody, type FromServer, type ServerSample, type ServerSpec, type ToServer } from './common.js'
+import {
+  cpuUs,
+  pageBody,
+  type FromServer,
+  type ServerSample,
+  type ServerSpec,
+  type ToServer,
+} from './common.js'
 
 // Express, apicache, ioredis and RedisStore are imported only by the servers that use them: the
 // others start faster, and their profiles hold no module loading beyond their own.
@@ -98,7 +112,12 @@ const REPORT_ETAG = '"report-42"'
 function coldEntry(body: Buffer, group: number, now: number): CacheEntry {
   return {
     status: 200,
-    headers: { 'content-type': 'text/html; charset=utf-8', date: new Date(now).toUTCString(), etag: `"cold-${group}"`, 'content-length': String(body.length) },
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      date: new Date(now).toUTCString(),
+      etag: `"cold-${group}"`,
+      'content-length': String(body.length),
+    },
     body,
     tags: [`group:${group}`, 'cold'],
     storedAt: now,
@@ -126,7 +145,15 @@ function invalidationLoad(acc: Accelerator, store: CacheStore, cold: number, rat
     const since = await store.checkpoint()
     const now = Date.now()
     for (let i = 0; i < which.length; i += perBatch) {
-      const stored = await Promise.all(which.slice(i, i + perBatch).flatMap((group) => Array.from({ length: 10 }, (_, j) => store.set(`cold/${group}/${j}`, coldEntry(body, group, now), since))))
+      const stored = await Promise.all(
+        which
+          .slice(i, i + perBatch)
+          .flatMap((group) =>
+            Array.from({ length: 10 }, (_, j) =>
+              store.set(`cold/${group}/${j}`, coldEntry(body, group, now), since),
+            ),
+          ),
+      )
       if (!stored.every(Boolean)) throw new Error('a cold entry was not stored')
     }
   }
@@ -169,17 +196,30 @@ async function build(spec: ServerSpec): Promise<Built> {
       // The best Node does with these bytes: precomputed headers and body, one writeHead, one end.
       const status = spec.app === 'ceiling' ? 200 : 304
       const headers = spec.headers!
-      return { listener: (_req, res) => (res.writeHead(status, headers), res.end(status === 200 ? body : undefined)) }
+      return {
+        listener: (_req, res) => (
+          res.writeHead(status, headers),
+          res.end(status === 200 ? body : undefined)
+        ),
+      }
     }
     case 'acc-memory':
     case 'acc-redis': {
       let store: CacheStore
       if (spec.app === 'acc-redis') {
-        const redisStore = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}), ...(spec.localCacheBytes ? { localCache: { maxBytes: spec.localCacheBytes } } : {}) })
+        const redisStore = new (await loadRedisStore())({
+          url: spec.redisUrl!,
+          prefix: spec.prefix!,
+          ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}),
+          ...(spec.localCacheBytes ? { localCache: { maxBytes: spec.localCacheBytes } } : {}),
+        })
         await redisStore.ready()
         store = redisStore
       } else {
-        store = new MemoryStore({ maxEntries: (spec.cold ?? 0) + 1000, maxBytes: 1024 * 1024 * 1024 })
+        store = new MemoryStore({
+          maxEntries: (spec.cold ?? 0) + 1000,
+          maxBytes: 1024 * 1024 * 1024,
+        })
       }
       const acc = accelerate(pageHandler(body), { store, onError })
       const built: Built = { listener: acc, acc, close: () => (acc.close(), store.close()) }
@@ -187,13 +227,22 @@ async function build(spec: ServerSpec): Promise<Built> {
         // Stored through a store of the same prefix with a long timeout: setting up is not measured.
         let filler: CacheStore = store
         if (!(store instanceof MemoryStore)) {
-          const redisFiller = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, timeoutMs: 5000 })
+          const redisFiller = new (await loadRedisStore())({
+            url: spec.redisUrl!,
+            prefix: spec.prefix!,
+            timeoutMs: 5000,
+          })
           await redisFiller.ready()
           filler = redisFiller
         }
         const load = invalidationLoad(acc, filler, spec.cold, spec.invalidateRate ?? 0)
         await load.fill()
-        if (spec.invalidateRate) Object.assign(built, { measure: load.measure, idle: load.idle, invalidations: load.invalidations })
+        if (spec.invalidateRate)
+          Object.assign(built, {
+            measure: load.measure,
+            idle: load.idle,
+            invalidations: load.invalidations,
+          })
       }
       return built
     }
@@ -217,12 +266,19 @@ async function build(spec: ServerSpec): Promise<Built> {
       // The Redis ceiling with RedisStore.get in place of the raw getBuffer: an entry stored as the
       // accelerator stores the page (the same frame layout and size), its body sent with the
       // ceiling's headers. What it adds to the ceiling is the store's share of a hit.
-      const store = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}) })
+      const store = new (await loadRedisStore())({
+        url: spec.redisUrl!,
+        prefix: spec.prefix!,
+        ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}),
+      })
       await store.ready()
       const now = Date.now()
       const entry: CacheEntry = {
         status: 200,
-        headers: { 'content-type': 'text/html; charset=utf-8', 'content-length': String(body.length) },
+        headers: {
+          'content-type': 'text/html; charset=utf-8',
+          'content-length': String(body.length),
+        },
         body,
         tags: ['page'],
         storedAt: now,
@@ -231,7 +287,11 @@ async function build(spec: ServerSpec): Promise<Built> {
         expiresAt: now + 2 * TTL_S * 1000,
       }
       // Stored through a store of the same prefix with a long timeout: setting up is not measured.
-      const filler = new (await loadRedisStore())({ url: spec.redisUrl!, prefix: spec.prefix!, timeoutMs: 5000 })
+      const filler = new (await loadRedisStore())({
+        url: spec.redisUrl!,
+        prefix: spec.prefix!,
+        timeoutMs: 5000,
+      })
       const stored = await filler.set('page', entry, await filler.checkpoint())
       await filler.close()
       if (!stored) throw new Error('the entry was not stored')
@@ -239,7 +299,10 @@ async function build(spec: ServerSpec): Promise<Built> {
       return {
         listener: (_req, res) => {
           store.get('page').then(
-            (hit) => (hit ? (res.writeHead(200, headers), res.end(hit.body)) : (res.writeHead(500), res.end())),
+            (hit) =>
+              hit
+                ? (res.writeHead(200, headers), res.end(hit.body))
+                : (res.writeHead(500), res.end()),
             (err: Error) => (onError(err), res.writeHead(500), res.end()),
           )
         },
@@ -255,7 +318,10 @@ async function build(spec: ServerSpec): Promise<Built> {
       // or (`distinct`) a key per request, which leaves only the miss itself.
       let n = 0
       const distinct = spec.storing === true || spec.distinct === true
-      const acc = accelerate(streamHandler(spec.size, spec.chunk!, spec.storing === true), distinct ? { key: () => `stream/${++n}`, onError } : { onError })
+      const acc = accelerate(
+        streamHandler(spec.size, spec.chunk!, spec.storing === true),
+        distinct ? { key: () => `stream/${++n}`, onError } : { onError },
+      )
       return { listener: acc, acc }
     }
     case 'bare-expensive':
@@ -263,7 +329,8 @@ async function build(spec: ServerSpec): Promise<Built> {
         listener: async (_req, res) => {
           res.setHeader('etag', REPORT_ETAG)
           res.setHeader('content-type', 'text/html; charset=utf-8')
-          for await (const part of render()) if (!res.write(part) && !res.destroyed) await drained(res)
+          for await (const part of render())
+            if (!res.write(part) && !res.destroyed) await drained(res)
           res.end()
         },
       }
@@ -323,7 +390,9 @@ async function main(): Promise<void> {
   const built = await build(spec)
   const server = http.createServer(built.listener)
   server.keepAliveTimeout = 60_000
-  server.listen(0, '127.0.0.1', () => send({ type: 'ready', port: (server.address() as AddressInfo).port }))
+  server.listen(0, '127.0.0.1', () =>
+    send({ type: 'ready', port: (server.address() as AddressInfo).port }),
+  )
   process.on('message', async (message: ToServer) => {
     switch (message.type) {
       case 'sample': {

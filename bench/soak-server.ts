@@ -31,19 +31,22 @@ if (spec.store === 'redis') {
   store = redis
 } else store = new MemoryStore({ maxBytes: spec.maxBytes ?? 64 * 1024 * 1024 })
 
-const app = accelerate(async (req, res) => {
-  await new Promise((resolve) => setTimeout(resolve, spec.handlerMs))
-  const n = Number(/\d+/.exec(req.url ?? '')?.[0] ?? 0)
-  res.cacheFor = 10
-  res.tags = [`group:${n % 10}`]
-  res.setHeader('content-type', 'text/plain')
-  return body
-}, {
-  store,
-  unless: (req) => req.url!.startsWith('/__'),
-  // Counted, not logged: an outage would otherwise flood the runner's terminal.
-  onError: (_err, { op }) => void (reported[op] = (reported[op] ?? 0) + 1),
-})
+const app = accelerate(
+  async (req, res) => {
+    await new Promise((resolve) => setTimeout(resolve, spec.handlerMs))
+    const n = Number(/\d+/.exec(req.url ?? '')?.[0] ?? 0)
+    res.cacheFor = 10
+    res.tags = [`group:${n % 10}`]
+    res.setHeader('content-type', 'text/plain')
+    return body
+  },
+  {
+    store,
+    unless: (req) => req.url!.startsWith('/__'),
+    // Counted, not logged: an outage would otherwise flood the runner's terminal.
+    onError: (_err, { op }) => void (reported[op] = (reported[op] ?? 0) + 1),
+  },
+)
 
 const server = http.createServer(async (req, res) => {
   if (req.url!.startsWith('/__invalidate') && req.method === 'POST') {
@@ -62,5 +65,7 @@ const server = http.createServer(async (req, res) => {
   app(req, res)
 })
 server.keepAliveTimeout = 60_000
-server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }))
+server.listen(0, '127.0.0.1', () =>
+  process.send?.({ port: (server.address() as AddressInfo).port }),
+)
 process.on('disconnect', () => process.exit(0))

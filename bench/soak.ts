@@ -49,7 +49,22 @@ class Redis {
     return `redis://127.0.0.1:${this.port}`
   }
   async start() {
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: 'ignore' })
+    this.child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        this.dir,
+      ],
+      { stdio: 'ignore' },
+    )
     await waitForPing(this.port, 5000)
   }
   pause = () => this.child.kill('SIGSTOP')
@@ -61,8 +76,15 @@ class Redis {
   }
 }
 
-async function startServer(spec: SoakServerSpec, nodeArgs: string[] = []): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [...nodeArgs, here('./soak-server.js'), JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+async function startServer(
+  spec: SoakServerSpec,
+  nodeArgs: string[] = [],
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, here('./soak-server.js'), JSON.stringify(spec)],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  )
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (message) => resolve((message as { port: number }).port))
     child.once('exit', (code) => reject(new Error(`soak server exited with ${code}`)))
@@ -72,27 +94,55 @@ async function startServer(spec: SoakServerSpec, nodeArgs: string[] = []): Promi
 
 function call(url: string, method = 'GET'): Promise<string> {
   return new Promise((resolve, reject) => {
-    http.request(url, { method }, (res) => {
-      let text = ''
-      res.on('data', (chunk: Buffer) => (text += chunk))
-      res.on('end', () => resolve(text))
-    }).on('error', reject).end()
+    http
+      .request(url, { method }, (res) => {
+        let text = ''
+        res.on('data', (chunk: Buffer) => (text += chunk))
+        res.on('end', () => resolve(text))
+      })
+      .on('error', reject)
+      .end()
   })
 }
 
 /** Empties the store (its entries count from the baseline on). */
 async function fetchClear(url: string): Promise<void> {
-  for (let group = 0; group < 10; group++) await call(`${url}/__invalidate?tag=group:${group}`, 'POST')
+  for (let group = 0; group < 10; group++)
+    await call(`${url}/__invalidate?tag=group:${group}`, 'POST')
 }
 
-const stats = async (url: string) => JSON.parse(await call(url + '/__stats')) as { stats: Record<string, number>; memory: NodeJS.MemoryUsage; reported: Record<string, number> }
+const stats = async (url: string) =>
+  JSON.parse(await call(url + '/__stats')) as {
+    stats: Record<string, number>
+    memory: NodeJS.MemoryUsage
+    reported: Record<string, number>
+  }
 
 /** The mixed load for `seconds`: 80% hot pages, 20% unique URLs (misses), keep-alive clients. */
 function load(url: string, seconds: number, uniqueOnly = false): Promise<autocannon.Result> {
   let unique = 0
-  const requests = [{ setupRequest: (req: { path: string }) => ({ ...req, path: uniqueOnly || unique % 5 === 0 ? `/miss/${unique++}?u=${process.hrtime.bigint()}` : `/hot/${unique++ % 20}` }) }]
+  const requests = [
+    {
+      setupRequest: (req: { path: string }) => ({
+        ...req,
+        path:
+          uniqueOnly || unique % 5 === 0
+            ? `/miss/${unique++}?u=${process.hrtime.bigint()}`
+            : `/hot/${unique++ % 20}`,
+      }),
+    },
+  ]
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: 20, duration: seconds, timeout: 10, requests } as unknown as autocannon.Options, (err, result) => (err ? reject(err) : resolve(result)))
+    autocannon(
+      {
+        url,
+        connections: 20,
+        duration: seconds,
+        timeout: 10,
+        requests,
+      } as unknown as autocannon.Options,
+      (err, result) => (err ? reject(err) : resolve(result)),
+    )
   })
 }
 
@@ -102,7 +152,8 @@ async function invalidating(url: string, until: Promise<unknown>): Promise<numbe
   let failed = 0
   void until.then(() => (done = true))
   for (let i = 0; !done; i++) {
-    if ((await call(`${url}/__invalidate?tag=group:${i % 10}`, 'POST').catch(() => '-1')) === '-1') failed++
+    if ((await call(`${url}/__invalidate?tag=group:${i % 10}`, 'POST').catch(() => '-1')) === '-1')
+      failed++
     await sleep(100)
   }
   return failed
@@ -113,7 +164,12 @@ async function faultSoak(): Promise<Phase[]> {
   for (const kind of ['memory', 'redis'] as const) {
     const redis = new Redis(await freePort())
     await redis.start()
-    const server = await startServer({ store: kind, redisUrl: redis.url, handlerMs: HANDLER_MS, bodyBytes: 1024 })
+    const server = await startServer({
+      store: kind,
+      redisUrl: redis.url,
+      handlerMs: HANDLER_MS,
+      bodyBytes: 1024,
+    })
     await load(server.url, 2) // warm: the hot pages stored, the JIT warm
     const script: Array<[string, () => Promise<void> | void, () => Promise<void> | void]> = [
       ['steady', () => {}, () => {}],
@@ -129,7 +185,9 @@ async function faultSoak(): Promise<Phase[]> {
       const failedInvalidations = await invalidating(server.url, run)
       const result = await run
       const reported = (await stats(server.url)).reported
-      const delta = Object.entries(reported).map(([op, n]) => [op, n - (reportedBefore[op] ?? 0)] as const).filter(([, n]) => n > 0)
+      const delta = Object.entries(reported)
+        .map(([op, n]) => [op, n - (reportedBefore[op] ?? 0)] as const)
+        .filter(([, n]) => n > 0)
       phases.push({
         store: kind,
         phase: name,
@@ -137,10 +195,16 @@ async function faultSoak(): Promise<Phase[]> {
         non2xx: result.non2xx,
         errors: result.errors + result.timeouts,
         p99: result.latency.p99,
-        reported: [...delta.map(([op, n]) => `${op} ${n}`), ...(failedInvalidations > 0 ? [`invalidateTags rejected ${failedInvalidations}`] : [])].join(', ') || '-',
+        reported:
+          [
+            ...delta.map(([op, n]) => `${op} ${n}`),
+            ...(failedInvalidations > 0 ? [`invalidateTags rejected ${failedInvalidations}`] : []),
+          ].join(', ') || '-',
       })
       await after()
-      console.log(`soak: ${kind} ${name}: ${result.requests.total} requests, ${result.non2xx} non-2xx, ${result.errors + result.timeouts} errors, p99 ${result.latency.p99} ms`)
+      console.log(
+        `soak: ${kind} ${name}: ${result.requests.total} requests, ${result.non2xx} non-2xx, ${result.errors + result.timeouts} errors, p99 ${result.latency.p99} ms`,
+      )
     }
     server.child.kill()
     await redis.kill().catch(() => {})
@@ -163,7 +227,10 @@ interface MemoryResult {
 
 async function memorySoak(): Promise<MemoryResult> {
   const budget = 32 * 1024 * 1024
-  const server = await startServer({ store: 'memory', maxBytes: budget, handlerMs: 0, bodyBytes: 4096 }, ['--expose-gc'])
+  const server = await startServer(
+    { store: 'memory', maxBytes: budget, handlerMs: 0, bodyBytes: 4096 },
+    ['--expose-gc'],
+  )
   // The baseline: the process with its code loaded and warmed by a few requests, the store empty.
   for (let i = 0; i < 200; i++) await call(`${server.url}/warm/${i}`)
   await call(server.url + '/__invalidate?tag=none', 'POST')
@@ -209,7 +276,17 @@ async function memorySoak(): Promise<MemoryResult> {
 /** The property test and the corpora, through tap: how many cases and inputs they tried. */
 function testCounts(): { sequences: number; commands: number; inputs: number } {
   const root = here('../../..')
-  const out = execFileSync(join(root, 'node_modules/.bin/tap'), ['--disable-coverage', '--reporter=tap', 'test/property.ts', 'test/hostile.ts', 'test/poisoning.ts'], { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+  const out = execFileSync(
+    join(root, 'node_modules/.bin/tap'),
+    [
+      '--disable-coverage',
+      '--reporter=tap',
+      'test/property.ts',
+      'test/hostile.ts',
+      'test/poisoning.ts',
+    ],
+    { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+  )
   let sequences = 0
   let commands = 0
   for (const [, s, c] of out.matchAll(/(\d+) sequences, (\d+) commands, no violation/g)) {
@@ -228,7 +305,9 @@ const memory = await memorySoak()
 const counts = testCounts()
 const outagePhases = phases.filter((p) => p.phase.startsWith('Redis'))
 const lost = phases.reduce((sum, p) => sum + p.non2xx + p.errors, 0)
-const worstOutageP99 = Math.max(...outagePhases.filter((p) => p.store === 'redis').map((p) => p.p99))
+const worstOutageP99 = Math.max(
+  ...outagePhases.filter((p) => p.store === 'redis').map((p) => p.p99),
+)
 const overhead = memory.secondAfterRss - memory.baselineRss - memory.storeBytes
 
 const report = `<!-- soak -->
@@ -269,7 +348,12 @@ The store stays within its budget by its own count (${mib(memory.storeBytes)} of
 
 console.log('\n' + report)
 const results = here('../../../bench/RESULTS.md')
-const previous = existsSync(results) ? readFileSync(results, 'utf8') : '# node-accelerator benchmarks\n'
+const previous = existsSync(results)
+  ? readFileSync(results, 'utf8')
+  : '# node-accelerator benchmarks\n'
 const marked = /<!-- soak -->[\s\S]*<!-- \/soak -->/
-writeFileSync(results, marked.test(previous) ? previous.replace(marked, report) : `${previous.trimEnd()}\n\n${report}\n`)
+writeFileSync(
+  results,
+  marked.test(previous) ? previous.replace(marked, report) : `${previous.trimEnd()}\n\n${report}\n`,
+)
 console.log(`\nwritten to ${results}`)

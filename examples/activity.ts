@@ -69,7 +69,12 @@ export class Activity {
   /** Says that relaying through Redis failed (the event is dropped; the demo goes on serving). */
   readonly #relayFailed: (err: Error) => void
 
-  constructor(app: Accelerator, proc: string, redisUrl: string | undefined, log: (line: string) => void) {
+  constructor(
+    app: Accelerator,
+    proc: string,
+    redisUrl: string | undefined,
+    log: (line: string) => void,
+  ) {
     this.#app = app
     this.proc = proc
     const onResponse = (message: unknown) => this.#onResponse(message as ResponseMessage)
@@ -85,12 +90,17 @@ export class Activity {
       unsubscribe(CHANNELS.response, onResponse)
       generate.unsubscribe(handlers)
     }
-    this.#relayFailed = (err) => log(`demo: relaying the dashboard's events through Redis failed (${err.message}); the cache fails open, the page misses them until Redis is back`)
+    this.#relayFailed = (err) =>
+      log(
+        `demo: relaying the dashboard's events through Redis failed (${err.message}); the cache fails open, the page misses them until Redis is back`,
+      )
     if (redisUrl) {
       // While Redis is away, a publish fails at the first reconnection attempt, not after 20.
       const pub = new Redis(redisUrl, { maxRetriesPerRequest: 0 })
       this.#redis = { pub, sub: new Redis(redisUrl), channel: 'demo:activity' }
-      this.#redis.sub.on('message', (_channel: string, json: string) => this.#deliver(JSON.parse(json) as Event))
+      this.#redis.sub.on('message', (_channel: string, json: string) =>
+        this.#deliver(JSON.parse(json) as Event),
+      )
       for (const client of [pub, this.#redis.sub]) client.on('error', this.#relayFailed)
     }
   }
@@ -111,14 +121,22 @@ export class Activity {
    * `serverTiming`, since a page cannot read its own response headers.
    */
   track(req: IncomingMessage, res: ServerResponse, browserNoStore: boolean): void {
-    const row: Row = { kind: 'request', id: ++this.#seq, proc: this.proc, what: `${req.method} ${req.url}`, handlerRan: false, ms: 0 }
+    const row: Row = {
+      kind: 'request',
+      id: ++this.#seq,
+      proc: this.proc,
+      what: `${req.method} ${req.url}`,
+      handlerRan: false,
+      ms: 0,
+    }
     const pending: Pending = { row, started: performance.now() }
     this.#pending.set(req, pending)
     const writeHead = res.writeHead
     res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
       // The cache published its outcome (and the handler's start) before the headers go out.
       res.setHeader('server-timing', [
-        `cache;desc="${row.outcome}"`, `handler;desc="${row.handlerRan ? 'ran' : 'skipped'}"`,
+        `cache;desc="${row.outcome}"`,
+        `handler;desc="${row.handlerRan ? 'ran' : 'skipped'}"`,
         `req;desc="${row.proc}#${row.id}"`,
       ])
       // The browser must ask every time, so that each reload shows this cache at work.
@@ -140,7 +158,15 @@ export class Activity {
 
   /** Logs a purge the dashboard (or curl) asked for. */
   purged(what: string, entries: number): void {
-    this.#record({ kind: 'purge', id: ++this.#seq, proc: this.proc, what, handlerRan: false, ms: 0, entries })
+    this.#record({
+      kind: 'purge',
+      id: ++this.#seq,
+      proc: this.proc,
+      what,
+      handlerRan: false,
+      ms: 0,
+      entries,
+    })
   }
 
   /** Serves the event stream: what happened so far, then each event as it happens. */
@@ -148,7 +174,9 @@ export class Activity {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' })
     const rows = this.#rows.map((row): Event => ({ type: 'row', row }))
     const stats = [...this.#stats].map(([proc, s]): Event => ({ type: 'stats', proc, stats: s }))
-    res.write(`event: init\ndata: ${JSON.stringify({ me: this.proc, events: [...stats, ...rows] })}\n\n`)
+    res.write(
+      `event: init\ndata: ${JSON.stringify({ me: this.proc, events: [...stats, ...rows] })}\n\n`,
+    )
     this.#clients.add(res)
     res.once('close', () => this.#clients.delete(res))
   }
@@ -189,10 +217,19 @@ export class Activity {
   #onGenerated(ctx: GenerateContext): void {
     if (ctx.accelerator !== this.#app) return
     const started = this.#backgroundStarts.get(ctx)
-    if (started === undefined) return this.#emit({ type: 'stats', proc: this.proc, stats: this.#app.stats() })
+    if (started === undefined)
+      return this.#emit({ type: 'stats', proc: this.proc, stats: this.#app.stats() })
     const ms = Math.round(performance.now() - started)
     const what = `${ctx.req.method} ${ctx.req.url}`
-    this.#record({ kind: 'refresh', id: ++this.#seq, proc: this.proc, what, handlerRan: true, ms, renderedBy: this.proc })
+    this.#record({
+      kind: 'refresh',
+      id: ++this.#seq,
+      proc: this.proc,
+      what,
+      handlerRan: true,
+      ms,
+      renderedBy: this.proc,
+    })
   }
 
   #record(row: Row): void {
@@ -202,14 +239,16 @@ export class Activity {
 
   /** To every process's dashboards: through Redis when there, else straight to this one's. */
   #emit(event: Event): void {
-    if (this.#redis) this.#redis.pub.publish(this.#redis.channel, JSON.stringify(event)).catch(this.#relayFailed)
+    if (this.#redis)
+      this.#redis.pub.publish(this.#redis.channel, JSON.stringify(event)).catch(this.#relayFailed)
     else this.#deliver(event)
   }
 
   #deliver(event: Event): void {
     // Another process started: send it our counters, which it has not seen yet.
     if (event.type === 'hello') {
-      if (event.proc !== this.proc) this.#emit({ type: 'stats', proc: this.proc, stats: this.#app.stats() })
+      if (event.proc !== this.proc)
+        this.#emit({ type: 'stats', proc: this.proc, stats: this.#app.stats() })
       return
     }
     if (event.type === 'row') {

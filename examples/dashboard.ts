@@ -66,7 +66,13 @@ export interface DashboardOptions {
 }
 
 /** The dashboard: cached 30 s, tagged `page`. */
-export function dashboard({ proc, redisUrl, port, renderedAt, renderMs }: DashboardOptions): string {
+export function dashboard({
+  proc,
+  redisUrl,
+  port,
+  renderedAt,
+  renderMs,
+}: DashboardOptions): string {
   const store = redisUrl
     ? `Redis at <code>${esc(redisUrl)}</code>. Start a second process with <code>PORT=${port + 1} REDIS_URL=${esc(redisUrl)} npm start</code>: its requests, hits and purges show here too.`
     : 'the in-memory store of this process.'

@@ -61,7 +61,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     const redis = new RedisStore({ url: redisUrl, prefix: 'demo:', timeoutMs: 1000 })
     await redis.ready(redisWaitMs).catch(async (err: Error) => {
       await redis.close()
-      throw new Error(`Redis at ${redisUrl} is not answering (${err.message}): start it, or run without REDIS_URL`)
+      throw new Error(
+        `Redis at ${redisUrl} is not answering (${err.message}): start it, or run without REDIS_URL`,
+      )
     })
     store = redis
   }
@@ -79,11 +81,14 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     ['1', { title: 'Hello, cache', version: 1 }],
     ['2', { title: 'Tags drop what changed', version: 1 }],
   ])
-  const app: Accelerator = accelerate((req, res) => handle(req, res, { proc, posts, redisUrl, port: actual, log }), {
-    store,
-    // One site, whatever port a process listens on: two demo processes share their entries.
-    key: (req) => req.url,
-  })
+  const app: Accelerator = accelerate(
+    (req, res) => handle(req, res, { proc, posts, redisUrl, port: actual, log }),
+    {
+      store,
+      // One site, whatever port a process listens on: two demo processes share their entries.
+      key: (req) => req.url,
+    },
+  )
   const activity = new Activity(app, proc, redisUrl, log)
   await activity.start()
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -91,9 +96,11 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     const { pathname, searchParams } = new URL(req.url!, 'http://localhost')
     // The dashboard's own plumbing stays outside the cache, so it never counts in its counters.
     if (pathname === '/_demo/events') return activity.stream(res)
-    if (pathname === '/_demo/purge' && req.method === 'POST') return void purge(app, activity, searchParams, res)
+    if (pathname === '/_demo/purge' && req.method === 'POST')
+      return void purge(app, activity, searchParams, res)
     if (pathname === '/stats') return json(res, 200, activity.stats())
-    if (pathname === '/posts' && req.method === 'POST') return void edit(app, activity, posts, searchParams, res)
+    if (pathname === '/posts' && req.method === 'POST')
+      return void edit(app, activity, posts, searchParams, res)
     activity.track(req, res, pathname === '/')
     app(req, res)
   })
@@ -142,8 +149,11 @@ async function handle(req: IncomingMessage, res: AcceleratedResponse, context: C
     await sleep(1000) // a slow query, say
     res.cacheFor = 30
     res.setHeader('content-type', 'text/html; charset=utf-8')
-    return page('A slow page', `<p>Generated at <b>${clock()}</b> by ${esc(proc)}, which took <b>${elapsed(started)} ms</b>.
-      For 30 s it comes from the cache, instantly, with the same time.</p>`)
+    return page(
+      'A slow page',
+      `<p>Generated at <b>${clock()}</b> by ${esc(proc)}, which took <b>${elapsed(started)} ms</b>.
+      For 30 s it comes from the cache, instantly, with the same time.</p>`,
+    )
   }
 
   const id = /^\/posts\/(\d+)$/.exec(pathname)?.[1]
@@ -154,8 +164,11 @@ async function handle(req: IncomingMessage, res: AcceleratedResponse, context: C
     // Tags name what the page was built from: one post, and the list of all posts.
     res.tags = [`post:${id}`, 'posts']
     res.setHeader('content-type', 'text/html; charset=utf-8')
-    return page(post.title, `<p>Version <b>${post.version}</b>, rendered by ${esc(proc)} at ${clock()}
-      in ${elapsed(started)} ms. Tags: <code>post:${id}</code>, <code>posts</code>.</p>`)
+    return page(
+      post.title,
+      `<p>Version <b>${post.version}</b>, rendered by ${esc(proc)} at ${clock()}
+      in ${elapsed(started)} ms. Tags: <code>post:${id}</code>, <code>posts</code>.</p>`,
+    )
   }
 
   if (pathname === '/report') {
@@ -184,7 +197,12 @@ async function handle(req: IncomingMessage, res: AcceleratedResponse, context: C
  * `POST /_demo/purge?tag=posts` (`&soft=1` to mark stale instead), or `?url=/slow`: what the
  * dashboard's buttons call. Answers with what it did, and logs it on the dashboard.
  */
-async function purge(app: Accelerator, activity: Activity, params: URLSearchParams, res: ServerResponse) {
+async function purge(
+  app: Accelerator,
+  activity: Activity,
+  params: URLSearchParams,
+  res: ServerResponse,
+) {
   const tag = params.get('tag')
   const url = params.get('url')
   const soft = params.get('soft') === '1'
@@ -196,16 +214,28 @@ async function purge(app: Accelerator, activity: Activity, params: URLSearchPara
   } else if (url) {
     what = `invalidate('${url}')`
     entries = await app.invalidate(url)
-  } else return json(res, 400, { error: 'POST /_demo/purge needs ?tag=<tag> (and &soft=1) or ?url=<path>' })
+  } else
+    return json(res, 400, {
+      error: 'POST /_demo/purge needs ?tag=<tag> (and &soft=1) or ?url=<path>',
+    })
   activity.purged(what, entries)
   json(res, 200, { what, entries })
 }
 
 /** `POST /posts?id=1`: the data changed, so drop every page built from it. */
-async function edit(app: Accelerator, activity: Activity, posts: Map<string, Post>, params: URLSearchParams, res: ServerResponse) {
+async function edit(
+  app: Accelerator,
+  activity: Activity,
+  posts: Map<string, Post>,
+  params: URLSearchParams,
+  res: ServerResponse,
+) {
   const id = params.get('id') ?? ''
   const post = posts.get(id)
-  if (!post) return json(res, 404, { error: `POST /posts?id=<id>: no post ${JSON.stringify(id)} (try 1 or 2)` })
+  if (!post)
+    return json(res, 404, {
+      error: `POST /posts?id=<id>: no post ${JSON.stringify(id)} (try 1 or 2)`,
+    })
   post.version++
   const what = `edit post ${id}: invalidateTags(['post:${id}'])`
   const entries = await app.invalidateTags([`post:${id}`])
@@ -222,17 +252,29 @@ const clock = () => new Date().toLocaleTimeString('en-GB')
 const elapsed = (since: number) => Math.round(performance.now() - since)
 
 /** What `npm start` prints: where the demo is, and what to try. */
-export function banner({ url, port }: Pick<Demo, 'url' | 'port'>, redisUrl: string | undefined): string {
+export function banner(
+  { url, port }: Pick<Demo, 'url' | 'port'>,
+  redisUrl: string | undefined,
+): string {
   const lines = [
     `node-accelerator demo on ${url} (${redisUrl ? `Redis store at ${redisUrl}` : 'in-memory store'})`,
     'Open it in a browser: reload it, press its buttons, and watch the counters.',
   ]
-  if (redisUrl) lines.push(`Two processes, one cache: run \`PORT=${port + 1} REDIS_URL=${redisUrl} npm start\` in another terminal.`)
+  if (redisUrl)
+    lines.push(
+      `Two processes, one cache: run \`PORT=${port + 1} REDIS_URL=${redisUrl} npm start\` in another terminal.`,
+    )
   const curl: Array<[string, string]> = [
     [`curl -si ${url}/posts/1`, 'twice: a miss, then a hit'],
     [`curl -s -X POST '${url}/posts?id=1'`, "edit post 1: invalidateTags(['post:1'])"],
-    [`curl -s -X POST '${url}/_demo/purge?tag=posts&soft=1'`, 'soft purge: served stale, then refreshed'],
-    [`curl -si -H 'If-None-Match: ${REPORT_ETAG}' ${url}/report`, '304: the report is never generated'],
+    [
+      `curl -s -X POST '${url}/_demo/purge?tag=posts&soft=1'`,
+      'soft purge: served stale, then refreshed',
+    ],
+    [
+      `curl -si -H 'If-None-Match: ${REPORT_ETAG}' ${url}/report`,
+      '304: the report is never generated',
+    ],
     [`curl -s ${url}/stats`, 'the counters as JSON'],
   ]
   const width = Math.max(...curl.map(([command]) => command.length))

@@ -3,15 +3,14 @@
  * small pure modules (policy, conditional, stale, vary, revalidate); storage behind CacheStore.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import pLimit from 'p-limit'
 import type { CacheEntry, CacheStore, InvalidateOptions } from './store.js'
 import type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
 import { MemoryStore } from '../stores/memory.js'
 import { resolveOptions, type AccelerateOptions } from './core/options.js'
 import { describe } from './lib/describe.js'
 import { namespacePrefix } from './core/key.js'
-import { changedKeys, keyRequest, tagsError, validTags, liveKey, urlPurge } from './core/invalidation.js'
-import type { InvalidateUrlOptions } from './core/invalidation.js'
+import { changedKeys, keyRequest, liveKey, tagsError, validTags } from './core/invalidation.js'
+import { urlPurge, type InvalidateUrlOptions } from './core/invalidation.js'
 import { safeReporter } from './core/report.js'
 import { parseCacheControl } from './http/cache-control.js'
 import { answersNotModified } from './http/conditional.js'
@@ -19,10 +18,9 @@ import { clientDemand, hasOriginOnlyPrecondition, isUnsafe } from './http/reques
 import { hitWriterFor, isMultiRange, rangeResponse, statusHeadersFor } from './core/respond.js'
 import { entryState } from './core/stale.js'
 import { varyNames } from './http/vary.js'
-import { storeKeyFor, variantsTag } from './core/variants.js'
+import { storeKeyFor } from './core/variants.js'
 import { Flights } from './core/flights.js'
 import type { Generation, Settled } from './core/generation.js'
-import { backgroundExchange, type Exchange } from './core/background.js'
 import { dropChanged } from './core/drop-changed.js'
 import { handlerRunner, sendStatus } from './core/run-handler.js'
 import { memoize, type MemoizeOptions } from './memoize/memoize.js'
@@ -31,9 +29,8 @@ import { observedStore, responded, servedEntry, withDiagnostics } from './core/d
 import { leader } from './core/lease.js'
 import { lookupIn } from './core/lookup.js'
 import { middleware } from './core/middleware.js'
-
-/** Background refreshes queued per concurrent slot; beyond, dropped (a later request asks anew). */
-const QUEUED_REFRESHES_PER_SLOT = 100
+import { Refreshes } from './core/refresh.js'
+import { Purges } from './core/purges.js'
 
 type Memo<A extends unknown[]> = Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>
 
@@ -50,11 +47,11 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const statusHeaders = statusHeadersFor(opts.statusHeader, opts.xCache)
   const writeHit = hitWriterFor(opts.statusHeader, opts.xCache)
   const flights = new Flights(opts.coalesceTimeoutMs, opts.now)
-  const background = pLimit(opts.backgroundConcurrency)
-  const exchanges = new Set<Exchange>()
   const writes = new Set<Promise<boolean>>()
   const generate = generator({ opts, store, counts, report, statusHeaders, writes, flights })
   const runHandler = handlerRunner(handler, report)
+  const refreshes = new Refreshes(opts.backgroundConcurrency, flights, counts, generate, runHandler)
+  const purges = new Purges(store, flights, report)
   const lookup = lookupIn(store, opts, report)
   const lead = leader({ store, flights, opts, report, lookup, hit: serveEntry })
   let closed = false
@@ -71,7 +68,9 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
       responded(opts, req, res, undefined, 'bypass')
       // RFC 9111 §4.4: what an unsafe method changed is dropped once it succeeded.
       if (!opts.sharedCache || !isUnsafe(req.method) || closed) return void run()
-      return dropChanged(res, run, (sent) => dropAll(changedKeys(opts, keyRequest(req), sent)))
+      return dropChanged(res, run, (sent) =>
+        purges.dropAll(changedKeys(opts, keyRequest(req), sent)),
+      )
     }
     const cc = parseCacheControl(req.headers['cache-control'])
     // RFC 9111 §4.3.2: preconditions a cache does not evaluate go to the handler.
@@ -101,7 +100,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     if (entry && state === 'stale-while-revalidate' && (flight || detach)) {
       counts.staleHits++
       const none = parseCacheControl(undefined)
-      if (!flight) refresh(req, { base, key, record, stale: entry, ifErrorUntil: 0, cc: none })
+      if (!flight)
+        refreshes.start(req, { base, key, record, stale: entry, ifErrorUntil: 0, cc: none })
       return serveEntry(req, res, key, entry, now, 'hit', 'stale-while-revalidate')
     }
     // RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored → 504 (no tee: it says so).
@@ -160,8 +160,13 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   }
 
   function serveEntry(
-    req: IncomingMessage, res: ServerResponse, key: string,
-    entry: CacheEntry, now: number, params: string, detail?: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    key: string,
+    entry: CacheEntry,
+    now: number,
+    params: string,
+    detail?: string,
   ): void {
     counts.hits++
     if (req.headers.range !== undefined) {
@@ -197,54 +202,6 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
     return true
   }
 
-  /**
-   * RFC 9111 §4.4: what an unsafe method changed (the target URL, and the same-origin URLs of its
-   * Location and Content-Location, keyed as the store keyed them: see changedKeys, which nothing
-   * from the request or the response can make throw). Failures are reported, never thrown.
-   */
-  function dropAll(keys: readonly string[]): Promise<unknown> {
-    const failed = (key: string) => (err: Error) => report(err, { op: 'invalidate', key })
-    return Promise.all(keys.map((key) => dropResource(key).catch(failed(key))))
-  }
-
-  /**
-   * An invalidation: once it is done, no generation that began before it serves anyone more
-   * (those started while it ran included, which may have read the data before it changed).
-   */
-  function sealing<T>(invalidation: Promise<T>): Promise<T> {
-    return invalidation.finally(() => flights.seal())
-  }
-
-  /** Drops a resource: the entry at its base key (a response, or a vary record), every variant. */
-  async function dropResource(base: string): Promise<number> {
-    const removed = await store.delete(base)
-    const variants = await store.invalidateTags([variantsTag(base)])
-    return variants > 0 ? variants : removed
-  }
-
-  /** One background regeneration of a stale entry; its failures go to onError only. */
-  function refresh(from: IncomingMessage, gen: Miss): void {
-    if (background.pendingCount >= opts.backgroundConcurrency * QUEUED_REFRESHES_PER_SLOT) return
-    counts.refreshes++
-    const flight = flights.start(gen.key)
-    // The cache's own request: the client's headers (for Vary) without its cache directives.
-    const { 'cache-control': _cc, pragma: _pragma, ...headers } = from.headers
-    // No client to answer: a handler that throws just ends the exchange (reported once).
-    void background(async () => {
-      const exchange = backgroundExchange(from, headers)
-      const res = exchange.res as AcceleratedResponse
-      res.locals = {}
-      exchanges.add(exchange)
-      try {
-        const aborting = () => (exchange.abort(), true)
-        const run: Run = (_, demand) => runHandler(exchange.req, res, aborting, 'refresh', demand)
-        await generate(exchange.req, res, run, { ...gen, flight, background: true })
-      } finally {
-        exchanges.delete(exchange)
-      }
-    })
-  }
-
   function guard(req: IncomingMessage, res: ServerResponse, run: Run, canRefresh: boolean): void {
     serve(req, res as AcceleratedResponse, run, canRefresh).catch((err: Error) => {
       // A defect of the cache itself: report it, and never leave the client waiting.
@@ -256,37 +213,39 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     guard(req, res, (fallback, demand) => runHandler(req, res, fallback, 'handler', demand), true)
   }
-  return withDiagnostics(opts, Object.assign(listener, {
-    middleware(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
-      guard(req, res, async () => {
-        next()
-        return true
-      }, false)
-    },
-    invalidateTags(given: Iterable<string> | string, options?: InvalidateOptions) {
-      // Not async: the seal is the last step before the caller resumes (no extra turns after it).
-      const tags = validTags(given)
-      if (tags === undefined) return Promise.reject(tagsError(given))
-      return tags.length === 0 ? Promise.resolve(0) : sealing(store.invalidateTags(tags, options))
-    },
-    async invalidate(url: string, options?: InvalidateUrlOptions) {
-      const purge = urlPurge(opts, url, options)
-      return sealing('tag' in purge ? store.invalidateTags([purge.tag]) : dropResource(purge.base))
-    },
-    clear: () => sealing(store.clear(prefix)),
-    memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Memo<A>) =>
-      memoize(fn, { now: opts.now, onError: report, ...options, store, keyPrefix: prefix }),
-    stats: (): Stats => ({ ...counts, ...store.size?.() }),
-    async close() {
-      if (closed) return
-      closed = true
-      background.clearQueue()
-      for (const exchange of exchanges) exchange.abort()
-      flights.clear()
-      await Promise.allSettled([...writes])
-      if (opts.store === undefined) await store.close()
-    },
-  }))
+  return withDiagnostics(
+    opts,
+    Object.assign(listener, {
+      middleware(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
+        guard(req, res, async () => (next(), true), false)
+      },
+      invalidateTags(given: Iterable<string> | string, options?: InvalidateOptions) {
+        // Not async: the seal is the last step before the caller resumes (no extra turns after it).
+        const tags = validTags(given)
+        if (tags === undefined) return Promise.reject(tagsError(given))
+        if (tags.length === 0) return Promise.resolve(0)
+        return purges.sealing(store.invalidateTags(tags, options))
+      },
+      async invalidate(url: string, options?: InvalidateUrlOptions) {
+        const purge = urlPurge(opts, url, options)
+        const done =
+          'tag' in purge ? store.invalidateTags([purge.tag]) : purges.dropResource(purge.base)
+        return purges.sealing(done)
+      },
+      clear: () => purges.sealing(store.clear(prefix)),
+      memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Memo<A>) =>
+        memoize(fn, { now: opts.now, onError: report, ...options, store, keyPrefix: prefix }),
+      stats: (): Stats => ({ ...counts, ...store.size?.() }),
+      async close() {
+        if (closed) return
+        closed = true
+        refreshes.close()
+        flights.clear()
+        await Promise.allSettled([...writes])
+        if (opts.store === undefined) await store.close()
+      },
+    }),
+  )
 }
 
 /** Middleware mode with no handler: `app.use(accelerate.middleware(options))`. */

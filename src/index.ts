@@ -10,9 +10,23 @@ export type { InvalidateUrlOptions } from './core/invalidation.js'
 export type { KeyRequest, KeyFunction } from './core/key.js'
 // Tracing: the diagnostics channels' names and what they carry (README: "Metrics and tracing").
 export { CHANNELS } from './core/diagnostics.js'
-export type { EvictMessage, GenerateContext, InvalidateContext, Outcome, ResponseMessage, StoreContext } from './core/diagnostics.js'
+export type {
+  EvictMessage,
+  GenerateContext,
+  InvalidateContext,
+  Outcome,
+  ResponseMessage,
+  StoreContext,
+} from './core/diagnostics.js'
 // Cache policies per route, conditional handlers, and key helpers (README: "Cache policies").
-export { cachePolicy, noCache, noStore, type CachePolicy, type CachePolicyOptions, type PolicyTags } from './policies/cache-policy.js'
+export {
+  cachePolicy,
+  noCache,
+  noStore,
+  type CachePolicy,
+  type CachePolicyOptions,
+  type PolicyTags,
+} from './policies/cache-policy.js'
 export { withEtag, type EtagValue } from './policies/with-etag.js'
 export * as keys from './policies/keys.js'
 export { MemoryStore, type MemoryStoreOptions } from '../stores/memory.js'

@@ -15,7 +15,13 @@ import { Counter, Gauge, Histogram, Registry, register as defaultRegistry } from
 import type { Accelerator, Stats } from './types.js'
 import { describe } from './lib/describe.js'
 import { CHANNELS, INVALIDATION_KINDS, OUTCOMES, STORE_OPS, storeOf } from './core/diagnostics.js'
-import type { EvictMessage, GenerateContext, InvalidateContext, ResponseMessage, StoreContext } from './core/diagnostics.js'
+import type {
+  EvictMessage,
+  GenerateContext,
+  InvalidateContext,
+  ResponseMessage,
+  StoreContext,
+} from './core/diagnostics.js'
 
 export { Registry }
 
@@ -53,10 +59,13 @@ export function registerMetrics(
     throw new TypeError(`expected registry to be a prom-client Registry, got ${describe(registry)}`)
   }
   if (options.now !== undefined && typeof options.now !== 'function') {
-    throw new TypeError(`expected options.now to be a function returning milliseconds, got ${describe(options.now)}`)
+    throw new TypeError(
+      `expected options.now to be a function returning milliseconds, got ${describe(options.now)}`,
+    )
   }
   if (registry.getSingleMetric(FIRST) !== undefined) {
-    const fix = 'give each accelerator a new Registry() (or first call what registerMetrics returned)'
+    const fix =
+      'give each accelerator a new Registry() (or first call what registerMetrics returned)'
     throw new Error(`registerMetrics: this registry already has an accelerator's metrics; ${fix}`)
   }
   const now = options.now ?? (() => performance.now())
@@ -109,14 +118,32 @@ export function registerMetrics(
   const fromStats = (name: string, help: string, read: (stats: Stats) => number) =>
     statCounter(registers, name, help, () => read(stats()))
   fromStats('accelerator_stored_total', 'Responses stored.', (s) => s.stores)
-  fromStats('accelerator_stored_bytes_total', 'Body bytes of the responses stored.', (s) => s.bytesStored)
+  fromStats(
+    'accelerator_stored_bytes_total',
+    'Body bytes of the responses stored.',
+    (s) => s.bytesStored,
+  )
   const coalesced = "Requests that waited on another request's generation of their key."
   fromStats('accelerator_coalesced_total', coalesced, (s) => s.coalesced)
-  fromStats('accelerator_errors_total', 'Failures reported to onError (served on).', (s) => s.errors)
+  fromStats(
+    'accelerator_errors_total',
+    'Failures reported to onError (served on).',
+    (s) => s.errors,
+  )
   // Only a store that knows its size says it (MemoryStore does; RedisStore does not).
   if (stats().entries !== undefined) {
-    gauge(registers, 'accelerator_store_entries', 'Entries the store holds.', () => stats().entries!)
-    gauge(registers, 'accelerator_store_bytes', 'Bytes the store holds, as it counts.', () => stats().bytes!)
+    gauge(
+      registers,
+      'accelerator_store_entries',
+      'Entries the store holds.',
+      () => stats().entries!,
+    )
+    gauge(
+      registers,
+      'accelerator_store_bytes',
+      'Bytes the store holds, as it counts.',
+      () => stats().bytes!,
+    )
   }
   for (const outcome of OUTCOMES) responses.inc({ outcome }, 0)
   for (const kind of ['request', 'refresh']) handler.zero({ kind })
@@ -131,7 +158,10 @@ export function registerMetrics(
 
   // Each series' child, made once: prom-client hashes a labels object on every call otherwise.
   const byOutcome = new Map(OUTCOMES.map((outcome) => [outcome, responses.labels({ outcome })]))
-  const byKind = { request: handler.labels({ kind: 'request' }), refresh: handler.labels({ kind: 'refresh' }) }
+  const byKind = {
+    request: handler.labels({ kind: 'request' }),
+    refresh: handler.labels({ kind: 'refresh' }),
+  }
   const byOp = new Map(STORE_OPS.map((op) => [op, storeDuration.labels({ op })]))
 
   // When a traced call started, on its context under a symbol of this registration's own (a
@@ -199,12 +229,19 @@ export function registerMetrics(
 
 /** Every metric name registerMetrics may register. */
 const NAMES = [
-  'accelerator_responses_total', 'accelerator_handler_duration_seconds',
-  'accelerator_store_duration_seconds', 'accelerator_store_errors_total',
-  'accelerator_invalidations_total', 'accelerator_invalidated_entries_total',
-  'accelerator_evictions_total', 'accelerator_stored_total', 'accelerator_stored_bytes_total',
-  'accelerator_coalesced_total', 'accelerator_errors_total',
-  'accelerator_store_entries', 'accelerator_store_bytes',
+  'accelerator_responses_total',
+  'accelerator_handler_duration_seconds',
+  'accelerator_store_duration_seconds',
+  'accelerator_store_errors_total',
+  'accelerator_invalidations_total',
+  'accelerator_invalidated_entries_total',
+  'accelerator_evictions_total',
+  'accelerator_stored_total',
+  'accelerator_stored_bytes_total',
+  'accelerator_coalesced_total',
+  'accelerator_errors_total',
+  'accelerator_store_entries',
+  'accelerator_store_bytes',
 ]
 
 /** A counter following one of the accelerator's own (which only grow), read at each scrape. */

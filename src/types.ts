@@ -15,7 +15,10 @@ export type AcceleratedResponse = ServerResponse & {
 }
 
 /** A request handler; it may write `res` itself, return a {@link Body}, or both (headers, then a body). */
-export type Handler = (req: IncomingMessage, res: AcceleratedResponse) => void | Body | ServerResponse | Promise<void | Body | ServerResponse>
+export type Handler = (
+  req: IncomingMessage,
+  res: AcceleratedResponse,
+) => void | Body | ServerResponse | Promise<void | Body | ServerResponse>
 
 /** Counters since the accelerator was created, plus the store's size when it knows it. */
 export interface Stats {
@@ -69,6 +72,8 @@ export interface Accelerator {
   /** Waits for pending stores, then closes the store if the accelerator created it. */
   close(): Promise<void>
   /** {@link memoize} on this accelerator's store, namespace, clock and onError. */
-  memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>): Memoized<A, Awaited<R>>
+  memoize<A extends unknown[], R>(
+    fn: (...args: A) => R | Promise<R>,
+    options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>,
+  ): Memoized<A, Awaited<R>>
 }
-

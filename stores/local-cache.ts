@@ -39,7 +39,9 @@ import { inspect } from 'node:util'
 import { Cluster, Redis } from 'ioredis'
 import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
 // See memory.ts: require just the LRU (mnemonist's per-module exports are CommonJS only).
-const LRUMapWithDelete = createRequire(import.meta.url)('mnemonist/lru-map-with-delete.js') as typeof LRUMapWithDeleteClass
+const LRUMapWithDelete = createRequire(import.meta.url)(
+  'mnemonist/lru-map-with-delete.js',
+) as typeof LRUMapWithDeleteClass
 import type { CacheEntry } from '../src/store.js'
 import { entryBytes, leastRecentKey } from './memory.js'
 import { deadline } from './redis-connection.js'
@@ -93,13 +95,23 @@ export function localCacheOf(store: object): LocalCache | undefined {
  * `client`: the client passed to the store, if any.
  */
 export function localCacheOptions(value: unknown, client: unknown): Required<LocalCacheOptions> {
-  if (typeof value !== 'object' || value === null) throw new TypeError(`expected options.localCache to be { maxBytes }, got ${inspect(value)}`)
+  if (typeof value !== 'object' || value === null)
+    throw new TypeError(`expected options.localCache to be { maxBytes }, got ${inspect(value)}`)
   const { maxBytes, maxEntries = 10_000 } = value as LocalCacheOptions
-  for (const [name, n] of [['maxBytes', maxBytes], ['maxEntries', maxEntries]] as const) {
-    if (!Number.isSafeInteger(n) || n <= 0) throw new TypeError(`expected options.localCache.${name} to be a positive integer, got ${inspect(n)}`)
+  for (const [name, n] of [
+    ['maxBytes', maxBytes],
+    ['maxEntries', maxEntries],
+  ] as const) {
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new TypeError(
+        `expected options.localCache.${name} to be a positive integer, got ${inspect(n)}`,
+      )
   }
   // A Cluster needs a stream per master, following resharding and failovers: not built yet.
-  if (client instanceof Cluster) throw new TypeError('options.localCache is not supported on a Redis Cluster yet (it needs an invalidation stream per master); use a single Redis or Sentinel, or drop localCache')
+  if (client instanceof Cluster)
+    throw new TypeError(
+      'options.localCache is not supported on a Redis Cluster yet (it needs an invalidation stream per master); use a single Redis or Sentinel, or drop localCache',
+    )
   return { maxBytes, maxEntries }
 }
 
@@ -108,7 +120,11 @@ export function localCacheOptions(value: unknown, client: unknown): Required<Loc
  * own properties that consult and maintain it around the prototype's methods (so RedisStore's
  * code stays as it is). `client` is the store's client; the stream is a duplicate of it.
  */
-export function attachLocalCache(store: Wrapped, client: Redis, options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number }): LocalCache {
+export function attachLocalCache(
+  store: Wrapped,
+  client: Redis,
+  options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number },
+): LocalCache {
   const local = new LocalCache(client, options)
   caches.set(store, local)
   const get = store.get.bind(store)
@@ -124,7 +140,8 @@ export function attachLocalCache(store: Wrapped, client: Redis, options: Require
   store.delete = (key) => remove(key).finally(() => local.drop(key))
   store.clear = (keyPrefix = '') => clear(keyPrefix).finally(() => local.dropPrefix(keyPrefix))
   // Tags: the keys are known to Redis only; its messages for them come before an answer to a PING.
-  store.invalidateTags = (tags, options) => invalidateTags(tags, options).finally(() => local.sync())
+  store.invalidateTags = (tags, options) =>
+    invalidateTags(tags, options).finally(() => local.sync())
   store.close = () => close().finally(() => local.close())
   return local
 }
@@ -151,7 +168,10 @@ export class LocalCache {
   #session = 0
   #closed = false
 
-  constructor(client: Redis, options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number }) {
+  constructor(
+    client: Redis,
+    options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number },
+  ) {
     this.#entryPrefix = `${options.prefix}{k:`
     this.#maxBytes = options.maxBytes
     this.#now = options.now
@@ -162,7 +182,13 @@ export class LocalCache {
     // afresh on 'ready' (tracking first, which a subscribed RESP2 connection cannot send).
     // RESP2: under RESP3 Redis sends `invalidate` pushes, which ioredis 6 drops (its
     // DataHandler.returnPush passes on pub/sub pushes only); under RESP2 they are messages.
-    this.#stream = client.duplicate({ protocol: 2, autoResubscribe: false, autoResendUnfulfilledCommands: false, enableOfflineQueue: false, lazyConnect: false })
+    this.#stream = client.duplicate({
+      protocol: 2,
+      autoResubscribe: false,
+      autoResendUnfulfilledCommands: false,
+      enableOfflineQueue: false,
+      lazyConnect: false,
+    })
     this.#stream.on('error', () => {}) // a lost stream is handled on 'close'; the store reports Redis's errors
     this.#stream.on('ready', this.#onReady)
     this.#stream.on('close', this.#onClose)
@@ -186,7 +212,10 @@ export class LocalCache {
   }
 
   /** The local copy, else `read(key)` from Redis, kept when nothing changed it meanwhile. */
-  get(key: string, read: (key: string) => Promise<CacheEntry | undefined>): Promise<CacheEntry | undefined> {
+  get(
+    key: string,
+    read: (key: string) => Promise<CacheEntry | undefined>,
+  ): Promise<CacheEntry | undefined> {
     const held = this.#lru.get(key)
     if (held !== undefined) {
       if (this.#now() < held.entry.expiresAt) return Promise.resolve(held.entry)
@@ -196,11 +225,15 @@ export class LocalCache {
     return this.#fill(key, read)
   }
 
-  async #fill(key: string, read: (key: string) => Promise<CacheEntry | undefined>): Promise<CacheEntry | undefined> {
+  async #fill(
+    key: string,
+    read: (key: string) => Promise<CacheEntry | undefined>,
+  ): Promise<CacheEntry | undefined> {
     const epoch = this.#epoch
     let flight = this.#flights.get(key)
     // A flight already invalidated stays so for the reads in it; a new read starts a clean one.
-    if (flight === undefined || flight.invalidated) this.#flights.set(key, (flight = { count: 0, invalidated: false }))
+    if (flight === undefined || flight.invalidated)
+      this.#flights.set(key, (flight = { count: 0, invalidated: false }))
     flight.count++
     let entry: CacheEntry | undefined
     try {
@@ -208,7 +241,14 @@ export class LocalCache {
     } finally {
       if (--flight.count === 0 && this.#flights.get(key) === flight) this.#flights.delete(key)
     }
-    if (entry !== undefined && !flight.invalidated && epoch === this.#epoch && this.#live && this.#sameServer()) this.#keep(key, entry)
+    if (
+      entry !== undefined &&
+      !flight.invalidated &&
+      epoch === this.#epoch &&
+      this.#live &&
+      this.#sameServer()
+    )
+      this.#keep(key, entry)
     return entry
   }
 
@@ -251,7 +291,8 @@ export class LocalCache {
   /** Drops the copies whose key starts with `keyPrefix` (all of them when empty). */
   dropPrefix(keyPrefix: string): void {
     if (keyPrefix === '') return this.#dropAll()
-    for (const key of [...this.#lru.keys(), ...this.#flights.keys()]) if (key.startsWith(keyPrefix)) this.drop(key)
+    for (const key of [...this.#lru.keys(), ...this.#flights.keys()])
+      if (key.startsWith(keyPrefix)) this.drop(key)
   }
 
   #dropAll(): void {
@@ -288,7 +329,16 @@ export class LocalCache {
 
   async #enable(session: number): Promise<void> {
     const id = await this.#stream.client('ID')
-    await this.#stream.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.#entryPrefix)
+    await this.#stream.call(
+      'CLIENT',
+      'TRACKING',
+      'ON',
+      'REDIRECT',
+      String(id),
+      'BCAST',
+      'PREFIX',
+      this.#entryPrefix,
+    )
     await this.#stream.subscribe(CHANNEL)
     if (session === this.#session && !this.#closed) this.#live = true
   }

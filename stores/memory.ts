@@ -6,8 +6,16 @@ import type { LRUMapWithDelete as LRUMapWithDeleteClass } from 'mnemonist'
 // mnemonist's `./*.js` export has only a `require` condition, so an ESM import of this one module
 // throws ERR_PACKAGE_PATH_NOT_EXPORTED; its root index loads all of mnemonist (24 ms against 7 ms
 // here, measured on Node 20). So: require just the LRU.
-const LRUMapWithDelete = createRequire(import.meta.url)('mnemonist/lru-map-with-delete.js') as typeof LRUMapWithDeleteClass
-import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize } from '../src/store.js'
+const LRUMapWithDelete = createRequire(import.meta.url)(
+  'mnemonist/lru-map-with-delete.js',
+) as typeof LRUMapWithDeleteClass
+import type {
+  CacheEntry,
+  CacheStore,
+  Checkpoint,
+  InvalidateOptions,
+  StoreSize,
+} from '../src/store.js'
 
 /**
  * Bytes counted per entry on top of its strings and body: the objects holding it (the entry, its
@@ -78,7 +86,9 @@ export function entryBytes(key: string, entry: CacheEntry): number {
   for (const tag of entry.tags) bytes += TAG_OVERHEAD + stringBytes(tag)
   for (const name of entry.variesOn ?? []) bytes += 8 + stringBytes(name)
   const selected = entry.selectedBy
-  if (selected) for (const name in selected) bytes += HEADER_OVERHEAD + stringBytes(name) + stringBytes(selected[name]!)
+  if (selected)
+    for (const name in selected)
+      bytes += HEADER_OVERHEAD + stringBytes(name) + stringBytes(selected[name]!)
   return bytes
 }
 
@@ -143,7 +153,9 @@ export class MemoryStore implements CacheStore {
     }
     for (const name of Object.keys(options)) {
       if (OPTIONS.includes(name)) continue
-      const meant = OPTIONS.find((known) => known.toLowerCase() === name.toLowerCase().replace(/[-_]/g, ''))
+      const meant = OPTIONS.find(
+        (known) => known.toLowerCase() === name.toLowerCase().replace(/[-_]/g, ''),
+      )
       const hint = meant ? `did you mean ${meant}?` : `the options are ${OPTIONS.join(', ')}`
       throw new TypeError(`unknown option "${name}" for MemoryStore: ${hint}`)
     }
@@ -184,7 +196,8 @@ export class MemoryStore implements CacheStore {
     // is declined for its size or expiry (not when refused above: a newer generation may be there).
     this.#remove(key)
     if (this.#now() >= entry.expiresAt || bytes > this.#maxBytes) return false
-    while (this.#bytes + bytes > this.#maxBytes) this.#evict(this.#lru.peek(leastRecentKey(this.#lru))!)
+    while (this.#bytes + bytes > this.#maxBytes)
+      this.#evict(this.#lru.peek(leastRecentKey(this.#lru))!)
 
     // A small Buffer is usually a view into a shared 8 KiB pool slab (Buffer.concat, Buffer.from):
     // holding the view would pin the whole slab, which the byte budget cannot see. Copy into
@@ -196,7 +209,8 @@ export class MemoryStore implements CacheStore {
       entry = { ...entry, body: own }
     }
 
-    if (entry.tags.some((tag) => tag.length >= SLICE_MIN_LENGTH)) entry = { ...entry, tags: entry.tags.map(ownCopy) }
+    if (entry.tags.some((tag) => tag.length >= SLICE_MIN_LENGTH))
+      entry = { ...entry, tags: entry.tags.map(ownCopy) }
 
     const held: Held = { key, entry, bytes }
     const evicted = this.#lru.setpop(key, held) // evicts by itself when maxEntries is reached
@@ -249,7 +263,11 @@ export class MemoryStore implements CacheStore {
         // A new object, since callers may hold the one a previous `get` returned. `now` is
         // already stale ("from then on it is stale"); min() keeps an earlier staleAt, so a
         // stale-while-revalidate window that has begun is not restarted.
-        held.entry = { ...held.entry, staleAt: Math.min(held.entry.staleAt, now), softInvalidated: true }
+        held.entry = {
+          ...held.entry,
+          staleAt: Math.min(held.entry.staleAt, now),
+          softInvalidated: true,
+        }
         affected++
       }
     }
@@ -301,7 +319,8 @@ export class MemoryStore implements CacheStore {
   }
 
   #announce(held: Held): void {
-    if (evictions.hasSubscribers) evictions.publish({ store: this, key: held.key, bytes: held.bytes })
+    if (evictions.hasSubscribers)
+      evictions.publish({ store: this, key: held.key, bytes: held.bytes })
   }
 
   // Takes a held entry out of the LRU, the byte count and the tag index.
@@ -364,7 +383,8 @@ let warned = false
 function warnInClusterWorker(): void {
   if (warned || !cluster.isWorker) return
   warned = true
-  const message = `MemoryStore in cluster worker ${cluster.worker!.id} (pid ${process.pid}): its entries and ` +
+  const message =
+    `MemoryStore in cluster worker ${cluster.worker!.id} (pid ${process.pid}): its entries and ` +
     'purges stay in this worker, so the other workers keep serving what invalidateTags() dropped here. ' +
     'Share one store: new RedisStore({ url, localCache: { maxBytes } }) (node-accelerator/redis) keeps ' +
     'memory-speed hits in each worker and purges them in all.'

@@ -1,4 +1,10 @@
-import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize } from '../src/store.js'
+import type {
+  CacheEntry,
+  CacheStore,
+  Checkpoint,
+  InvalidateOptions,
+  StoreSize,
+} from '../src/store.js'
 
 /**
  * A {@link CacheStore} that stores nothing: every `get` misses and every `set` is declined. Use it

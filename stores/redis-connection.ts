@@ -31,7 +31,10 @@ export class RedisStoreError extends Error {
    */
   readonly outage: boolean
   constructor(where: string, what: string, options: { outage: boolean; cause?: unknown }) {
-    super(`RedisStore ${where}: ${what}`, options.cause === undefined ? undefined : { cause: options.cause })
+    super(
+      `RedisStore ${where}: ${what}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    )
     this.outage = options.outage
   }
 }
@@ -49,7 +52,8 @@ const SOCKET_ERRORS: Record<string, string> = {
   ENOENT: 'no such socket file',
   // TLS: what to do is to give the CA (clientOptions.tls.ca) or fix the certificate.
   DEPTH_ZERO_SELF_SIGNED_CERT: "TLS: the server's certificate is self-signed",
-  SELF_SIGNED_CERT_IN_CHAIN: "TLS: the server's certificate chain ends in an untrusted self-signed CA",
+  SELF_SIGNED_CERT_IN_CHAIN:
+    "TLS: the server's certificate chain ends in an untrusted self-signed CA",
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: "TLS: the server's certificate is signed by an unknown CA",
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "TLS: the server's certificate is signed by an unknown CA",
   ERR_TLS_CERT_ALTNAME_INVALID: "TLS: the server's certificate is for another host",
@@ -68,11 +72,17 @@ export function describeFailure(err: Error): string {
 export function describeTarget(client: Redis | Cluster, url: string | undefined): string {
   if (url !== undefined) return url.replace(/\/\/[^@/]*@/, '//')
   if (client instanceof Cluster) {
-    const nodes = (client as unknown as { startupNodes?: Array<{ host?: string; port?: number } | string | number> }).startupNodes ?? []
+    const nodes =
+      (
+        client as unknown as {
+          startupNodes?: Array<{ host?: string; port?: number } | string | number>
+        }
+      ).startupNodes ?? []
     return `cluster ${nodes.map((node) => (typeof node === 'object' ? `${node.host ?? '127.0.0.1'}:${node.port ?? 6379}` : String(node))).join(',')}`
   }
   const { host, port, path, tls, sentinels, name } = client.options
-  if (sentinels) return `sentinel ${String(name)} via ${sentinels.map((s) => `${s.host ?? '127.0.0.1'}:${s.port ?? 26379}`).join(',')}`
+  if (sentinels)
+    return `sentinel ${String(name)} via ${sentinels.map((s) => `${s.host ?? '127.0.0.1'}:${s.port ?? 26379}`).join(',')}`
   if (path) return `unix:${path}`
   return `${tls ? 'rediss' : 'redis'}://${host ?? '127.0.0.1'}:${port ?? 6379}`
 }
@@ -96,7 +106,10 @@ export class Connection<C extends Redis | Cluster> {
   /** The hit path's GETs in flight and their deadlines (see {@link Deadlines}). */
   readonly #deadlines: Deadlines
 
-  constructor(client: C, options: { owned: boolean; timeoutMs: number; now: () => number; url?: string | undefined }) {
+  constructor(
+    client: C,
+    options: { owned: boolean; timeoutMs: number; now: () => number; url?: string | undefined },
+  ) {
     this.client = client
     this.where = describeTarget(client, options.url)
     this.#owned = options.owned
@@ -111,9 +124,11 @@ export class Connection<C extends Redis | Cluster> {
     if (client.getMaxListeners() !== 0) client.setMaxListeners(client.getMaxListeners() + 1)
     client.on('error', this.#onError)
     client.on('ready', this.#onReady)
-    this.#firstReady = this.#everReady ? Promise.resolve() : new Promise<void>((resolve, reject) => {
-      this.#settleFirst = (err) => (err === undefined ? resolve() : reject(err))
-    })
+    this.#firstReady = this.#everReady
+      ? Promise.resolve()
+      : new Promise<void>((resolve, reject) => {
+          this.#settleFirst = (err) => (err === undefined ? resolve() : reject(err))
+        })
     this.#firstReady.catch(() => {})
     // A lazyConnect client would wait for a first command that is itself waiting.
     if (client.status === 'wait') client.connect().catch(() => {})
@@ -145,7 +160,9 @@ export class Connection<C extends Redis | Cluster> {
 
   /** The store's own client, ready, not in a break: commands go straight to it (the hit path). */
   get #fast(): boolean {
-    return this.#owned && this.#unavailableUntil === 0 && !this.#closed && this.client.status === 'ready'
+    return (
+      this.#owned && this.#unavailableUntil === 0 && !this.#closed && this.client.status === 'ready'
+    )
   }
 
   /**
@@ -186,17 +203,29 @@ export class Connection<C extends Redis | Cluster> {
    * connection (0: none was waited for).
    */
   async #mayRun(): Promise<number> {
-    if (this.#closed) throw new RedisStoreError(this.where, 'closed (close() was called)', { outage: false })
+    if (this.#closed)
+      throw new RedisStoreError(this.where, 'closed (close() was called)', { outage: false })
     const breakLeft = Math.ceil(this.#unavailableUntil - this.#now())
     // (More than the break left: the clock was set back; the break is over.)
-    if (breakLeft > 0 && breakLeft <= BREAK_MS) throw new RedisStoreError(this.where, `not asking for ${breakLeft} ms after a timeout`, { outage: true })
+    if (breakLeft > 0 && breakLeft <= BREAK_MS)
+      throw new RedisStoreError(this.where, `not asking for ${breakLeft} ms after a timeout`, {
+        outage: true,
+      })
     this.#unavailableUntil = 0
     if (this.client.status === 'ready') return 0
     if (this.#everReady || this.#lastError !== undefined) throw this.#notConnected()
     const started = performance.now()
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisStoreError(this.where, `not connected yet (waited ${this.#timeoutMs} ms)`, { outage: true })), this.#timeoutMs)
+      timer = setTimeout(
+        () =>
+          reject(
+            new RedisStoreError(this.where, `not connected yet (waited ${this.#timeoutMs} ms)`, {
+              outage: true,
+            }),
+          ),
+        this.#timeoutMs,
+      )
     })
     try {
       await Promise.race([this.#firstReady, late])
@@ -211,31 +240,52 @@ export class Connection<C extends Redis | Cluster> {
   /** The error for a command not sent because the client is not connected. */
   #notConnected(): RedisStoreError {
     const last = this.#lastError
-    const what = last === undefined ? `not connected (${this.client.status})` : describeFailure(last)
-    return new RedisStoreError(this.where, `${what}; reconnecting in the background, requests go uncached meanwhile`, { outage: true, cause: last })
+    const what =
+      last === undefined ? `not connected (${this.client.status})` : describeFailure(last)
+    return new RedisStoreError(
+      this.where,
+      `${what}; reconnecting in the background, requests go uncached meanwhile`,
+      { outage: true, cause: last },
+    )
   }
 
   /** A command's failure, in words; a timeout also opens the one-second break. */
   #failure(err: Error): RedisStoreError {
     if (err.message === 'Command timed out') {
       this.#unavailableUntil = this.#now() + BREAK_MS
-      return new RedisStoreError(this.where, `command timed out after ${this.#timeoutMs} ms; not asking again for ${BREAK_MS} ms`, { outage: true, cause: err })
+      return new RedisStoreError(
+        this.where,
+        `command timed out after ${this.#timeoutMs} ms; not asking again for ${BREAK_MS} ms`,
+        { outage: true, cause: err },
+      )
     }
     // The connection dropped between the status check and the write.
     if (/Stream isn't writeable|Connection is closed/.test(err.message)) return this.#notConnected()
-    return new RedisStoreError(this.where, describeFailure(err), { outage: err.name !== 'ReplyError', cause: err })
+    return new RedisStoreError(this.where, describeFailure(err), {
+      outage: err.name !== 'ReplyError',
+      cause: err,
+    })
   }
 
   /**
    * Resolves once the client is ready; rejects after `waitMs` saying with what it last failed.
    */
   async ready(waitMs: number): Promise<void> {
-    if (this.#closed) throw new RedisStoreError(this.where, 'closed (close() was called)', { outage: false })
+    if (this.#closed)
+      throw new RedisStoreError(this.where, 'closed (close() was called)', { outage: false })
     if (this.client.status === 'ready') return
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        const last = this.#lastError === undefined ? 'no answer yet' : `last error: ${describeFailure(this.#lastError)}`
-        done(new RedisStoreError(this.where, `not ready within ${waitMs} ms (${last})`, { outage: true, cause: this.#lastError }))
+        const last =
+          this.#lastError === undefined
+            ? 'no answer yet'
+            : `last error: ${describeFailure(this.#lastError)}`
+        done(
+          new RedisStoreError(this.where, `not ready within ${waitMs} ms (${last})`, {
+            outage: true,
+            cause: this.#lastError,
+          }),
+        )
       }, waitMs)
       const onReady = () => done()
       const done = (err?: Error) => {
@@ -259,7 +309,8 @@ export class Connection<C extends Redis | Cluster> {
       // keeps its error listener while it quits: ioredis would log an unheard error.)
       this.client.off('error', this.#onError)
       this.client.off('ready', this.#onReady)
-      if (this.client.getMaxListeners() > 1) this.client.setMaxListeners(this.client.getMaxListeners() - 1)
+      if (this.client.getMaxListeners() > 1)
+        this.client.setMaxListeners(this.client.getMaxListeners() - 1)
       return
     }
     await this.client.quit().catch(() => {})
@@ -336,7 +387,8 @@ export class Deadlines {
       commands[head] = undefined
     }
     this.#head = head
-    if (head < commands.length) this.#timer = setTimeout(this.#expire, Math.max(1, Math.ceil(this.#due[head]! - now)))
+    if (head < commands.length)
+      this.#timer = setTimeout(this.#expire, Math.max(1, Math.ceil(this.#due[head]! - now)))
   }
 
   /** Forgets every command and stops the timer. */
@@ -352,6 +404,8 @@ export class Deadlines {
 /** Rejects with ioredis's own timeout message when `promise` takes longer than `ms`. */
 export function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('Command timed out')), ms)))
+  const late = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error('Command timed out')), ms)),
+  )
   return Promise.race([promise, late]).finally(() => clearTimeout(timer))
 }

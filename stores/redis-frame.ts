@@ -30,7 +30,15 @@ export function fixed16(n: number): string {
 }
 
 /** The whole frame for an entry, pending unless `readable`; the body is copied once, here. */
-export function encodeFrame(staleAt: number, soft: boolean, since: number, meta: string, tags: string, body: Buffer, readable = false): Buffer {
+export function encodeFrame(
+  staleAt: number,
+  soft: boolean,
+  since: number,
+  meta: string,
+  tags: string,
+  body: Buffer,
+  readable = false,
+): Buffer {
   const metaBytes = Buffer.from(meta)
   const tagBytes = Buffer.from(tags)
   const head = `${readable ? READABLE : PENDING}${fixed16(staleAt)}${soft ? '1' : '0'}${fixed16(since)}${String(metaBytes.length).padStart(10, ' ')}${String(tagBytes.length).padStart(10, ' ')}`
@@ -38,8 +46,11 @@ export function encodeFrame(staleAt: number, soft: boolean, since: number, meta:
 }
 
 /** Where the parts of a frame are; undefined for what is not a frame of this layout. */
-export function frameParts(frame: Buffer): { staleAt: number; soft: boolean; metaEnd: number; bodyStart: number } | undefined {
-  if (frame.length < HEAD_BYTES || frame[0] !== 0x61 /* a */ || frame[1] !== 0x31 /* 1 */) return undefined
+export function frameParts(
+  frame: Buffer,
+): { staleAt: number; soft: boolean; metaEnd: number; bodyStart: number } | undefined {
+  if (frame.length < HEAD_BYTES || frame[0] !== 0x61 /* a */ || frame[1] !== 0x31 /* 1 */)
+    return undefined
   const metaEnd = HEAD_BYTES + readNumber(frame, 35, 45)
   const bodyStart = metaEnd + readNumber(frame, 45, 55)
   if (!(bodyStart <= frame.length)) return undefined

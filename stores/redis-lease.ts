@@ -31,7 +31,10 @@ export interface LeaseHost {
   where: string
   /** Runs one command within the store's deadline (its Connection). */
   call<T>(command: () => Promise<T>): Promise<T>
-  script(name: 'accLease' | 'accRenew' | 'accRelease', ...args: Array<string | number>): Promise<unknown>
+  script(
+    name: 'accLease' | 'accRenew' | 'accRelease',
+    ...args: Array<string | number>
+  ): Promise<unknown>
 }
 
 /** For failures that need no handling here (see where it is used). */
@@ -110,9 +113,11 @@ export class Leases {
 
   async claim(key: string, ttlMs: number, ifAbsent: boolean): Promise<LeaseClaim> {
     const { host } = this
-    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new TypeError(`expected lease ttlMs to be a positive integer, got ${ttlMs}`)
+    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0)
+      throw new TypeError(`expected lease ttlMs to be a positive integer, got ${ttlMs}`)
     // (A closed store connects nothing more.)
-    if (this.#closed) throw new RedisStoreError(host.where, 'closed (close() was called)', { outage: false })
+    if (this.#closed)
+      throw new RedisStoreError(host.where, 'closed (close() was called)', { outage: false })
     if (!this.#live) await this.#subscribed()
     // Listening before asking: a release between the claim and the wait is heard.
     const listener = this.#listen(key)
@@ -122,19 +127,39 @@ export class Leases {
     const waiters = `${host.prefix}{k:${key}}w`
     let answer: number
     try {
-      answer = Number(await host.call(() => host.script('accLease', lease, `${host.prefix}{k:${key}}v`, waiters, token, ttlMs, ifAbsent ? '1' : '0')))
+      answer = Number(
+        await host.call(() =>
+          host.script(
+            'accLease',
+            lease,
+            `${host.prefix}{k:${key}}v`,
+            waiters,
+            token,
+            ttlMs,
+            ifAbsent ? '1' : '0',
+          ),
+        ),
+      )
     } catch (err) {
       listener.hear('closed')
       throw err
     }
     if (answer === -2 || answer === -1) listener.hear('closed')
     if (answer === -2) return { kind: 'stored' }
-    if (answer >= 0) return { kind: 'busy', wait: (ms) => listener.until(Math.min(ms, answer + 1), answer + 1 <= ms ? 'expired' : 'timeout') }
-    const renewal = setInterval(() => {
-      // A renewal that fails leaves the lease to expire: others then generate, as they would
-      // had this process died. Nothing to tell the client.
-      host.call(() => host.script('accRenew', lease, waiters, token, ttlMs)).catch(ignore)
-    }, Math.max(1, Math.floor(ttlMs / 3))).unref()
+    if (answer >= 0)
+      return {
+        kind: 'busy',
+        wait: (ms) =>
+          listener.until(Math.min(ms, answer + 1), answer + 1 <= ms ? 'expired' : 'timeout'),
+      }
+    const renewal = setInterval(
+      () => {
+        // A renewal that fails leaves the lease to expire: others then generate, as they would
+        // had this process died. Nothing to tell the client.
+        host.call(() => host.script('accRenew', lease, waiters, token, ttlMs)).catch(ignore)
+      },
+      Math.max(1, Math.floor(ttlMs / 3)),
+    ).unref()
     this.#renewals.add(renewal)
     let released = false
     return {
@@ -145,7 +170,9 @@ export class Leases {
         clearInterval(renewal)
         this.#renewals.delete(renewal)
         if (this.#closed) return
-        await host.call(() => host.script('accRelease', lease, waiters, this.#channel, token, `${alone ? 0 : 1}${key}`))
+        await host.call(() =>
+          host.script('accRelease', lease, waiters, this.#channel, token, `${alone ? 0 : 1}${key}`),
+        )
       },
     }
   }
@@ -155,7 +182,12 @@ export class Leases {
     this.#subscriber ??= this.#connect()
     // Not live within the timeout: the check below says so.
     await deadline(this.#firstLive, this.host.timeoutMs).catch(() => {})
-    if (!this.#live) throw new RedisStoreError(this.host.where, 'lease notifications are not subscribed (their connection is down); generating without waiting for other processes', { outage: true })
+    if (!this.#live)
+      throw new RedisStoreError(
+        this.host.where,
+        'lease notifications are not subscribed (their connection is down); generating without waiting for other processes',
+        { outage: true },
+      )
   }
 
   #listen(key: string): Listener {
@@ -175,7 +207,8 @@ export class Leases {
     this.#live = false
     for (const timer of this.#renewals) clearInterval(timer)
     this.#renewals.clear()
-    for (const set of [...this.#listeners.values()]) for (const listener of [...set]) listener.hear('closed')
+    for (const set of [...this.#listeners.values()])
+      for (const listener of [...set]) listener.hear('closed')
     this.#subscriber?.disconnect()
   }
 }

@@ -29,7 +29,13 @@
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { inspect } from 'node:util'
-import type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, LeaseClaim } from '../src/store.js'
+import type {
+  CacheEntry,
+  CacheStore,
+  Checkpoint,
+  InvalidateOptions,
+  LeaseClaim,
+} from '../src/store.js'
 import { Connection } from './redis-connection.js'
 import { encodeFrame, fixed16, frameParts, HEAD_BYTES } from './redis-frame.js'
 import { SCRIPTS, type Scripted } from './redis-scripts.js'
@@ -138,20 +144,57 @@ export class RedisStore implements CacheStore {
   readonly #metas = new Map<string, { bytes: Buffer; meta: Meta }>()
 
   constructor(options: RedisStoreOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
-    const { url, client, clientOptions, prefix = 'acc:', timeoutMs = 100, maxEntryBytes = 8 * 1024 * 1024, now = Date.now, interleave, localCache, lease = true } = options
-    if (url !== undefined && client !== undefined) throw new TypeError('expected options.url or options.client, got both')
-    if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url))) throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
-    if (clientOptions !== undefined && (typeof clientOptions !== 'object' || clientOptions === null)) throw new TypeError(`expected options.clientOptions to be ioredis options (an object), got ${inspect(clientOptions)}`)
-    if (clientOptions !== undefined && client !== undefined) throw new TypeError('expected options.clientOptions or options.client, got both (options are for the client the store creates)')
-    if (client !== undefined && !(client instanceof Redis || client instanceof Cluster)) throw new TypeError(`expected options.client to be an ioredis Redis or Cluster, got ${inspect(client, { depth: 0 })}`)
+    if (typeof options !== 'object' || options === null)
+      throw new TypeError(`expected options to be an object, got ${inspect(options)}`)
+    const {
+      url,
+      client,
+      clientOptions,
+      prefix = 'acc:',
+      timeoutMs = 100,
+      maxEntryBytes = 8 * 1024 * 1024,
+      now = Date.now,
+      interleave,
+      localCache,
+      lease = true,
+    } = options
+    if (url !== undefined && client !== undefined)
+      throw new TypeError('expected options.url or options.client, got both')
+    if (url !== undefined && (typeof url !== 'string' || !/^(rediss?|unix):/.test(url)))
+      throw new TypeError(`expected options.url to be a redis:// URL, got ${inspect(url)}`)
+    if (
+      clientOptions !== undefined &&
+      (typeof clientOptions !== 'object' || clientOptions === null)
+    )
+      throw new TypeError(
+        `expected options.clientOptions to be ioredis options (an object), got ${inspect(clientOptions)}`,
+      )
+    if (clientOptions !== undefined && client !== undefined)
+      throw new TypeError(
+        'expected options.clientOptions or options.client, got both (options are for the client the store creates)',
+      )
+    if (client !== undefined && !(client instanceof Redis || client instanceof Cluster))
+      throw new TypeError(
+        `expected options.client to be an ioredis Redis or Cluster, got ${inspect(client, { depth: 0 })}`,
+      )
     // Not empty: clear() would then match whatever else lives in the database under `{`.
-    if (typeof prefix !== 'string' || prefix === '' || /[{}]/.test(prefix)) throw new TypeError(`expected options.prefix to be a non-empty string without { or } (such as 'acc:'), got ${inspect(prefix)}`)
-    for (const [name, value] of [['timeoutMs', timeoutMs], ['maxEntryBytes', maxEntryBytes]] as const) {
-      if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${inspect(value)}`)
+    if (typeof prefix !== 'string' || prefix === '' || /[{}]/.test(prefix))
+      throw new TypeError(
+        `expected options.prefix to be a non-empty string without { or } (such as 'acc:'), got ${inspect(prefix)}`,
+      )
+    for (const [name, value] of [
+      ['timeoutMs', timeoutMs],
+      ['maxEntryBytes', maxEntryBytes],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value <= 0)
+        throw new TypeError(
+          `expected options.${name} to be a positive integer, got ${inspect(value)}`,
+        )
     }
-    if (typeof lease !== 'boolean') throw new TypeError(`expected options.lease to be a boolean, got ${inspect(lease)}`)
-    if (typeof now !== 'function') throw new TypeError(`expected options.now to be a function, got ${inspect(now)}`)
+    if (typeof lease !== 'boolean')
+      throw new TypeError(`expected options.lease to be a boolean, got ${inspect(lease)}`)
+    if (typeof now !== 'function')
+      throw new TypeError(`expected options.now to be a function, got ${inspect(now)}`)
     this.#prefix = prefix
     this.#timeoutMs = timeoutMs
     this.#maxEntryBytes = maxEntryBytes
@@ -161,17 +204,32 @@ export class RedisStore implements CacheStore {
     const target = client ?? createClient(url, clientOptions, timeoutMs)
     // Scripts run by EVALSHA (EVAL once per connection when Redis does not know them yet).
     for (const [name, [numberOfKeys, lua]] of Object.entries(SCRIPTS)) {
-      if (typeof (target as unknown as Record<string, unknown>)[name] !== 'function') target.defineCommand(name, { numberOfKeys, lua })
+      if (typeof (target as unknown as Record<string, unknown>)[name] !== 'function')
+        target.defineCommand(name, { numberOfKeys, lua })
     }
     this.#client = target as Client
-    this.#connection = new Connection(this.#client, { owned: client === undefined, timeoutMs, now, url: url ?? (client === undefined && clientOptions === undefined ? DEFAULT_URL : undefined) })
+    this.#connection = new Connection(this.#client, {
+      owned: client === undefined,
+      timeoutMs,
+      now,
+      url: url ?? (client === undefined && clientOptions === undefined ? DEFAULT_URL : undefined),
+    })
     if (lease) {
       const connection = this.#connection
-      const host = { client: target, prefix, timeoutMs, where: connection.where, call: <T>(command: () => Promise<T>) => connection.call(command), script: (name: 'accLease' | 'accRenew' | 'accRelease', ...args: Array<string | number>) => this.#client[name](...args) }
+      const host = {
+        client: target,
+        prefix,
+        timeoutMs,
+        where: connection.where,
+        call: <T>(command: () => Promise<T>) => connection.call(command),
+        script: (name: 'accLease' | 'accRenew' | 'accRelease', ...args: Array<string | number>) =>
+          this.#client[name](...args),
+      }
       const leases = (this.#leases = new Leases(host))
       this.lease = (key, ttlMs, ifAbsent = false) => leases.claim(key, ttlMs, ifAbsent)
     }
-    if (local !== undefined) attachLocalCache(this, target as Redis, { ...local, prefix, now, timeoutMs })
+    if (local !== undefined)
+      attachLocalCache(this, target as Redis, { ...local, prefix, now, timeoutMs })
   }
 
   /**
@@ -196,7 +254,16 @@ export class RedisStore implements CacheStore {
     if (parts === undefined) return undefined
     const meta = this.#decodedMeta(key, frame!, parts.metaEnd)
     if (meta === undefined || this.#now() >= meta.x) return undefined
-    const entry: CacheEntry = { status: meta.s, headers: meta.h, body: frame!.subarray(parts.bodyStart), tags: meta.g, storedAt: meta.t, initialAge: meta.a, staleAt: parts.staleAt, expiresAt: meta.x }
+    const entry: CacheEntry = {
+      status: meta.s,
+      headers: meta.h,
+      body: frame!.subarray(parts.bodyStart),
+      tags: meta.g,
+      storedAt: meta.t,
+      initialAge: meta.a,
+      staleAt: parts.staleAt,
+      expiresAt: meta.x,
+    }
     if (parts.soft) entry.softInvalidated = true
     if (meta.v) entry.variesOn = meta.v
     if (meta.r) entry.selectedBy = meta.r
@@ -211,7 +278,12 @@ export class RedisStore implements CacheStore {
    */
   #decodedMeta(key: string, frame: Buffer, metaEnd: number): Meta | undefined {
     const known = this.#metas.get(key)
-    if (known !== undefined && known.bytes.length === metaEnd - HEAD_BYTES && frame.compare(known.bytes, 0, known.bytes.length, HEAD_BYTES, metaEnd) === 0) return known.meta
+    if (
+      known !== undefined &&
+      known.bytes.length === metaEnd - HEAD_BYTES &&
+      frame.compare(known.bytes, 0, known.bytes.length, HEAD_BYTES, metaEnd) === 0
+    )
+      return known.meta
     let meta: Meta
     try {
       meta = JSON.parse(frame.toString('utf8', HEAD_BYTES, metaEnd)) as Meta
@@ -220,7 +292,8 @@ export class RedisStore implements CacheStore {
     }
     // An entry written in an older layout (without tags and expiry in its meta) is a miss.
     if (!Array.isArray(meta.g) || typeof meta.x !== 'number') return undefined
-    if (known === undefined && this.#metas.size >= DECODED_METAS) this.#metas.delete(this.#metas.keys().next().value!)
+    if (known === undefined && this.#metas.size >= DECODED_METAS)
+      this.#metas.delete(this.#metas.keys().next().value!)
     // A copy: the frame holds the body too, which must not be kept.
     this.#metas.set(key, { bytes: Buffer.from(frame.subarray(HEAD_BYTES, metaEnd)), meta })
     return meta
@@ -246,22 +319,58 @@ export class RedisStore implements CacheStore {
     const tags = [...new Set(entry.tags)]
     // Invalidated already: refuse without touching what is stored (a softly invalidated entry
     // there is still servable). This read is an optimisation; the check after writing decides.
-    if (await this.#newestInvalidation(key, tags, (tag) => this.#client.get(this.#tagRecord(tag))) > since) return false
+    if (
+      (await this.#newestInvalidation(key, tags, (tag) => this.#client.get(this.#tagRecord(tag)))) >
+      since
+    )
+      return false
     await this.#interleave?.('checked')
-    const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, a: entry.initialAge, g: tags, x: entry.expiresAt }
+    const meta: Meta = {
+      s: entry.status,
+      h: entry.headers,
+      t: entry.storedAt,
+      a: entry.initialAge,
+      g: tags,
+      x: entry.expiresAt,
+    }
     if (entry.variesOn) meta.v = [...entry.variesOn]
     if (entry.selectedBy) meta.r = entry.selectedBy
     // A response stays unreadable until checked (see the frame's head). A Vary record (status 0,
     // no body) is readable at once: it serves nothing by itself (its variants are checked like
     // any response), and rewriting it must not hide the variants it names for a few round trips.
     const record = entry.status === 0 && entry.variesOn !== undefined
-    const frame = encodeFrame(entry.staleAt, entry.softInvalidated === true, since, JSON.stringify(meta), JSON.stringify(tags), entry.body, record)
-    const written = await this.#call(() => this.#client.accSet(this.#entry(key), this.#keyRecord(key), since, Math.min(ttl, PROVISIONAL_TTL), frame))
+    const frame = encodeFrame(
+      entry.staleAt,
+      entry.softInvalidated === true,
+      since,
+      JSON.stringify(meta),
+      JSON.stringify(tags),
+      entry.body,
+      record,
+    )
+    const written = await this.#call(() =>
+      this.#client.accSet(
+        this.#entry(key),
+        this.#keyRecord(key),
+        since,
+        Math.min(ttl, PROVISIONAL_TTL),
+        frame,
+      ),
+    )
     if (!written) return false
     await this.#interleave?.('written')
     // Only now, with the entry written, index it and read what happened meanwhile.
     const trimBelow = this.#now() - INDEX_GRACE
-    const newest = await this.#newestInvalidation(key, tags, (tag) => this.#client.accIndex(this.#tagIndex(tag), this.#tagRecord(tag), key, entry.expiresAt, trimBelow, ttl + INDEX_GRACE))
+    const newest = await this.#newestInvalidation(key, tags, (tag) =>
+      this.#client.accIndex(
+        this.#tagIndex(tag),
+        this.#tagRecord(tag),
+        key,
+        entry.expiresAt,
+        trimBelow,
+        ttl + INDEX_GRACE,
+      ),
+    )
     if (newest <= since) {
       await this.#call(() => this.#client.accCommit(this.#entry(key), since, ttl))
       return true
@@ -271,15 +380,26 @@ export class RedisStore implements CacheStore {
   }
 
   /** The newest invalidation that reaches an entry: of its tags (read by `read`), its key, a clear. */
-  async #newestInvalidation(key: string, tags: readonly string[], read: (tag: string) => Promise<unknown>): Promise<number> {
-    const records = await Promise.all([this.#call(() => this.#client.get(this.#keyRecord(key))), this.#call(() => this.#client.get(this.#floor))])
+  async #newestInvalidation(
+    key: string,
+    tags: readonly string[],
+    read: (tag: string) => Promise<unknown>,
+  ): Promise<number> {
+    const records = await Promise.all([
+      this.#call(() => this.#client.get(this.#keyRecord(key))),
+      this.#call(() => this.#client.get(this.#floor)),
+    ])
     const perTag = await inBatches(tags, (tag) => this.#call(() => read(tag)))
     return Math.max(...[...records, ...perTag].map(Number))
   }
 
   async delete(key: string): Promise<number> {
     const n = await this.#bump()
-    return Number(await this.#call(() => this.#client.accDelete(this.#entry(key), this.#keyRecord(key), n, RECORD_TTL)))
+    return Number(
+      await this.#call(() =>
+        this.#client.accDelete(this.#entry(key), this.#keyRecord(key), n, RECORD_TTL),
+      ),
+    )
   }
 
   /** Counts exactly the entries removed (or marked), each once. */
@@ -287,7 +407,16 @@ export class RedisStore implements CacheStore {
     const n = await this.#bump()
     const trimBelow = this.#now() - INDEX_GRACE
     const indexed = await inBatches([...new Set(tags)], async (tag) => {
-      const members = (await this.#call(() => this.#client.accInvalidateTag(this.#tagIndex(tag), this.#tagRecord(tag), n, RECORD_TTL, trimBelow, INDEX_PAGE))) as string[] | null
+      const members = (await this.#call(() =>
+        this.#client.accInvalidateTag(
+          this.#tagIndex(tag),
+          this.#tagRecord(tag),
+          n,
+          RECORD_TTL,
+          trimBelow,
+          INDEX_PAGE,
+        ),
+      )) as string[] | null
       return members ?? this.#scanIndex(this.#tagIndex(tag))
     })
     const keys = [...new Set(indexed.flat())]
@@ -297,12 +426,25 @@ export class RedisStore implements CacheStore {
     const now = fixed16(this.#now())
     let dropped: unknown[]
     if (this.#client instanceof Cluster) {
-      dropped = await inBatches(keys, (key) => this.#call(() => this.#client.accDrop(this.#entry(key), n, soft, now, ...wanted)), DROP_BATCH)
+      dropped = await inBatches(
+        keys,
+        (key) => this.#call(() => this.#client.accDrop(this.#entry(key), n, soft, now, ...wanted)),
+        DROP_BATCH,
+      )
     } else {
       // One script per DROP_MANY keys: a script costs Redis microseconds per entry, a command
       // per entry costs both sides far more (measured: 100,000 entries in 1.5 s one by one).
-      const chunks = Array.from({ length: Math.ceil(keys.length / DROP_MANY) }, (_, i) => keys.slice(i * DROP_MANY, (i + 1) * DROP_MANY).map((key) => this.#entry(key)))
-      dropped = await inBatches(chunks, (chunk) => this.#call(() => this.#client.accDropMany(chunk.length, ...chunk, n, soft, now, ...wanted)), DROP_MANY_CONCURRENCY)
+      const chunks = Array.from({ length: Math.ceil(keys.length / DROP_MANY) }, (_, i) =>
+        keys.slice(i * DROP_MANY, (i + 1) * DROP_MANY).map((key) => this.#entry(key)),
+      )
+      dropped = await inBatches(
+        chunks,
+        (chunk) =>
+          this.#call(() =>
+            this.#client.accDropMany(chunk.length, ...chunk, n, soft, now, ...wanted),
+          ),
+        DROP_MANY_CONCURRENCY,
+      )
     }
     return dropped.reduce((sum: number, one) => sum + Number(one), 0)
   }
@@ -317,7 +459,9 @@ export class RedisStore implements CacheStore {
     const members: string[] = []
     let cursor = '0'
     do {
-      const [next, page] = await this.#call(() => this.#client.zscan(index, cursor, 'COUNT', INDEX_PAGE))
+      const [next, page] = await this.#call(() =>
+        this.#client.zscan(index, cursor, 'COUNT', INDEX_PAGE),
+      )
       for (let i = 0; i < page.length; i += 2) members.push(page[i]!)
       cursor = next
     } while (cursor !== '0')
@@ -336,7 +480,9 @@ export class RedisStore implements CacheStore {
     const match = `${glob(this.#prefix)}{${keyPrefix === '' ? '' : `k:${glob(keyPrefix)}`}*`
     const nodes = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client]
     for (const node of nodes) {
-      for await (const batch of node.scanStream({ match, count: SCAN_COUNT }) as AsyncIterable<string[]>) {
+      for await (const batch of node.scanStream({ match, count: SCAN_COUNT }) as AsyncIterable<
+        string[]
+      >) {
         await Promise.all(batch.map((key) => this.#call(() => this.#client.unlink(key))))
       }
     }
@@ -382,7 +528,11 @@ export class RedisStore implements CacheStore {
 const DEFAULT_URL = 'redis://127.0.0.1:6379'
 
 /** The client a store creates: `clientOptions` over defaults that fail open, fast. */
-function createClient(url: string | undefined, clientOptions: RedisOptions | undefined, timeoutMs: number): Redis {
+function createClient(
+  url: string | undefined,
+  clientOptions: RedisOptions | undefined,
+  timeoutMs: number,
+): Redis {
   const options: RedisOptions = {
     // No queue while disconnected, no retries of a command, a deadline on each, and reconnecting
     // forever in the background so caching resumes by itself. (Commands wait for the first
@@ -398,13 +548,20 @@ function createClient(url: string | undefined, clientOptions: RedisOptions | und
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
     ...clientOptions,
   }
-  return url === undefined && clientOptions !== undefined ? new Redis(options) : new Redis(url ?? DEFAULT_URL, options)
+  return url === undefined && clientOptions !== undefined
+    ? new Redis(options)
+    : new Redis(url ?? DEFAULT_URL, options)
 }
 
 /** Runs `run` over `items`, `size` at a time; resolves every result, in order. */
-async function inBatches<T, R>(items: readonly T[], run: (item: T) => Promise<R>, size = TAG_BATCH): Promise<R[]> {
+async function inBatches<T, R>(
+  items: readonly T[],
+  run: (item: T) => Promise<R>,
+  size = TAG_BATCH,
+): Promise<R[]> {
   const results: R[] = []
-  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(run))))
+  for (let i = 0; i < items.length; i += size)
+    results.push(...(await Promise.all(items.slice(i, i + size).map(run))))
   return results
 }
 

@@ -4,8 +4,10 @@ import { deltaSeconds, parseCacheControl } from '../src/http/cache-control.js'
 /** The parsed directives as plain entries, for deep equality. */
 const entries = (value: Parameters<typeof parseCacheControl>[0]) => [...parseCacheControl(value)]
 
-t.test('parseCacheControl', async t => {
-  const cases: Array<[string, Parameters<typeof parseCacheControl>[0], Array<[string, string | true]>]> = [
+t.test('parseCacheControl', async (t) => {
+  const cases: Array<
+    [string, Parameters<typeof parseCacheControl>[0], Array<[string, string | true]>]
+  > = [
     ['when the header is absent', undefined, []],
     ['when the header is empty', '', []],
     ['when the header is only commas and whitespace', ' ,, \t, ,', []],
@@ -51,7 +53,11 @@ t.test('parseCacheControl', async t => {
       'max-age=10, max-age=20, MAX-AGE=30',
       [['max-age', '10']],
     ],
-    ['when a duplicate changes form, the first still wins', 'no-cache, no-cache="a"', [['no-cache', true]]],
+    [
+      'when a duplicate changes form, the first still wins',
+      'no-cache, no-cache="a"',
+      [['no-cache', true]],
+    ],
     [
       'when a quoted value contains commas, they do not split',
       'no-cache="set-cookie, x-foo", max-age=5',
@@ -105,7 +111,11 @@ t.test('parseCacheControl', async t => {
       'bad name="a, max-age=1", public',
       [['public', true]],
     ],
-    ['when a name has a control character', 'max\u0000age=5, no\u007fstore, public', [['public', true]]],
+    [
+      'when a name has a control character',
+      'max\u0000age=5, no\u007fstore, public',
+      [['public', true]],
+    ],
     ['when a name is not ASCII', 'mäx-age=5, public', [['public', true]]],
     ['when a value has control characters', 'ext=a\u0001b', [['ext', 'a\u0001b']]],
     ['when whitespace is not OWS, the name is malformed', '\nmax-age=5', []],
@@ -135,8 +145,8 @@ t.test('parseCacheControl', async t => {
   }
 })
 
-t.test('parseCacheControl on hostile input', async t => {
-  t.test('when the header is 16 KiB of directives, it parses them all', async t => {
+t.test('parseCacheControl on hostile input', async (t) => {
+  t.test('when the header is 16 KiB of directives, it parses them all', async (t) => {
     const members = Array.from({ length: 2000 }, (_, i) => `x${i}=${i}`)
     const header = `max-age=1, ${members.join(', ')}`
     t.ok(header.length > 16 * 1024)
@@ -145,28 +155,31 @@ t.test('parseCacheControl on hostile input', async t => {
     t.equal(cc.get('max-age'), '1')
     t.equal(cc.get('x1999'), '1999')
   })
-  t.test('when the header is 16 KiB of one repeated directive, the first wins', async t => {
+  t.test('when the header is 16 KiB of one repeated directive, the first wins', async (t) => {
     const cc = parseCacheControl(Array.from({ length: 2000 }, (_, i) => `max-age=${i}`).join(','))
     t.strictSame([...cc], [['max-age', '0']])
   })
-  t.test('when the header is 100 KiB of quotes', async t => {
+  t.test('when the header is 100 KiB of quotes', async (t) => {
     t.strictSame([...parseCacheControl('"'.repeat(100 * 1024))], [])
     t.strictSame([...parseCacheControl(`a=${'"'.repeat(100 * 1024)}`)], [['a', '']])
   })
-  t.test('when the header is 100 KiB of backslashes in a quoted string', async t => {
+  t.test('when the header is 100 KiB of backslashes in a quoted string', async (t) => {
     const cc = parseCacheControl(`a="${'\\'.repeat(100 * 1024)}`)
     t.equal(cc.get('a'), '\\'.repeat(50 * 1024))
   })
-  t.test('when the header is 100 KiB of "=" or "," or spaces', async t => {
+  t.test('when the header is 100 KiB of "=" or "," or spaces', async (t) => {
     t.equal(parseCacheControl('='.repeat(100 * 1024)).size, 0)
     t.equal(parseCacheControl(','.repeat(100 * 1024)).size, 0)
     t.equal(parseCacheControl(' '.repeat(100 * 1024)).size, 0)
     t.strictSame([...parseCacheControl(`a${' '.repeat(100 * 1024)}b=1`)], [])
-    t.strictSame([...parseCacheControl(`a=1${' '.repeat(100 * 1024)}x`)], [['a', `1${' '.repeat(100 * 1024)}x`]])
+    t.strictSame(
+      [...parseCacheControl(`a=1${' '.repeat(100 * 1024)}x`)],
+      [['a', `1${' '.repeat(100 * 1024)}x`]],
+    )
   })
 })
 
-t.test('deltaSeconds', async t => {
+t.test('deltaSeconds', async (t) => {
   const cases: Array<[string, string | true | undefined, number | undefined]> = [
     ['when the value is digits', '60', 60],
     ['when the value is zero', '0', 0],
@@ -198,7 +211,7 @@ t.test('deltaSeconds', async t => {
   }
 })
 
-t.test('deltaSeconds of parsed directives', async t => {
+t.test('deltaSeconds of parsed directives', async (t) => {
   const cc = parseCacheControl('max-age=abc, s-maxage=30, no-cache, stale-if-error=-1')
   t.ok(cc.has('max-age'), 'max-age=abc is present')
   t.equal(deltaSeconds(cc.get('max-age')), undefined, 'but has no delta-seconds')

@@ -26,25 +26,42 @@ interface Edge {
   names: string[]
 }
 
-const IMPORT = /(?:^|\n)\s*(import|export)(\s+type)?\s([^'";]*?)from\s*'([^']+)'|import\(\s*'([^']+)'\s*\)/g
+const IMPORT =
+  /(?:^|\n)\s*(import|export)(\s+type)?\s([^'";]*?)from\s*'([^']+)'|import\(\s*'([^']+)'\s*\)/g
 
 /** The imports (static, re-exports and dynamic) of one file. */
 function edgesOf(file: string, text: string): Edge[] {
   const edges: Edge[] = []
   for (const match of text.matchAll(IMPORT)) {
     const spec = match[4] ?? match[5]!
-    const to = spec.startsWith('.') ? path.posix.join(path.posix.dirname(file), spec).replace(/\.js$/, '.ts') : spec
-    const names = (match[3] ?? '').replace(/[{}]/g, '').split(',').map((name) => name.trim()).filter((name) => name !== '')
+    const to = spec.startsWith('.')
+      ? path.posix.join(path.posix.dirname(file), spec).replace(/\.js$/, '.ts')
+      : spec
+    const names = (match[3] ?? '')
+      .replace(/[{}]/g, '')
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== '')
     edges.push({ from: file, to, typeOnly: match[2] !== undefined, names })
   }
   return edges
 }
 
-const ENTRY_POINTS = new Set(['src/index.ts', 'src/http/index.ts', 'src/metrics.ts', 'stores/memory.ts', 'stores/redis.ts', 'stores/null.ts'])
+const ENTRY_POINTS = new Set([
+  'src/index.ts',
+  'src/http/index.ts',
+  'src/metrics.ts',
+  'stores/memory.ts',
+  'stores/redis.ts',
+  'stores/null.ts',
+])
 const HEADER_TYPES = new Set(['IncomingHttpHeaders', 'OutgoingHttpHeaders'])
 const under = (dir: string) => (to: string) => to.startsWith(dir)
 const node = (to: string) => to.startsWith('node:')
-const packages = (...names: string[]) => (to: string) => names.includes(to)
+const packages =
+  (...names: string[]) =>
+  (to: string) =>
+    names.includes(to)
 
 /**
  * What each layer may import (relative files by prefix, packages by name). Layers, bottom up:
@@ -52,54 +69,108 @@ const packages = (...names: string[]) => (to: string) => names.includes(to)
  * out), the store contract, core (the request flow and what it runs), the feature layers built
  * on it (memoize, policies, frameworks, metrics), and the proxy, built on the public API only.
  */
-const RULES: Array<{ layer: string; files: (file: string) => boolean; may: Array<(to: string, edge: Edge) => boolean> }> = [
+const RULES: Array<{
+  layer: string
+  files: (file: string) => boolean
+  may: Array<(to: string, edge: Edge) => boolean>
+}> = [
   { layer: 'src/lib', files: under('src/lib/'), may: [node] },
   {
     layer: 'src/http (pure rules)',
     files: (file) => file.startsWith('src/http/') && file !== 'src/http/index.ts',
     // Headers come typed as node:http's IncomingHttpHeaders; nothing else of node:http (no
     // request or response) and nothing of the cache (no CacheEntry) reaches a rule.
-    may: [under('src/http/'), packages('node:crypto'), (to, edge) => to === 'node:http' && edge.typeOnly && edge.names.every((name) => HEADER_TYPES.has(name))],
+    may: [
+      under('src/http/'),
+      packages('node:crypto'),
+      (to, edge) =>
+        to === 'node:http' && edge.typeOnly && edge.names.every((name) => HEADER_TYPES.has(name)),
+    ],
   },
   { layer: 'src/store.ts', files: (file) => file === 'src/store.ts', may: [] },
   {
     layer: 'stores',
     files: under('stores/'),
-    may: [under('stores/'), node, packages('ioredis', 'mnemonist'), (to, edge) => to === 'src/store.ts' && edge.typeOnly],
+    may: [
+      under('stores/'),
+      node,
+      packages('ioredis', 'mnemonist'),
+      (to, edge) => to === 'src/store.ts' && edge.typeOnly,
+    ],
   },
   {
     layer: 'src/core and the request flow',
-    files: (file) => file.startsWith('src/core/') || file === 'src/accelerate.ts' || file === 'src/types.ts',
+    files: (file) =>
+      file.startsWith('src/core/') || file === 'src/accelerate.ts' || file === 'src/types.ts',
     // (MemoryStore is the default store; memoize() is also a method of every accelerator.)
-    may: [under('src/core/'), under('src/http/'), under('src/lib/'), under('src/memoize/'), packages('src/store.ts', 'src/types.ts', 'src/accelerate.ts', 'stores/memory.ts', 'p-limit'), node],
+    may: [
+      under('src/core/'),
+      under('src/http/'),
+      under('src/lib/'),
+      under('src/memoize/'),
+      packages('src/store.ts', 'src/types.ts', 'src/accelerate.ts', 'stores/memory.ts', 'p-limit'),
+      node,
+    ],
   },
   {
     layer: 'src/memoize',
     files: under('src/memoize/'),
-    may: [under('src/memoize/'), under('src/http/'), under('src/lib/'), packages('src/store.ts', 'src/core/report.ts'), node],
+    may: [
+      under('src/memoize/'),
+      under('src/http/'),
+      under('src/lib/'),
+      packages('src/store.ts', 'src/core/report.ts'),
+      node,
+    ],
   },
   {
     layer: 'src/policies',
     files: under('src/policies/'),
-    may: [under('src/core/'), under('src/http/'), under('src/lib/'), packages('src/store.ts', 'src/types.ts'), node],
+    may: [
+      under('src/core/'),
+      under('src/http/'),
+      under('src/lib/'),
+      packages('src/store.ts', 'src/types.ts'),
+      node,
+    ],
   },
   {
     layer: 'src/frameworks',
     files: under('src/frameworks/'),
-    may: [under('src/core/'), under('src/http/'), under('src/lib/'), packages('src/accelerate.ts', 'src/types.ts', 'fastify', 'fastify-plugin', 'koa'), node],
+    may: [
+      under('src/core/'),
+      under('src/http/'),
+      under('src/lib/'),
+      packages('src/accelerate.ts', 'src/types.ts', 'fastify', 'fastify-plugin', 'koa'),
+      node,
+    ],
   },
   {
     layer: 'src/metrics.ts',
     files: (file) => file === 'src/metrics.ts',
-    may: [packages('src/core/diagnostics.ts', 'src/types.ts', 'prom-client'), under('src/lib/'), node],
+    may: [
+      packages('src/core/diagnostics.ts', 'src/types.ts', 'prom-client'),
+      under('src/lib/'),
+      node,
+    ],
   },
   {
     layer: 'src/proxy (the public API only)',
     files: under('src/proxy/'),
-    may: [under('src/proxy/'), under('src/http/'), under('src/lib/'), (to) => ENTRY_POINTS.has(to), node],
+    may: [
+      under('src/proxy/'),
+      under('src/http/'),
+      under('src/lib/'),
+      (to) => ENTRY_POINTS.has(to),
+      node,
+    ],
   },
   // The entry points say what is public: they may re-export from any layer below them.
-  { layer: 'entry points', files: (file) => file === 'src/index.ts' || file === 'src/http/index.ts', may: [(to) => to.startsWith('src/') || to.startsWith('stores/')] },
+  {
+    layer: 'entry points',
+    files: (file) => file === 'src/index.ts' || file === 'src/http/index.ts',
+    may: [(to) => to.startsWith('src/') || to.startsWith('stores/')],
+  },
 ]
 
 /** The edges of `files` that no rule allows, as `from -> to (layer)`. */
@@ -112,13 +183,21 @@ function violations(files: ReadonlyMap<string, string>): string[] {
       continue
     }
     for (const edge of edgesOf(file, text)) {
-      if (!rule.may.some((allowed) => allowed(edge.to, edge))) found.push(`${file} -> ${edge.to}${edge.typeOnly ? ' (type)' : ''}: not allowed in ${rule.layer}`)
+      if (!rule.may.some((allowed) => allowed(edge.to, edge)))
+        found.push(
+          `${file} -> ${edge.to}${edge.typeOnly ? ' (type)' : ''}: not allowed in ${rule.layer}`,
+        )
     }
   }
   return found
 }
 
-const files = new Map([...sources('src'), ...sources('stores')].map((file) => [file, readFileSync(path.join(root, file), 'utf8')]))
+const files = new Map(
+  [...sources('src'), ...sources('stores')].map((file) => [
+    file,
+    readFileSync(path.join(root, file), 'utf8'),
+  ]),
+)
 
 t.test('every import in src/ and stores/ keeps to its layer', async (t) => {
   t.ok(files.size > 40, 'the sources were found')
@@ -127,12 +206,24 @@ t.test('every import in src/ and stores/ keeps to its layer', async (t) => {
 
 t.test('the rules catch the edges they forbid', async (t) => {
   const broken = new Map([
-    ['src/http/policy.ts', "import type { CacheEntry } from '../store.js'\nimport type { IncomingMessage } from 'node:http'\n"],
+    [
+      'src/http/policy.ts',
+      "import type { CacheEntry } from '../store.js'\nimport type { IncomingMessage } from 'node:http'\n",
+    ],
     ['src/http/vary.ts', "import { IncomingMessage } from 'node:http'\n"],
-    ['stores/memory.ts', "import { describe } from '../src/lib/describe.js'\nimport type { CacheEntry } from '../src/store.js'\n"],
+    [
+      'stores/memory.ts',
+      "import { describe } from '../src/lib/describe.js'\nimport type { CacheEntry } from '../src/store.js'\n",
+    ],
     ['stores/redis.ts', "import { isTag } from '../src/http/tags.js'\n"],
-    ['src/proxy/forward.ts', "import { selectingSet } from '../core/revalidate.js'\nimport { quoteEntityTags } from '../http/conditional.js'\n"],
-    ['src/proxy/cli.ts', "const { RedisStore } = await import('../../stores/redis.js')\nconst m = await import('../core/options.js')\n"],
+    [
+      'src/proxy/forward.ts',
+      "import { selectingSet } from '../core/revalidate.js'\nimport { quoteEntityTags } from '../http/conditional.js'\n",
+    ],
+    [
+      'src/proxy/cli.ts',
+      "const { RedisStore } = await import('../../stores/redis.js')\nconst m = await import('../core/options.js')\n",
+    ],
     ['src/core/flights.ts', "import { forward } from '../proxy/forward.js'\n"],
     ['src/lib/describe.ts', "import { isTag } from '../http/tags.js'\n"],
     ['src/memoize/memoize.ts', "import { accelerate } from '../accelerate.js'\n"],
@@ -149,6 +240,6 @@ t.test('the rules catch the edges they forbid', async (t) => {
     'src/core/flights.ts -> src/proxy/forward.ts: not allowed in src/core and the request flow',
     'src/lib/describe.ts -> src/http/tags.ts: not allowed in src/lib',
     'src/memoize/memoize.ts -> src/accelerate.ts: not allowed in src/memoize',
-    'src/new.ts: in no layer (add it to a layer\'s directory or to RULES)',
+    "src/new.ts: in no layer (add it to a layer's directory or to RULES)",
   ])
 })

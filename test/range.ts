@@ -23,19 +23,28 @@ t.test('parseRange against a 10-byte body', async (t) => {
     ['', undefined],
     [undefined, undefined],
   ]
-  for (const [value, expected] of rows) t.same(parseRange(value, 10), expected, JSON.stringify(value))
+  for (const [value, expected] of rows)
+    t.same(parseRange(value, 10), expected, JSON.stringify(value))
 })
 
-t.test('ifRangeMatches: a strong ETag compared strongly, or exactly the Last-Modified', async (t) => {
-  const entry = makeEntry({ headers: { etag: '"v1"', 'last-modified': 'Sun, 06 Nov 1994 08:49:37 GMT' } })
-  t.ok(ifRangeMatches({}, entry.headers), 'no If-Range: the Range applies')
-  t.ok(ifRangeMatches({ 'if-range': '"v1"' }, entry.headers))
-  t.notOk(ifRangeMatches({ 'if-range': '"v2"' }, entry.headers))
-  t.notOk(ifRangeMatches({ 'if-range': 'W/"v1"' }, entry.headers), 'a weak validator never matches (RFC 9110 §13.1.5)')
-  t.ok(ifRangeMatches({ 'if-range': 'Sun, 06 Nov 1994 08:49:37 GMT' }, entry.headers))
-  t.notOk(ifRangeMatches({ 'if-range': 'Sun, 06 Nov 1994 08:49:38 GMT' }, entry.headers))
-  t.notOk(ifRangeMatches({ 'if-range': 'garbage' }, entry.headers))
-})
+t.test(
+  'ifRangeMatches: a strong ETag compared strongly, or exactly the Last-Modified',
+  async (t) => {
+    const entry = makeEntry({
+      headers: { etag: '"v1"', 'last-modified': 'Sun, 06 Nov 1994 08:49:37 GMT' },
+    })
+    t.ok(ifRangeMatches({}, entry.headers), 'no If-Range: the Range applies')
+    t.ok(ifRangeMatches({ 'if-range': '"v1"' }, entry.headers))
+    t.notOk(ifRangeMatches({ 'if-range': '"v2"' }, entry.headers))
+    t.notOk(
+      ifRangeMatches({ 'if-range': 'W/"v1"' }, entry.headers),
+      'a weak validator never matches (RFC 9110 §13.1.5)',
+    )
+    t.ok(ifRangeMatches({ 'if-range': 'Sun, 06 Nov 1994 08:49:37 GMT' }, entry.headers))
+    t.notOk(ifRangeMatches({ 'if-range': 'Sun, 06 Nov 1994 08:49:38 GMT' }, entry.headers))
+    t.notOk(ifRangeMatches({ 'if-range': 'garbage' }, entry.headers))
+  },
+)
 
 t.test('isMultiRange: several byte ranges (RFC 9110 §14.1.2)', async (t) => {
   t.ok(isMultiRange('bytes=0-1,4-5'))
@@ -46,5 +55,8 @@ t.test('isMultiRange: several byte ranges (RFC 9110 §14.1.2)', async (t) => {
   t.notOk(isMultiRange('items=0-1,4-5'), 'another unit')
   t.notOk(isMultiRange(undefined))
   t.ok(isMultiRange(`bytes=${'0-0,'.repeat(15)}0-0`), '16 ranges go on')
-  t.notOk(isMultiRange(`bytes=${'0-0,'.repeat(16)}0-0`), '17 are ignored: the whole stored response answers')
+  t.notOk(
+    isMultiRange(`bytes=${'0-0,'.repeat(16)}0-0`),
+    '17 are ignored: the whole stored response answers',
+  )
 })

@@ -2,20 +2,46 @@
 // Structured Field dictionaries; an invalid one is ignored entirely, and the first valid field of
 // the target list rules over Cache-Control.
 import t from 'tap'
-import { Decimal, parseDictionary, responseDirectives, targetedDirectives } from '../src/http/targeted.js'
+import {
+  Decimal,
+  parseDictionary,
+  responseDirectives,
+  targetedDirectives,
+} from '../src/http/targeted.js'
 
 const entries = (text: string) => {
   const dictionary = parseDictionary(text)
-  return dictionary && [...dictionary].map(([key, item]) => [key, item instanceof Decimal ? `decimal ${item}` : item])
+  return (
+    dictionary &&
+    [...dictionary].map(([key, item]) => [key, item instanceof Decimal ? `decimal ${item}` : item])
+  )
 }
 
 t.test('RFC 8941 §4.2.2: dictionaries', async (t) => {
   const rows: Array<[string, unknown]> = [
     ['max-age=60', [['max-age', 60]]],
-    ['  no-store,max-age=60  ', [['no-store', true], ['max-age', 60]]],
-    ['a=1,\tb=2', [['a', 1], ['b', 2]]],
+    [
+      '  no-store,max-age=60  ',
+      [
+        ['no-store', true],
+        ['max-age', 60],
+      ],
+    ],
+    [
+      'a=1,\tb=2',
+      [
+        ['a', 1],
+        ['b', 2],
+      ],
+    ],
     ['a=1, a=2', [['a', 2]]],
-    ['a=1, b, a=3', [['b', true], ['a', 3]]],
+    [
+      'a=1, b, a=3',
+      [
+        ['b', true],
+        ['a', 3],
+      ],
+    ],
     ['', []],
     ['a=-42', [['a', -42]]],
     ['a=1.5', [['a', 'decimal 1.5']]],
@@ -25,10 +51,28 @@ t.test('RFC 8941 §4.2.2: dictionaries', async (t) => {
     ['a=tok/en:1', [['a', 'tok/en:1']]],
     ['a=*star', [['a', '*star']]],
     ['a=:aGk=:', [['a', 'aGk=']]],
-    ['a=?1, b=?0', [['a', true], ['b', false]]],
-    ['a=("x" "y");p=1, b=()', [['a', ['x', 'y']], ['b', []]]],
+    [
+      'a=?1, b=?0',
+      [
+        ['a', true],
+        ['b', false],
+      ],
+    ],
+    [
+      'a=("x" "y");p=1, b=()',
+      [
+        ['a', ['x', 'y']],
+        ['b', []],
+      ],
+    ],
     ['a=( 1;q=?1  2 )', [['a', [1, 2]]]],
-    ['a;p=1;q, b=2;r="s"', [['a', true], ['b', 2]]],
+    [
+      'a;p=1;q, b=2;r="s"',
+      [
+        ['a', true],
+        ['b', 2],
+      ],
+    ],
     ['*k.0_-*=1', [['*k.0_-*', 1]]],
     // Invalid: the whole field is.
     ['Max-Age=60', undefined],
@@ -64,9 +108,15 @@ t.test('RFC 8941 §4.2.2: dictionaries', async (t) => {
 })
 
 t.test('RFC 9213 §2.1: directives of a targeted field, typed', async (t) => {
-  const rows: Array<[string | string[] | undefined, Record<string, string | true> | undefined, string]> = [
+  const rows: Array<
+    [string | string[] | undefined, Record<string, string | true> | undefined, string]
+  > = [
     ['max-age=60', { 'max-age': '60' }, 'an Integer, as delta-seconds text'],
-    [['max-age=60', 'no-store'], { 'max-age': '60', 'no-store': true }, 'several lines are one dictionary'],
+    [
+      ['max-age=60', 'no-store'],
+      { 'max-age': '60', 'no-store': true },
+      'several lines are one dictionary',
+    ],
     [
       's-maxage=0, stale-while-revalidate=5, stale-if-error=9',
       { 's-maxage': '0', 'stale-while-revalidate': '5', 'stale-if-error': '9' },
@@ -76,8 +126,12 @@ t.test('RFC 9213 §2.1: directives of a targeted field, typed', async (t) => {
     [
       'no-store, must-revalidate, proxy-revalidate, must-understand, public, immutable',
       {
-        'no-store': true, 'must-revalidate': true, 'proxy-revalidate': true, 'must-understand': true,
-        public: true, immutable: true,
+        'no-store': true,
+        'must-revalidate': true,
+        'proxy-revalidate': true,
+        'must-understand': true,
+        public: true,
+        immutable: true,
       },
       'booleans',
     ],
@@ -111,37 +165,44 @@ t.test('RFC 9213 §2.1: directives of a targeted field, typed', async (t) => {
   t.equal(targetedDirectives(60), undefined, 'a number value is read as its text: not a key')
 })
 
-t.test('RFC 9213 §2.1: the first valid field of the target list rules; else Cache-Control', async (t) => {
-  const all = {
-    'accelerator-cache-control': 'max-age=10',
-    'cdn-cache-control': 'max-age=20',
-    'cache-control': 'max-age=30',
-  }
-  const ruled = (headers: Record<string, string>, cdnCacheControl: boolean) => {
-    const { cc, targeted } = responseDirectives(headers, { cdnCacheControl })
-    return [cc.get('max-age'), targeted]
-  }
-  t.same(ruled(all, true), ['10', true], 'Accelerator-Cache-Control first')
-  t.same(
-    ruled({ ...all, 'accelerator-cache-control': 'Max-Age=1' }, true),
-    ['20', true],
-    'an invalid own field: CDN-Cache-Control',
-  )
-  t.same(
-    ruled({ ...all, 'accelerator-cache-control': '' }, true),
-    ['20', true],
-    'an empty own field: CDN-Cache-Control',
-  )
-  t.same(
-    ruled({ ...all, 'accelerator-cache-control': 'x=1,' }, false),
-    ['30', false],
-    'without cdnCacheControl: Cache-Control',
-  )
-  t.same(
-    ruled({ 'cdn-cache-control': 'max-age="1"', 'cache-control': 'max-age=30' }, true),
-    ['30', false],
-    'an invalid CDN field: Cache-Control',
-  )
-  t.same(ruled({ 'accelerator-cache-control': 'max-age=10' }, false), ['10', true], 'the own field in any mode')
-  t.same(ruled({}, true), [undefined, false], 'nothing at all')
-})
+t.test(
+  'RFC 9213 §2.1: the first valid field of the target list rules; else Cache-Control',
+  async (t) => {
+    const all = {
+      'accelerator-cache-control': 'max-age=10',
+      'cdn-cache-control': 'max-age=20',
+      'cache-control': 'max-age=30',
+    }
+    const ruled = (headers: Record<string, string>, cdnCacheControl: boolean) => {
+      const { cc, targeted } = responseDirectives(headers, { cdnCacheControl })
+      return [cc.get('max-age'), targeted]
+    }
+    t.same(ruled(all, true), ['10', true], 'Accelerator-Cache-Control first')
+    t.same(
+      ruled({ ...all, 'accelerator-cache-control': 'Max-Age=1' }, true),
+      ['20', true],
+      'an invalid own field: CDN-Cache-Control',
+    )
+    t.same(
+      ruled({ ...all, 'accelerator-cache-control': '' }, true),
+      ['20', true],
+      'an empty own field: CDN-Cache-Control',
+    )
+    t.same(
+      ruled({ ...all, 'accelerator-cache-control': 'x=1,' }, false),
+      ['30', false],
+      'without cdnCacheControl: Cache-Control',
+    )
+    t.same(
+      ruled({ 'cdn-cache-control': 'max-age="1"', 'cache-control': 'max-age=30' }, true),
+      ['30', false],
+      'an invalid CDN field: Cache-Control',
+    )
+    t.same(
+      ruled({ 'accelerator-cache-control': 'max-age=10' }, false),
+      ['10', true],
+      'the own field in any mode',
+    )
+    t.same(ruled({}, true), [undefined, false], 'nothing at all')
+  },
+)

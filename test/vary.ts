@@ -39,26 +39,29 @@ t.test('variantKey: values as sent, absent distinct from empty, long values hash
   )
   const long = variantKey('base', ['cookie'], { cookie: 'c'.repeat(10_000) })
   t.ok(long.length < 100, 'a 10 KB cookie makes a short key')
-  t.equal(long, variantKey('base', ['cookie'], { cookie: 'c'.repeat(10_000) }), 'and the same one each time')
+  t.equal(
+    long,
+    variantKey('base', ['cookie'], { cookie: 'c'.repeat(10_000) }),
+    'and the same one each time',
+  )
   t.not(long, variantKey('base', ['cookie'], { cookie: 'c'.repeat(9_999) + 'd' }))
 })
 
 t.test('RFC 9111 §4.1: selecting header values normalised', async (t) => {
   const chrome = 'gzip, deflate, br, zstd'
   const curl = 'deflate, gzip, br, zstd'
-  const same = (name: string, a: string, b: string, why: string) => t.equal(
-    normalizeSelecting(name, a),
-    normalizeSelecting(name, b),
-    why,
-  )
-  const apart = (name: string, a: string, b: string, why: string) => t.not(
-    normalizeSelecting(name, a),
-    normalizeSelecting(name, b),
-    why,
-  )
+  const same = (name: string, a: string, b: string, why: string) =>
+    t.equal(normalizeSelecting(name, a), normalizeSelecting(name, b), why)
+  const apart = (name: string, a: string, b: string, why: string) =>
+    t.not(normalizeSelecting(name, a), normalizeSelecting(name, b), why)
   t.equal(normalizeSelecting('accept-encoding', chrome), 'br,deflate,gzip,zstd')
   same('accept-encoding', chrome, curl, 'Chrome, Firefox and curl --compressed share')
-  same('accept-encoding', 'GZIP;q=1.0, br;q=0.5', 'br, gzip', 'case and q-values of accepted codings do not matter')
+  same(
+    'accept-encoding',
+    'GZIP;q=1.0, br;q=0.5',
+    'br, gzip',
+    'case and q-values of accepted codings do not matter',
+  )
   same('accept-encoding', 'gzip, br;q=0', 'gzip', 'q=0 is not accepted')
   same('accept-encoding', 'gzip, br; q = 0.000', 'gzip', 'q=0 with spaces and decimals')
   same('accept-encoding', 'gzip, gzip', 'gzip', 'duplicates')
@@ -81,7 +84,15 @@ t.test('RFC 9111 §4.1: selecting header values normalised', async (t) => {
 
 t.test('variantsTag and varyRecord', async (t) => {
   t.equal(variantsTag('k'), '\u0000variants\u0000k')
-  t.match(varyRecord(['accept'], 1, 5), { status: 0, headers: {}, tags: [], storedAt: 1, staleAt: 5, expiresAt: 5, variesOn: ['accept'] })
+  t.match(varyRecord(['accept'], 1, 5), {
+    status: 0,
+    headers: {},
+    tags: [],
+    storedAt: 1,
+    staleAt: 5,
+    expiresAt: 5,
+    variesOn: ['accept'],
+  })
 })
 
 t.test('coversVariant: the same names, living at least as long', async (t) => {
@@ -90,15 +101,24 @@ t.test('coversVariant: the same names, living at least as long', async (t) => {
   t.notOk(coversVariant(record, ['accept', 'x-a'], 1001), 'a variant outliving the record')
   t.notOk(coversVariant(record, ['accept'], 10), 'other names')
   t.notOk(coversVariant(undefined, ['accept'], 10))
-  t.notOk(coversVariant({ ...record, variesOn: undefined }, ['accept', 'x-a'], 10), 'a response, not a record')
+  t.notOk(
+    coversVariant({ ...record, variesOn: undefined }, ['accept', 'x-a'], 10),
+    'a response, not a record',
+  )
 })
 
-t.test('selectedBy: the values of the headers Vary names, as sent; absent ones left out', async (t) => {
-  t.equal(selectedBy(undefined, { accept: 'x' }), undefined, 'no Vary: none')
-  const values = selectedBy('Accept-Language, X-Tenant, __proto__', { 'accept-language': 'en, de', 'x-a': ['1', '2'] })
-  t.same(values, { 'accept-language': 'en, de' })
-  t.same(selectedBy('X-A', { 'x-a': ['1', '2'] }), { 'x-a': '1, 2' }, 'repeated lines joined')
-  const own = selectedBy('__proto__', JSON.parse('{"__proto__":"v"}'))!
-  t.equal(Object.getPrototypeOf(own), Object.prototype, 'a header named __proto__ stays data')
-  t.equal(Object.getOwnPropertyDescriptor(own, '__proto__')?.value, 'v')
-})
+t.test(
+  'selectedBy: the values of the headers Vary names, as sent; absent ones left out',
+  async (t) => {
+    t.equal(selectedBy(undefined, { accept: 'x' }), undefined, 'no Vary: none')
+    const values = selectedBy('Accept-Language, X-Tenant, __proto__', {
+      'accept-language': 'en, de',
+      'x-a': ['1', '2'],
+    })
+    t.same(values, { 'accept-language': 'en, de' })
+    t.same(selectedBy('X-A', { 'x-a': ['1', '2'] }), { 'x-a': '1, 2' }, 'repeated lines joined')
+    const own = selectedBy('__proto__', JSON.parse('{"__proto__":"v"}'))!
+    t.equal(Object.getPrototypeOf(own), Object.prototype, 'a header named __proto__ stays data')
+    t.equal(Object.getOwnPropertyDescriptor(own, '__proto__')?.value, 'v')
+  },
+)

@@ -36,7 +36,17 @@ export function backgroundExchange(from: IncomingMessage, headers: IncomingHttpH
   // Both views of the headers, as a parsed request has them: a proxying handler sends rawHeaders.
   // (A request's repeated headers arrive joined in `headers`: one value each.)
   const rawHeaders = Object.entries(headers).flatMap(([name, value]) => [name, String(value)])
-  Object.assign(req, { method: 'GET', url: from.url, headers, rawHeaders, httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true, [BACKGROUND]: true })
+  Object.assign(req, {
+    method: 'GET',
+    url: from.url,
+    headers,
+    rawHeaders,
+    httpVersion: '1.1',
+    httpVersionMajor: 1,
+    httpVersionMinor: 1,
+    complete: true,
+    [BACKGROUND]: true,
+  })
   req.push(null)
   const res = new ServerResponse(req)
   res.assignSocket(socket as unknown as Socket)

@@ -2,12 +2,17 @@
 import type { ServerResponse } from 'node:http'
 
 /** What a handler may return as the response body. */
-export type Body = string | Uint8Array | Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>
+export type Body =
+  string | Uint8Array | Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>
 
 /** True for values the accelerator writes as a body. */
 export function isBody(value: unknown): value is Body {
   if (typeof value === 'string' || value instanceof Uint8Array) return true
-  return typeof value === 'object' && value !== null && (Symbol.asyncIterator in value || Symbol.iterator in value)
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (Symbol.asyncIterator in value || Symbol.iterator in value)
+  )
 }
 
 /** What the cache asks of a returned body. */

@@ -45,7 +45,13 @@ export type Outcome = (typeof OUTCOMES)[number]
 
 /** Every {@link Outcome}, in the order above. */
 export const OUTCOMES = [
-  'hit', 'not-modified', 'stale', 'miss', 'revalidated', 'bypass', 'only-if-cached',
+  'hit',
+  'not-modified',
+  'stale',
+  'miss',
+  'revalidated',
+  'bypass',
+  'only-if-cached',
 ] as const
 
 /**

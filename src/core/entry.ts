@@ -14,8 +14,20 @@ import { selectedBy } from '../http/vary.js'
  * every hit (Age, Content-Length, the cache's status), and Set-Cookie, which belongs to one client.
  */
 const NOT_STORED = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
-  'proxy-authenticate', 'proxy-authorization', 'set-cookie', 'age', 'content-length', 'cache-status', 'x-cache',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'set-cookie',
+  'age',
+  'content-length',
+  'cache-status',
+  'x-cache',
 ])
 
 /**
@@ -25,7 +37,9 @@ const NOT_STORED = new Set([
  */
 export function sharedHeaders(sent: HeaderRecord, length: number | undefined): HeaderRecord {
   const headers: HeaderRecord = {}
-  for (const name in sent) if (!NOT_STORED.has(name) || name === 'content-length') setOwn(headers, name, sent[name] as string | string[])
+  for (const name in sent)
+    if (!NOT_STORED.has(name) || name === 'content-length')
+      setOwn(headers, name, sent[name] as string | string[])
   // A body given whole to end(): Node would say its length; so do we.
   if (length !== undefined) headers['content-length'] ??= String(length)
   return headers
@@ -50,7 +64,14 @@ export function toEntry(
   const staleAt = storedAt + ttl * 1000
   const expiresAt = staleAt + retention(ttl, staleWindows(headers, staleOptions), keep) * 1000
   const entry: CacheEntry = {
-    status, headers, body, tags, storedAt, initialAge, staleAt, expiresAt,
+    status,
+    headers,
+    body,
+    tags,
+    storedAt,
+    initialAge,
+    staleAt,
+    expiresAt,
   }
   const selected = request && selectedBy(headers.vary, request)
   if (selected) entry.selectedBy = selected
@@ -62,11 +83,23 @@ export function toEntry(
  * entry carries: the original `Date` (the one Node generated when the handler set none), an
  * `ETag` (the handler's, or a strong one computed from the bytes), and the exact Content-Length.
  */
-export function storedHeaders(status: number, sent: HeaderRecord, body: Buffer, storedAt: number): HeaderRecord {
+export function storedHeaders(
+  status: number,
+  sent: HeaderRecord,
+  body: Buffer,
+  storedAt: number,
+): HeaderRecord {
   // RFC 9110 §7.6.1: a header named in Connection is hop-by-hop too.
-  const connectionOptions = new Set(String(sent.connection ?? '').toLowerCase().split(',').map((name) => name.trim()))
+  const connectionOptions = new Set(
+    String(sent.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((name) => name.trim()),
+  )
   const headers: HeaderRecord = {}
-  for (const name in sent) if (!NOT_STORED.has(name) && !connectionOptions.has(name)) setOwn(headers, name, sent[name] as string | string[])
+  for (const name in sent)
+    if (!NOT_STORED.has(name) && !connectionOptions.has(name))
+      setOwn(headers, name, sent[name] as string | string[])
   headers.date ??= formatHttpDate(storedAt)
   headers.etag ??= strongEtag(body)
   // RFC 9110 §8.6: no Content-Length in a 204.

@@ -99,7 +99,8 @@ export class Flights {
       this.#leases.delete(generation)
       release(this.passes(generation.key))
     }
-    for (const key of keys) if (this.#generations.get(key) === generation) this.#generations.delete(key)
+    for (const key of keys)
+      if (this.#generations.get(key) === generation) this.#generations.delete(key)
   }
 
   /** An invalidation: requests from now on start new generations (no stale resurrection). */

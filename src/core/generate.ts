@@ -28,9 +28,20 @@ import { userTags } from './invalidation.js'
 import { bodyWanted, headUpdates, refreshedHeaders, sendValidators } from './revalidate.js'
 import type { Generation, SharedHead } from './generation.js'
 import type { Demand } from './body.js'
-import { SURROGATE_HEADERS, surrogateInstructions, type SurrogateInstructions } from '../http/surrogate.js'
+import {
+  SURROGATE_HEADERS,
+  surrogateInstructions,
+  type SurrogateInstructions,
+} from '../http/surrogate.js'
 import { responded, tracedGenerate } from './diagnostics.js'
-import { cacheForOf, put, tagsOf, variantTagged, withSurrogateTags, type Core } from './store-write.js'
+import {
+  cacheForOf,
+  put,
+  tagsOf,
+  variantTagged,
+  withSurrogateTags,
+  type Core,
+} from './store-write.js'
 
 export { noCounts, type Core, type Counts } from './store-write.js'
 
@@ -80,7 +91,11 @@ interface Asked {
  * stop the next requests for the key from coalescing (see Flights.passes).
  */
 const REQUEST_REASONS: ReadonlySet<string> = new Set([
-  'authorization', 'store-down', 'request-no-store', 'range', 'head',
+  'authorization',
+  'store-down',
+  'request-no-store',
+  'range',
+  'head',
 ])
 
 type Unstored = NotStored | 'store-down' | 'request-no-store' | 'range' | 'head'
@@ -102,7 +117,9 @@ function omit<T extends Record<string, unknown>>(headers: T, names: readonly str
 export function generator(parts: Omit<Core, 'statusName'>) {
   const { statusHeader } = parts.opts
   const core: Core = { ...parts, statusName: statusHeader ? statusHeader.toLowerCase() : undefined }
-  return tracedGenerate(core.opts, (req, res, run, miss) => new MissRun(core, req, res, miss).generate(run))
+  return tracedGenerate(core.opts, (req, res, run, miss) =>
+    new MissRun(core, req, res, miss).generate(run),
+  )
 }
 
 /**
@@ -159,7 +176,8 @@ class MissRun implements BodySink, Demand {
     this.#since = since
     const stale = this.#stale
     const method = this.#method
-    const mayStore = (this.#mayStore = since !== undefined && !miss.cc.has('no-store') && !miss.uncached)
+    const mayStore = (this.#mayStore =
+      since !== undefined && !miss.cc.has('no-store') && !miss.uncached)
     // The handler gets the cache's own request: a GET for a HEAD (the entry serves both), with the
     // stored validators (RFC 9111 §4.3.1) or none, so that a route answering 304 itself still
     // gives the body to store. The client's own headers decide what the client gets.
@@ -170,7 +188,13 @@ class MissRun implements BodySink, Demand {
     if (this.#flight) bodyWanted(req, () => this.wanted)
     const landed = new Promise<void>((resolve) => (this.#over = resolve))
     const bodyless = req.method !== method
-    this.#tee = teeResponse(res, (head) => this.#plan(head), opts.maxEntryBytes, () => this.#overflow(), bodyless)
+    this.#tee = teeResponse(
+      res,
+      (head) => this.#plan(head),
+      opts.maxEntryBytes,
+      () => this.#overflow(),
+      bodyless,
+    )
     if (bodyless) this.#closing = holdClose(res, () => true, opts.coalesceTimeoutMs)
     const finished = completion(res)
     // A client gone before the body was complete: the generation goes on while others read it
@@ -179,7 +203,8 @@ class MissRun implements BodySink, Demand {
     try {
       await Promise.all([finished, run(() => this.#fallback(), this)])
       if (this.#optedOut && (res.cacheFor ?? res.locals.cacheFor) !== undefined) {
-        const message = 'res.cacheFor was set after the response headers were sent, too late to store it; ' +
+        const message =
+          'res.cacheFor was set after the response headers were sent, too late to store it; ' +
           'set it before the first write (or writeHead)'
         core.report(new Error(message), { op: 'cacheFor', key: miss.key })
       }
@@ -219,15 +244,20 @@ class MissRun implements BodySink, Demand {
     const now = opts.now()
     // Headers meant for the cache alone leave the response here, and the stored entry too.
     const surrogate = opts.surrogateKeys ? surrogateInstructions(head.headers) : undefined
-    const omitHeaders: readonly string[] = surrogate && !opts.keepSurrogateHeaders ? SURROGATE_HEADERS : []
+    const omitHeaders: readonly string[] =
+      surrogate && !opts.keepSurrogateHeaders ? SURROGATE_HEADERS : []
     if (omitHeaders.length > 0) head = { ...head, headers: omit(head.headers, omitHeaders) }
     if (miss.background && head.status >= 500) {
-      core.report(new Error(`background refresh answered ${head.status}`), { op: 'refresh', key: miss.key })
+      core.report(new Error(`background refresh answered ${head.status}`), {
+        op: 'refresh',
+        key: miss.key,
+      })
     }
     const updates = this.#asHead ? headUpdates(stale!.headers, head, head.wholeBody()) : undefined
     const current = this.#asHead
       ? updates === true
-      : head.status === 304 || (head.status >= 200 && head.status < 300 && isNotModified(req.headers, head.headers))
+      : head.status === 304 ||
+        (head.status >= 200 && head.status < 300 && isNotModified(req.headers, head.headers))
     if (stale && current) return this.#revalidated(head, surrogate, now)
     // RFC 9111 §4.3.5: a HEAD's 200 that shows the stored GET changed makes it stale.
     if (updates === false && mayStore && now < stale!.staleAt) {
@@ -238,18 +268,26 @@ class MissRun implements BodySink, Demand {
     }
     if (!miss.background) responded(opts, req, res, miss.key, 'miss')
     const cacheFor = mayStore ? cacheForOf(core, res, surrogate, miss.key) : undefined
-    const decided = mayStore && !this.#asHead
-      ? storability(client.headers, { status: head.status, headers: head.headers, cacheFor }, opts, now)
-      : notStorable(since, miss)
+    const decided =
+      mayStore && !this.#asHead
+        ? storability(
+            client.headers,
+            { status: head.status, headers: head.headers, cacheFor },
+            opts,
+            now,
+          )
+        : notStorable(since, miss)
     const fresh = typeof decided === 'string' ? undefined : decided
     this.#optedOut = decided === 'not-opted-in'
     // Hit-for-miss: what the response itself says decides whether the next requests wait.
     if (fresh !== undefined && fresh.ttl > 0) flights.shareable(miss.key)
-    else if (fresh !== undefined || !REQUEST_REASONS.has(decided as string)) flights.unshareable(miss.key)
+    else if (fresh !== undefined || !REQUEST_REASONS.has(decided as string))
+      flights.unshareable(miss.key)
     const added: Record<string, string> = {}
     if (fresh !== undefined && head.headers.date === undefined) added.date = formatHttpDate(now)
     // A body given whole to end() has its ETag before its headers go out.
-    const whole = fresh !== undefined && head.headers.etag === undefined ? head.wholeBody() : undefined
+    const whole =
+      fresh !== undefined && head.headers.etag === undefined ? head.wholeBody() : undefined
     if (whole !== undefined) added.etag = strongEtag(whole)
     // RFC 9110 §9.3.2: a HEAD gets the headers the GET would, its length included.
     if (this.#method === 'HEAD' && head.headers['content-length'] === undefined) {
@@ -261,7 +299,8 @@ class MissRun implements BodySink, Demand {
     // A 304 to this client still stores the body when end() gave it whole, or when others
     // wait for it (a lazy body is then pulled for them): otherwise clients revalidating would
     // keep the cache from ever refilling.
-    const capture = fresh !== undefined && (!notModified || head.wholeBody() !== undefined || this.wanted)
+    const capture =
+      fresh !== undefined && (!notModified || head.wholeBody() !== undefined || this.wanted)
     if (capture) {
       this.#toStore = { fresh, storedAt: now, added, head, surrogateTags: surrogate?.tags ?? [] }
       // A response stale at once (ttl 0) is revalidated by each request: not shared.
@@ -280,14 +319,28 @@ class MissRun implements BodySink, Demand {
     const tooLarge = size !== undefined && size > opts.maxEntryBytes
     const detail = tooLarge ? 'too-large' : typeof decided === 'string' ? decided : undefined
     const outcome = `${stale ? 'fwd=stale' : 'fwd=miss'}${capture && detail === undefined ? '; stored' : ''}`
-    const ours = core.statusHeaders(detail === undefined ? outcome : `${outcome}; detail=${detail}`, 'MISS', existing)
+    const ours = core.statusHeaders(
+      detail === undefined ? outcome : `${outcome}; detail=${detail}`,
+      'MISS',
+      existing,
+    )
     const sink = capture ? this : undefined
     if (!notModified) return { capture, extraHeaders: merged(added, ours), omitHeaders, sink }
-    return { replace: { status: 304, headers: merged(notModifiedHeaders(sent), ours) }, capture, sink }
+    return {
+      replace: { status: 304, headers: merged(notModifiedHeaders(sent), ours) },
+      capture,
+      sink,
+    }
   }
 
   /** Opens the generation to its waiters: the response as each of them gets it. */
-  #share(flight: Generation, { status, wholeBody }: Head, sent: HeaderRecord, fresh: Freshness, now: number): void {
+  #share(
+    flight: Generation,
+    { status, wholeBody }: Head,
+    sent: HeaderRecord,
+    fresh: Freshness,
+    now: number,
+  ): void {
     const { opts, flights, counts, statusHeaders } = this.core
     const { base } = this.miss
     const names = varyNames(sent.vary)
@@ -300,7 +353,10 @@ class MissRun implements BodySink, Demand {
     }
     const headers = sharedHeaders(sent, wholeBody()?.length)
     const staleAt = now + fresh.ttl * 1000
-    const tail = merged({ age: String(fresh.initialAge) }, statusHeaders(`hit; ttl=${fresh.ttl}`, 'HIT'))
+    const tail = merged(
+      { age: String(fresh.initialAge) },
+      statusHeaders(`hit; ttl=${fresh.ttl}`, 'HIT'),
+    )
     const head: SharedHead = {
       key,
       keyFor,
@@ -377,7 +433,8 @@ class MissRun implements BodySink, Demand {
     const fresh = this.#mayStore
       ? freshness(this.#client.headers, { status: stale.status, headers, cacheFor }, opts, now)
       : undefined
-    const own = fresh && withSurrogateTags(tagsOf(core, res, miss.key, userTags(stale.tags)), surrogate)
+    const own =
+      fresh && withSurrogateTags(tagsOf(core, res, miss.key, userTags(stale.tags)), surrogate)
     const tags = fresh && variantTagged(core, res.req, miss.base, miss.key, own)
     const entry = tags
       ? toEntry(stale.status, headers, stale.body, tags, fresh!, now, opts, req.headers)
@@ -393,7 +450,10 @@ class MissRun implements BodySink, Demand {
       this.#land()
     }
     const status = `fwd=stale; fwd-status=${this.#asHead ? head.status : 304}${tags ? '; stored' : ''}`
-    return { replace: entryResponse(this.#client, entry, now, core.statusHeaders, status), capture: false }
+    return {
+      replace: entryResponse(this.#client, entry, now, core.statusHeaders, status),
+      capture: false,
+    }
   }
 
   /** stale-if-error (RFC 5861 §4): the stale entry instead of the failure. */
@@ -404,7 +464,14 @@ class MissRun implements BodySink, Demand {
     responded(core.opts, req, res, miss.key, 'stale')
     this.#flight?.serve(stale, miss.key, 'stale-if-error')
     this.#land()
-    return entryResponse(this.#client, stale, now, core.statusHeaders, `fwd=stale${fwdStatus}`, 'stale-if-error')
+    return entryResponse(
+      this.#client,
+      stale,
+      now,
+      core.statusHeaders,
+      `fwd=stale${fwdStatus}`,
+      'stale-if-error',
+    )
   }
 
   /** The handler failed: the stale entry instead, while stale-if-error allows (RFC 5861 §4). */
@@ -425,13 +492,24 @@ class MissRun implements BodySink, Demand {
     // A body shorter or longer than it declared is not the response it claims to be.
     const declared = head.headers['content-length']
     const whole = body !== undefined && (declared === undefined || Number(declared) === body.length)
-    const tags = whole ? withSurrogateTags(tagsOf(core, res, miss.key), { tags: surrogateTags }) : undefined
+    const tags = whole
+      ? withSurrogateTags(tagsOf(core, res, miss.key), { tags: surrogateTags })
+      : undefined
     if (!body || !tags) return
     const names = varyNames(head.headers.vary)
     const key = storeKeyFor(miss.base, names, this.#client.headers, core.opts.normalizeVary)
     const entryTags = variantTagged(core, res.req, miss.base, key, tags)!
     const headers = merged(head.headers, added)
-    const entry = toEntry(head.status, headers, body, entryTags, fresh, storedAt, core.opts, res.req.headers)
+    const entry = toEntry(
+      head.status,
+      headers,
+      body,
+      entryTags,
+      fresh,
+      storedAt,
+      core.opts,
+      res.req.headers,
+    )
     const since = this.#since!
     if (!(await put(core, key, entry, since))) return
     if (names.length > 0 && !coversVariant(miss.record, names, entry.expiresAt)) {

@@ -215,7 +215,8 @@ export class Generation {
     if (!waiter.take()) return
     const { req, res } = waiter
     if (!head.respond(req, res)) return void res.end()
-    if (this.#complete) return void res.end(this.#chunks.length === 1 ? this.#chunks[0] : Buffer.concat(this.#chunks))
+    if (this.#complete)
+      return void res.end(this.#chunks.length === 1 ? this.#chunks[0] : Buffer.concat(this.#chunks))
     for (const bytes of this.#chunks) res.write(bytes)
     this.#readers.add(res)
     res.once('close', () => this.#readers.delete(res))

@@ -43,7 +43,9 @@ export function keyRequest<R extends FrameworkRequest>(req: R): R {
   const whole = wholeUrl(req)
   if (whole === req.url) return req
   // A view, not a copy: a key function may read anything else the framework put on the request.
-  return Object.create(req, { url: { value: whole, enumerable: true, writable: true, configurable: true } }) as R
+  return Object.create(req, {
+    url: { value: whole, enumerable: true, writable: true, configurable: true },
+  }) as R
 }
 
 /**
@@ -97,7 +99,13 @@ export function pathKeyOf({ key, namespace }: KeyOptions, target: string): strin
  * its resource's tag (`invalidate(url)` reaches every variant), and every entry its path's
  * (`invalidate(path)` reaches it under any host). `req` is the request it was generated for.
  */
-export function ownTags(opts: KeyOptions, req: object, base: string, key: string, tags: readonly string[]): readonly string[] {
+export function ownTags(
+  opts: KeyOptions,
+  req: object,
+  base: string,
+  key: string,
+  tags: readonly string[],
+): readonly string[] {
   const own = key === base ? [] : [variantsTag(base)]
   const target = (req as { [TARGET]?: string })[TARGET] ?? (req as FrameworkRequest).url
   const pathKey = target === undefined ? undefined : pathKeyOf(opts, target)
@@ -128,18 +136,30 @@ export interface InvalidateUrlOptions {
  * that path (and query) under every host. Throws a TypeError naming the input when it is not a
  * well-formed string, names another scheme, or is not something the key function keys.
  */
-export function urlPurge(opts: KeyOptions, url: unknown, { method = 'GET', host }: InvalidateUrlOptions = {}): UrlPurge {
-  if (typeof url !== 'string' || !isWellFormed(url)) throw new TypeError(`expected url to be a well-formed string, got ${describe(url)}`)
-  if (host !== undefined && (typeof host !== 'string' || !isWellFormed(host))) throw new TypeError(`expected options.host to be a well-formed string, got ${describe(host)}`)
+export function urlPurge(
+  opts: KeyOptions,
+  url: unknown,
+  { method = 'GET', host }: InvalidateUrlOptions = {},
+): UrlPurge {
+  if (typeof url !== 'string' || !isWellFormed(url))
+    throw new TypeError(`expected url to be a well-formed string, got ${describe(url)}`)
+  if (host !== undefined && (typeof host !== 'string' || !isWellFormed(host)))
+    throw new TypeError(`expected options.host to be a well-formed string, got ${describe(host)}`)
   const absolute = splitAbsolute(url)
   if (absolute !== undefined && absolute.scheme !== 'http' && absolute.scheme !== 'https') {
     throw new TypeError(`expected an http: or https: URL or a path, got ${describe(url)}`)
   }
   const prefix = namespacePrefix(opts.namespace)
   // The same request pathKeyOf hands the key function for every stored entry's path tag.
-  if (absolute === undefined && host === undefined) return { tag: pathTag(prefix + keyOf(opts.key, { method, url, headers: {} }, url)) }
+  if (absolute === undefined && host === undefined)
+    return { tag: pathTag(prefix + keyOf(opts.key, { method, url, headers: {} }, url)) }
   const req: KeyRequest = absolute
-    ? { method, url: absolute.path, headers: { host: absolute.authority }, socket: { encrypted: absolute.scheme === 'https' } }
+    ? {
+        method,
+        url: absolute.path,
+        headers: { host: absolute.authority },
+        socket: { encrypted: absolute.scheme === 'https' },
+      }
     : { method, url, headers: { host } }
   return { base: prefix + keyOf(opts.key, req, url) }
 }
@@ -150,11 +170,15 @@ function keyOf(key: KeyFunction, req: KeyRequest, url: string): string {
   try {
     result = key(req)
   } catch (err) {
-    throw new TypeError(`the key function threw for ${describe(url)}: ${(err as Error)?.message ?? String(err)}`)
+    throw new TypeError(
+      `the key function threw for ${describe(url)}: ${(err as Error)?.message ?? String(err)}`,
+    )
   }
   if (typeof result !== 'string') {
     const host = req.headers.host === undefined ? '' : ` on Host ${describe(req.headers.host)}`
-    throw new TypeError(`expected a URL the key function keys, got ${describe(url)}${host} (its key: ${describe(result)})`)
+    throw new TypeError(
+      `expected a URL the key function keys, got ${describe(url)}${host} (its key: ${describe(result)})`,
+    )
   }
   return result
 }
@@ -166,14 +190,19 @@ function keyOf(key: KeyFunction, req: KeyRequest, url: string): string {
  * resolving it would request it (`/search?q=o%27reilly`, `/a/b`). Never throws: a reference that
  * does not parse, or names another origin, drops nothing.
  */
-export function changedKeys(opts: KeyOptions, req: KeyRequest, headers: Readonly<Record<string, unknown>>): string[] {
+export function changedKeys(
+  opts: KeyOptions,
+  req: KeyRequest,
+  headers: Readonly<Record<string, unknown>>,
+): string[] {
   const target = req.url ?? '/'
   const path = splitAbsolute(target)?.path ?? target
   const paths = new Set<string>([target, ...browserForm(path)])
   for (const name of ['location', 'content-location']) {
     const value = headers[name]
     const resolved = typeof value === 'string' ? sameOriginPath(value, path, req) : undefined
-    if (resolved !== undefined) for (const form of [resolved, ...browserForm(resolved)]) paths.add(form)
+    if (resolved !== undefined)
+      for (const form of [resolved, ...browserForm(resolved)]) paths.add(form)
   }
   const keys = new Set<string>()
   for (const url of paths) {
@@ -192,12 +221,20 @@ export function changedKeys(opts: KeyOptions, req: KeyRequest, headers: Readonly
  * (RFC 3986 §5.2) without removing dot-segments or re-encoding anything; `undefined` when it names
  * another origin (scheme, host or port) than the request's.
  */
-export function sameOriginPath(reference: string, base: string, req: { headers: IncomingHttpHeaders; socket?: KeyRequest['socket'] }): string | undefined {
+export function sameOriginPath(
+  reference: string,
+  base: string,
+  req: { headers: IncomingHttpHeaders; socket?: KeyRequest['socket'] },
+): string | undefined {
   const ref = reference.split('#')[0]!.trim()
   const secure = isEncrypted(req)
-  const absolute = splitAbsolute(ref) ?? (ref.startsWith('//') ? splitAbsolute(`${secure ? 'https' : 'http'}:${ref}`) : undefined)
+  const absolute =
+    splitAbsolute(ref) ??
+    (ref.startsWith('//') ? splitAbsolute(`${secure ? 'https' : 'http'}:${ref}`) : undefined)
   if (absolute !== undefined) {
-    const sameOrigin = absolute.scheme === (secure ? 'https' : 'http') && normalizeHost(absolute.authority, secure) === normalizeHost(req.headers.host, secure)
+    const sameOrigin =
+      absolute.scheme === (secure ? 'https' : 'http') &&
+      normalizeHost(absolute.authority, secure) === normalizeHost(req.headers.host, secure)
     return sameOrigin ? absolute.path : undefined
   }
   // A reference with a scheme but no authority (`mailto:`, `data:`): not a page of this origin.

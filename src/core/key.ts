@@ -22,7 +22,11 @@ export type KeyFunction = (req: KeyRequest) => string | undefined
 const VALID_HOST = /^(?:\[[0-9a-f:.]+\]|[a-z0-9\-._~%!$&'()*+,;=]*)(?::\d*)?$/i
 
 /** The last Host header {@link defaultKey} saw, and its normal form (undefined: not valid). */
-let lastHost: { given: string; secure: boolean; normal: string | undefined } = { given: '', secure: false, normal: '' }
+let lastHost: { given: string; secure: boolean; normal: string | undefined } = {
+  given: '',
+  secure: false,
+  normal: '',
+}
 
 /** Whether the request came over TLS (the connection's scheme is https). */
 export function isEncrypted(req: Pick<KeyRequest, 'socket'>): boolean {
@@ -45,14 +49,21 @@ export function defaultKey(req: KeyRequest): string | undefined {
   // Nearly every request of a process names the same Host: its check and normal form are kept
   // for the next request (a regular expression and four string operations less per request).
   if (host !== lastHost.given || secure !== lastHost.secure) {
-    lastHost = { given: host, secure, normal: VALID_HOST.test(host) ? normalizeHost(host, secure) : undefined }
+    lastHost = {
+      given: host,
+      secure,
+      normal: VALID_HOST.test(host) ? normalizeHost(host, secure) : undefined,
+    }
   }
   if (lastHost.normal === undefined) return undefined
   if (target.startsWith('/')) return lastHost.normal + target
   const absolute = splitAbsolute(target)
   if (absolute === undefined) return lastHost.normal + target
   const authority = normalizeHost(absolute.authority, secure)
-  const sameOrigin = absolute.scheme === (secure ? 'https' : 'http') && VALID_HOST.test(absolute.authority) && authority === lastHost.normal
+  const sameOrigin =
+    absolute.scheme === (secure ? 'https' : 'http') &&
+    VALID_HOST.test(absolute.authority) &&
+    authority === lastHost.normal
   return sameOrigin ? authority + absolute.path : undefined
 }
 

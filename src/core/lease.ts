@@ -36,8 +36,12 @@ interface Parts {
   lookup(base: string, headers: IncomingHttpHeaders): Lookup | Promise<Lookup>
   /** Serves a hit (accelerate's serveEntry). */
   hit(
-    req: IncomingMessage, res: ServerResponse, key: string,
-    entry: CacheEntry, now: number, params: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    key: string,
+    entry: CacheEntry,
+    now: number,
+    params: string,
   ): void
 }
 

@@ -54,7 +54,8 @@ export function lookupIn(
     if (first?.variesOn === undefined) return { key: base, entry: first }
     const key = variantKey(base, first.variesOn, headers, opts.normalizeVary)
     const entry = read(key)
-    if (entry instanceof Promise) return entry.then((found) => ({ key, entry: found, record: first }))
+    if (entry instanceof Promise)
+      return entry.then((found) => ({ key, entry: found, record: first }))
     return { key, entry: entry as CacheEntry | undefined, record: first }
   }
 

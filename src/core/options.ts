@@ -100,35 +100,55 @@ export interface ResolvedOptions {
   now: () => number
 }
 
-export const DEFAULT_CACHEABLE_STATUSES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] as const
-const STORE_METHODS = ['get', 'checkpoint', 'set', 'delete', 'invalidateTags', 'clear', 'close'] as const
+export const DEFAULT_CACHEABLE_STATUSES = [
+  200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501,
+] as const
+const STORE_METHODS = [
+  'get',
+  'checkpoint',
+  'set',
+  'delete',
+  'invalidateTags',
+  'clear',
+  'close',
+] as const
 
 /** Applies the defaults, and throws a TypeError naming the first option that is wrong. */
 /** What a name often tried instead of an option means here (keys folded: lower case, no - or _). */
 const OPTION_SYNONYMS: Readonly<Record<string, string>> = {
   ttl: 'res.cacheFor = seconds in the handler, or defaultCacheFor for every response',
   maxage: 'res.cacheFor = seconds in the handler, or defaultCacheFor for every response',
-  maxbytes: 'store: new MemoryStore({ maxBytes }) (the size is the store\'s)',
-  max: 'store: new MemoryStore({ maxBytes }) (the size is the store\'s)',
+  maxbytes: "store: new MemoryStore({ maxBytes }) (the size is the store's)",
+  max: "store: new MemoryStore({ maxBytes }) (the size is the store's)",
   redis: 'store: new RedisStore({ url }) from node-accelerator/redis',
 }
 
 export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions {
-  if (options === null || typeof options !== 'object') throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+  if (options === null || typeof options !== 'object')
+    throw new TypeError(`expected options to be an object, got ${describe(options)}`)
   const { store, namespace = '', key = defaultKey, unless, statusHeader = 'Cache-Status' } = options
   const now = fn(options, 'now') ?? Date.now
   if (store !== undefined) {
     for (const method of STORE_METHODS) {
       if (typeof (store as unknown as Record<string, unknown>)?.[method] !== 'function') {
-        throw new TypeError(`expected options.store to have ${method}(), got ${describe((store as unknown as Record<string, unknown>)?.[method])}`)
+        throw new TypeError(
+          `expected options.store to have ${method}(), got ${describe((store as unknown as Record<string, unknown>)?.[method])}`,
+        )
       }
     }
   }
   if (typeof namespace !== 'string' || namespace.includes(NAMESPACE_SEPARATOR)) {
-    throw new TypeError(`expected options.namespace to be a string without NUL characters, got ${describe(namespace)}`)
+    throw new TypeError(
+      `expected options.namespace to be a string without NUL characters, got ${describe(namespace)}`,
+    )
   }
-  if (statusHeader !== false && (typeof statusHeader !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(statusHeader))) {
-    throw new TypeError(`expected options.statusHeader to be a header name or false, got ${describe(statusHeader)}`)
+  if (
+    statusHeader !== false &&
+    (typeof statusHeader !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(statusHeader))
+  ) {
+    throw new TypeError(
+      `expected options.statusHeader to be a header name or false, got ${describe(statusHeader)}`,
+    )
   }
   const resolved: ResolvedOptions = {
     store,
@@ -163,46 +183,79 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
   return resolved
 }
 
-function fn<K extends 'key' | 'unless' | 'onError' | 'now'>(options: AccelerateOptions, name: K): AccelerateOptions[K] {
+function fn<K extends 'key' | 'unless' | 'onError' | 'now'>(
+  options: AccelerateOptions,
+  name: K,
+): AccelerateOptions[K] {
   const value = options[name]
-  if (value !== undefined && typeof value !== 'function') throw new TypeError(`expected options.${name} to be a function, got ${describe(value)}`)
+  if (value !== undefined && typeof value !== 'function')
+    throw new TypeError(`expected options.${name} to be a function, got ${describe(value)}`)
   return value
 }
 
-type BooleanOption = 'honorCacheControl' | 'honorClientNoCache' | 'xCache' | 'sharedCache' | 'cdnCacheControl'
-  | 'normalizeVary' | 'surrogateKeys' | 'keepSurrogateHeaders'
+type BooleanOption =
+  | 'honorCacheControl'
+  | 'honorClientNoCache'
+  | 'xCache'
+  | 'sharedCache'
+  | 'cdnCacheControl'
+  | 'normalizeVary'
+  | 'surrogateKeys'
+  | 'keepSurrogateHeaders'
 
 function bool(options: AccelerateOptions, name: BooleanOption, fallback: boolean): boolean {
   const value = options[name] ?? fallback
-  if (typeof value !== 'boolean') throw new TypeError(`expected options.${name} to be a boolean, got ${describe(value)}`)
+  if (typeof value !== 'boolean')
+    throw new TypeError(`expected options.${name} to be a boolean, got ${describe(value)}`)
   return value
 }
 
-function seconds(options: AccelerateOptions, name: 'defaultCacheFor' | 'staleWhileRevalidate' | 'staleIfError', fallback: number): number {
+function seconds(
+  options: AccelerateOptions,
+  name: 'defaultCacheFor' | 'staleWhileRevalidate' | 'staleIfError',
+  fallback: number,
+): number {
   const value = options[name] ?? fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new TypeError(`expected options.${name} to be a number of seconds >= 0, got ${describe(value)}`)
+    throw new TypeError(
+      `expected options.${name} to be a number of seconds >= 0, got ${describe(value)}`,
+    )
   }
   return value
 }
 
-function positiveInteger(options: AccelerateOptions, name: 'maxEntryBytes' | 'backgroundConcurrency', fallback: number): number {
+function positiveInteger(
+  options: AccelerateOptions,
+  name: 'maxEntryBytes' | 'backgroundConcurrency',
+  fallback: number,
+): number {
   const value = options[name] ?? fallback
-  if (!Number.isSafeInteger(value) || (value as number) <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${describe(value)}`)
+  if (!Number.isSafeInteger(value) || (value as number) <= 0)
+    throw new TypeError(`expected options.${name} to be a positive integer, got ${describe(value)}`)
   return value as number
 }
 
-function wholeNumber(options: AccelerateOptions, name: 'coalesceTimeoutMs', fallback: number): number {
+function wholeNumber(
+  options: AccelerateOptions,
+  name: 'coalesceTimeoutMs',
+  fallback: number,
+): number {
   const value = options[name] ?? fallback
-  if (!Number.isSafeInteger(value) || (value as number) < 0) throw new TypeError(`expected options.${name} to be a whole number of milliseconds, got ${describe(value)}`)
+  if (!Number.isSafeInteger(value) || (value as number) < 0)
+    throw new TypeError(
+      `expected options.${name} to be a whole number of milliseconds, got ${describe(value)}`,
+    )
   return value as number
 }
 
 function statuses(value: Iterable<number> | undefined): ReadonlySet<number> {
   if (value === undefined) return new Set(DEFAULT_CACHEABLE_STATUSES)
-  const list = typeof value === 'object' && value !== null && Symbol.iterator in value ? [...value] : undefined
+  const list =
+    typeof value === 'object' && value !== null && Symbol.iterator in value ? [...value] : undefined
   if (list === undefined || !list.every((s) => Number.isInteger(s) && s >= 100 && s <= 999)) {
-    throw new TypeError(`expected options.cacheableStatuses to be an iterable of status codes, got ${describe(value)}`)
+    throw new TypeError(
+      `expected options.cacheableStatuses to be an iterable of status codes, got ${describe(value)}`,
+    )
   }
   return new Set(list)
 }

@@ -8,8 +8,18 @@
  * accelerator itself (`accelerate`).
  */
 export type ErrorOp =
-  | 'get' | 'checkpoint' | 'set' | 'invalidate' | 'handler' | 'refresh' | 'cacheFor' | 'tags'
-  | 'key' | 'value' | 'accelerate' | 'lease'
+  | 'get'
+  | 'checkpoint'
+  | 'set'
+  | 'invalidate'
+  | 'handler'
+  | 'refresh'
+  | 'cacheFor'
+  | 'tags'
+  | 'key'
+  | 'value'
+  | 'accelerate'
+  | 'lease'
 
 /** What failed, for `onError`. */
 export interface ErrorContext {
@@ -28,7 +38,11 @@ export type ErrorHandler = (err: Error, context: ErrorContext) => void
  * line every `quietMs` rather than 10k lines a second. An expected outage (an error a store marks
  * `outage: true`, see `src/store.ts`) is one line, its message: its stack says nothing more.
  */
-export function logOncePerBurst(now: () => number, quietMs = 10_000, log: (line: string) => void = console.error): ErrorHandler {
+export function logOncePerBurst(
+  now: () => number,
+  quietMs = 10_000,
+  log: (line: string) => void = console.error,
+): ErrorHandler {
   let loggedAt = -Infinity
   let unlogged = 0
   return (err, { op, key }) => {
@@ -37,8 +51,11 @@ export function logOncePerBurst(now: () => number, quietMs = 10_000, log: (line:
       unlogged++
       return
     }
-    const more = unlogged > 0 ? ` (${unlogged} more errors in the previous burst were not logged)` : ''
-    log(`node-accelerator: ${op} failed${key === undefined ? '' : ` for ${JSON.stringify(key)}`}: ${(err as { outage?: unknown }).outage === true ? err.message : (err.stack ?? err.message)}${more}`)
+    const more =
+      unlogged > 0 ? ` (${unlogged} more errors in the previous burst were not logged)` : ''
+    log(
+      `node-accelerator: ${op} failed${key === undefined ? '' : ` for ${JSON.stringify(key)}`}: ${(err as { outage?: unknown }).outage === true ? err.message : (err.stack ?? err.message)}${more}`,
+    )
     loggedAt = at
     unlogged = 0
   }

@@ -9,7 +9,11 @@ import { ifRangeMatches, parseRange } from '../http/range.js'
 export { isMultiRange } from '../http/range.js'
 
 /** Builds the cache's status headers for a Cache-Status member's parameters (RFC 9211). */
-export type StatusHeaders = (params: string, xCache: 'HIT' | 'MISS', existing?: string | string[]) => Record<string, string>
+export type StatusHeaders = (
+  params: string,
+  xCache: 'HIT' | 'MISS',
+  existing?: string | string[],
+) => Record<string, string>
 
 /** The cache's status headers as the options ask: Cache-Status (or its rename), X-Cache. */
 export function statusHeadersFor(statusHeader: string | false, xCache: boolean): StatusHeaders {
@@ -17,7 +21,8 @@ export function statusHeadersFor(statusHeader: string | false, xCache: boolean):
     const headers: Record<string, string> = {}
     const member = statusMember(params)
     // RFC 9211 §2: a cache appends its member to what the caches behind it reported.
-    if (statusHeader) headers[statusHeader] = existing === undefined ? member : [existing, member].flat().join(', ')
+    if (statusHeader)
+      headers[statusHeader] = existing === undefined ? member : [existing, member].flat().join(', ')
     if (xCache) headers['x-cache'] = xCacheValue
     return headers
   }
@@ -32,7 +37,14 @@ export function statusHeadersFor(statusHeader: string | false, xCache: boolean):
  * keeps nothing), so a hit allocates no header object. MemoryStore entries keep their headers
  * object for life; RedisStore shares one per stored version of an entry.
  */
-export type HitWriter = (res: ServerResponse, entry: CacheEntry, now: number, params: string, detail: string | undefined, send: 'full' | 'head' | 'not-modified') => void
+export type HitWriter = (
+  res: ServerResponse,
+  entry: CacheEntry,
+  now: number,
+  params: string,
+  detail: string | undefined,
+  send: 'full' | 'head' | 'not-modified',
+) => void
 
 export function hitWriterFor(statusHeader: string | false, xCache: boolean): HitWriter {
   // By headers object: a store that decodes each hit anew may share one (RedisStore does).
@@ -41,8 +53,17 @@ export function hitWriterFor(statusHeader: string | false, xCache: boolean): Hit
     notModified: new WeakMap<CacheEntry['headers'], Prepared>(),
   }
   // Ours replace any the entry holds under the same names.
-  const replaced = new Set(['age', ...(statusHeader ? [statusHeader.toLowerCase()] : []), ...(xCache ? ['x-cache'] : [])])
-  const tail = ['age', '', ...(statusHeader ? [statusHeader, ''] : []), ...(xCache ? ['x-cache', 'HIT'] : [])]
+  const replaced = new Set([
+    'age',
+    ...(statusHeader ? [statusHeader.toLowerCase()] : []),
+    ...(xCache ? ['x-cache'] : []),
+  ])
+  const tail = [
+    'age',
+    '',
+    ...(statusHeader ? [statusHeader, ''] : []),
+    ...(xCache ? ['x-cache', 'HIT'] : []),
+  ]
   function linesOf(entry: CacheEntry, kind: 'full' | 'notModified'): Prepared {
     const headers = kind === 'full' ? entry.headers : notModifiedHeaders(entry.headers)
     const lines: string[] = []
@@ -133,21 +154,53 @@ export function entryResponse(
   if (answersNotModified(req.headers, entry.status, entry.headers)) {
     return { status: 304, headers: merged(notModifiedHeaders(entry.headers), { age }, cacheStatus) }
   }
-  return { status: entry.status, headers: merged(entry.headers, { age }, cacheStatus), body: req.method === 'HEAD' ? undefined : entry.body }
+  return {
+    status: entry.status,
+    headers: merged(entry.headers, { age }, cacheStatus),
+    body: req.method === 'HEAD' ? undefined : entry.body,
+  }
 }
 
 /**
  * A single range of `entry`'s body as a 206 (RFC 9110 §15.3.7), or a 416 when the range lies
  * outside it (RFC 9110 §15.5.17); the full response, or a 304, when the Range does not apply.
  */
-export function rangeResponse(req: Pick<IncomingMessage, 'method' | 'headers'>, entry: CacheEntry, now: number, status: StatusHeaders, params: string, detail?: string): Replacement {
+export function rangeResponse(
+  req: Pick<IncomingMessage, 'method' | 'headers'>,
+  entry: CacheEntry,
+  now: number,
+  status: StatusHeaders,
+  params: string,
+  detail?: string,
+): Replacement {
   const full = entry.body.length
   // RFC 9110 §13.2.2: If-None-Match and If-Modified-Since come before Range (a 304 wins).
-  const range = !answersNotModified(req.headers, entry.status, entry.headers) && entry.status === 200 && ifRangeMatches(req.headers, entry.headers) ? parseRange(req.headers.range, full) : undefined
+  const range =
+    !answersNotModified(req.headers, entry.status, entry.headers) &&
+    entry.status === 200 &&
+    ifRangeMatches(req.headers, entry.headers)
+      ? parseRange(req.headers.range, full)
+      : undefined
   if (range === undefined) return entryResponse(req, entry, now, status, params, detail)
   const cacheStatus = status(hitParams(entry, now, params, detail), 'HIT')
-  if (range === 'unsatisfiable') return { status: 416, headers: { 'content-range': `bytes */${full}`, 'content-length': '0', ...cacheStatus } }
+  if (range === 'unsatisfiable')
+    return {
+      status: 416,
+      headers: { 'content-range': `bytes */${full}`, 'content-length': '0', ...cacheStatus },
+    }
   const age = String(ageOf(entry, now))
-  const headers = merged(entry.headers, { 'content-range': `bytes ${range.start}-${range.end}/${full}`, 'content-length': String(range.end - range.start + 1), age }, cacheStatus)
-  return { status: 206, headers, body: req.method === 'HEAD' ? undefined : entry.body.subarray(range.start, range.end + 1) }
+  const headers = merged(
+    entry.headers,
+    {
+      'content-range': `bytes ${range.start}-${range.end}/${full}`,
+      'content-length': String(range.end - range.start + 1),
+      age,
+    },
+    cacheStatus,
+  )
+  return {
+    status: 206,
+    headers,
+    body: req.method === 'HEAD' ? undefined : entry.body.subarray(range.start, range.end + 1),
+  }
 }

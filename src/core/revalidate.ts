@@ -17,10 +17,17 @@ import { setOwn } from '../http/merged.js'
  * `rawHeaders`, which a proxying handler forwards. Returns the request's headers as the client
  * sent them.
  */
-export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>, entry: CacheEntry | undefined): IncomingHttpHeaders {
+export function sendValidators(
+  req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>,
+  entry: CacheEntry | undefined,
+): IncomingHttpHeaders {
   const { headers } = req
   const asSent = { ...headers }
-  if (!entry) Object.defineProperty(req, CLIENT_VALIDATION, { value: { headers: asSent, wanted: () => false }, configurable: true })
+  if (!entry)
+    Object.defineProperty(req, CLIENT_VALIDATION, {
+      value: { headers: asSent, wanted: () => false },
+      configurable: true,
+    })
   delete headers['if-none-match']
   delete headers['if-modified-since']
   // RFC 9111 §4.3.1: a request synthesised from a stored response copies the request headers its
@@ -44,8 +51,10 @@ export function sendValidators(req: Pick<IncomingMessage, 'headers' | 'rawHeader
   // RFC 9110 §13.1.3: with If-None-Match, If-Modified-Since is ignored; an ETag the cache computed
   // from the body (the handler sent none) would keep a Last-Modified origin from answering 304.
   const computed = typeof lastModified === 'string' && etag === strongEtag(entry!.body)
-  if (typeof etag === 'string' && !computed) raw.push('If-None-Match', (headers['if-none-match'] = etag))
-  if (typeof lastModified === 'string') raw.push('If-Modified-Since', (headers['if-modified-since'] = lastModified))
+  if (typeof etag === 'string' && !computed)
+    raw.push('If-None-Match', (headers['if-none-match'] = etag))
+  if (typeof lastModified === 'string')
+    raw.push('If-Modified-Since', (headers['if-modified-since'] = lastModified))
   setRawHeaders(req, raw)
   return asSent
 }
@@ -92,7 +101,8 @@ export function conditionalHeaders(req: Pick<IncomingMessage, 'headers'>): Incom
  */
 export function refreshedHeaders(stored: HeaderRecord, fromHandler: HeaderRecord): HeaderRecord {
   const headers = { ...stored }
-  for (const name in fromHandler) if (!BODY_HEADERS.has(name)) headers[name] = fromHandler[name] as string | string[]
+  for (const name in fromHandler)
+    if (!BODY_HEADERS.has(name)) headers[name] = fromHandler[name] as string | string[]
   return headers
 }
 
@@ -114,6 +124,9 @@ export function headUpdates(
   const length = headers['content-length'] ?? (whole && String(whole.length))
   const same = (value: string | string[] | undefined, was: string | string[] | undefined) =>
     value === undefined || String(value).trim() === String(was).trim()
-  return same(etag, stored.etag) && same(headers['last-modified'], stored['last-modified'])
-    && same(length, stored['content-length'])
+  return (
+    same(etag, stored.etag) &&
+    same(headers['last-modified'], stored['last-modified']) &&
+    same(length, stored['content-length'])
+  )
 }

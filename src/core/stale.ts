@@ -30,15 +30,22 @@ const MAX_KEEP = 24 * 60 * 60
  * §5.2.2.2, §5.2.2.8: `must-revalidate` and `proxy-revalidate` forbid serving it stale, so the
  * options do not apply to it (its own explicit directives still do: they are more specific).
  */
-export function staleWindows(headers: Readonly<Record<string, string | string[] | undefined>>, options: StaleOptions): StaleWindows {
+export function staleWindows(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  options: StaleOptions,
+): StaleWindows {
   // RFC 9213 §2.1: a targeted field (Accelerator-Cache-Control, CDN-Cache-Control) rules.
   const { cc } = responseDirectives(headers, options)
   // no-cache (RFC 9111 §5.2.2.4) forbids any reuse without revalidation, stale or not.
   // RFC 9111 §5.2.2.10: in a shared cache, s-maxage carries proxy-revalidate's semantics.
-  const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache')
-    || (options.sharedCache === true && cc.has('s-maxage'))
+  const strict =
+    cc.has('must-revalidate') ||
+    cc.has('proxy-revalidate') ||
+    cc.has('no-cache') ||
+    (options.sharedCache === true && cc.has('s-maxage'))
   return {
-    whileRevalidate: deltaSeconds(cc.get('stale-while-revalidate')) ?? (strict ? 0 : options.staleWhileRevalidate),
+    whileRevalidate:
+      deltaSeconds(cc.get('stale-while-revalidate')) ?? (strict ? 0 : options.staleWhileRevalidate),
     ifError: deltaSeconds(cc.get('stale-if-error')) ?? (strict ? 0 : options.staleIfError),
   }
 }
@@ -55,11 +62,16 @@ export function retention(ttl: number, windows: StaleWindows, keep = 0): number 
 /** What a stored entry is good for at `now`. */
 export type EntryState = 'fresh' | 'stale-while-revalidate' | 'stale'
 
-export function entryState(entry: CacheEntry, now: number, options: StaleOptions): { state: EntryState; ifErrorUntil: number } {
+export function entryState(
+  entry: CacheEntry,
+  now: number,
+  options: StaleOptions,
+): { state: EntryState; ifErrorUntil: number } {
   if (now < entry.staleAt) return { state: 'fresh', ifErrorUntil: 0 }
   const windows = staleWindows(entry.headers, options)
   const ifErrorUntil = entry.staleAt + windows.ifError * 1000
   // A soft invalidation keeps the entry servable while one regeneration runs, until it expires.
-  const whileRevalidating = entry.softInvalidated === true || now < entry.staleAt + windows.whileRevalidate * 1000
+  const whileRevalidating =
+    entry.softInvalidated === true || now < entry.staleAt + windows.whileRevalidate * 1000
   return { state: whileRevalidating ? 'stale-while-revalidate' : 'stale', ifErrorUntil }
 }

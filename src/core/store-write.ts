@@ -20,8 +20,17 @@ export type Counts = Required<Omit<Stats, 'entries' | 'bytes'>>
 /** Every counter at zero. */
 export function noCounts(): Counts {
   return {
-    hits: 0, misses: 0, staleHits: 0, notModified: 0, stores: 0, bytesStored: 0, bypasses: 0,
-    errors: 0, coalesced: 0, revalidations: 0, refreshes: 0,
+    hits: 0,
+    misses: 0,
+    staleHits: 0,
+    notModified: 0,
+    stores: 0,
+    bytesStored: 0,
+    bypasses: 0,
+    errors: 0,
+    coalesced: 0,
+    revalidations: 0,
+    refreshes: 0,
   }
 }
 
@@ -75,14 +84,23 @@ export function cacheForOf(
   return surrogate?.ttl ?? optedInSeconds(core, res, key)
 }
 
-function optedInSeconds({ report }: Core, res: AcceleratedResponse, key: string): number | undefined {
+function optedInSeconds(
+  { report }: Core,
+  res: AcceleratedResponse,
+  key: string,
+): number | undefined {
   const value: unknown = res.cacheFor ?? res.locals.cacheFor
   if (value === undefined || (typeof value === 'number' && value >= 0)) return value
-  const what = typeof value === 'number' && !Number.isNaN(value)
-    ? 'a number of seconds of at least 0'
-    : 'a number of seconds'
-  const todo = 'the response is not stored; set 0 (or nothing) not to store it, a positive number to store it'
-  report(new TypeError(`expected res.cacheFor to be ${what}, got ${describe(value)}: ${todo}`), { op: 'cacheFor', key })
+  const what =
+    typeof value === 'number' && !Number.isNaN(value)
+      ? 'a number of seconds of at least 0'
+      : 'a number of seconds'
+  const todo =
+    'the response is not stored; set 0 (or nothing) not to store it, a positive number to store it'
+  report(new TypeError(`expected res.cacheFor to be ${what}, got ${describe(value)}: ${todo}`), {
+    op: 'cacheFor',
+    key,
+  })
   return 0
 }
 

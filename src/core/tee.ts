@@ -72,9 +72,18 @@ type Original = (...args: unknown[]) => ServerResponse & boolean
  * Starts watching `res`; call before the handler runs. `onOverflow` is called when a body being
  * copied outgrows `maxBytes` (the copy stops there; the response goes on).
  */
-export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPlan, maxBytes: number, onOverflow?: () => void, bodyless = false): TeeResult {
+export function teeResponse(
+  res: ServerResponse,
+  onHead: (head: Head) => HeadPlan,
+  maxBytes: number,
+  onOverflow?: () => void,
+  bodyless = false,
+): TeeResult {
   // The originals, called with the arguments exactly as the handler gave them.
-  const { writeHead, write, end, flushHeaders } = res as unknown as Record<'writeHead' | 'write' | 'end' | 'flushHeaders', Original>
+  const { writeHead, write, end, flushHeaders } = res as unknown as Record<
+    'writeHead' | 'write' | 'end' | 'flushHeaders',
+    Original
+  >
   let plan: HeadPlan | undefined
   let replaced = false
   // True while our own call to Node's end() runs: HTTP/2's compatibility end(data) calls
@@ -97,10 +106,12 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     if (encoding !== undefined && !Buffer.isEncoding(encoding)) return
     const view = copy?.append(chunk, encoding)
     const sink = plan?.sink
-    if (sink && (view !== undefined || sink.wanted)) sink.appended(view ?? Buffer.from(toBuffer(chunk, encoding) ?? ''))
+    if (sink && (view !== undefined || sink.wanted))
+      sink.appended(view ?? Buffer.from(toBuffer(chunk, encoding) ?? ''))
   }
   // The chunk given to end() before any header went out: the whole body, encoded on demand.
-  let last: { chunk: Chunk; encoding: BufferEncoding | undefined; bytes?: Buffer | undefined } | undefined
+  let last:
+    { chunk: Chunk; encoding: BufferEncoding | undefined; bytes?: Buffer | undefined } | undefined
   const wholeBody = () => (last ? (last.bytes ??= toBuffer(last.chunk, last.encoding)) : undefined)
 
   const decide = (status: number, given: unknown): HeadPlan => {
@@ -120,20 +131,36 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     endOnce([replacement.body])
   }
   // Before handing over to Node with no header sent: decide, as Node is about to send them.
-  const decideImplicitly = () => res.headersSent || plan !== undefined || decide(res.statusCode, undefined)
+  const decideImplicitly = () =>
+    res.headersSent || plan !== undefined || decide(res.statusCode, undefined)
 
-  const teeWriteHead = function (this: ServerResponse, statusCode: number, reason?: unknown, headersArg?: unknown): ServerResponse {
+  const teeWriteHead = function (
+    this: ServerResponse,
+    statusCode: number,
+    reason?: unknown,
+    headersArg?: unknown,
+  ): ServerResponse {
     // Node throws on a second writeHead or a bad status; let it, with its own error.
-    if (replaced || res.headersSent || !Number.isInteger(Number(statusCode))) return writeHead.apply(res, arguments as never)
+    if (replaced || res.headersSent || !Number.isInteger(Number(statusCode)))
+      return writeHead.apply(res, arguments as never)
     const given = typeof reason === 'string' ? headersArg : reason
-    const { replace: replacement, extraHeaders = {}, omitHeaders = [] } = plan ?? decide(Number(statusCode), given)
+    const {
+      replace: replacement,
+      extraHeaders = {},
+      omitHeaders = [],
+    } = plan ?? decide(Number(statusCode), given)
     if (replacement) return res
     const headers = withHeaders(res, without(res, given, omitHeaders), extraHeaders)
     if (typeof reason === 'string') return writeHead.call(res, statusCode, reason, headers)
     return writeHead.call(res, statusCode, headers)
   } as ServerResponse['writeHead']
 
-  const teeWrite = function (this: ServerResponse, chunk: Chunk, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
+  const teeWrite = function (
+    this: ServerResponse,
+    chunk: Chunk,
+    encoding?: BufferEncoding | Callback,
+    cb?: Callback,
+  ): boolean {
     if (ending) return write.apply(res, arguments as never)
     if (!replaced) decideImplicitly()
     const enc = typeof encoding === 'string' ? encoding : undefined
@@ -156,8 +183,14 @@ export function teeResponse(res: ServerResponse, onHead: (head: Head) => HeadPla
     return ok || plan?.sink?.wanted === true
   } as ServerResponse['write']
 
-  const teeEnd = function (this: ServerResponse, chunk?: Chunk | Callback, encoding?: BufferEncoding | Callback, cb?: Callback): ServerResponse {
-    const callback = [chunk, encoding, cb].find((arg) => typeof arg === 'function') as Callback | undefined
+  const teeEnd = function (
+    this: ServerResponse,
+    chunk?: Chunk | Callback,
+    encoding?: BufferEncoding | Callback,
+    cb?: Callback,
+  ): ServerResponse {
+    const callback = [chunk, encoding, cb].find((arg) => typeof arg === 'function') as
+      Callback | undefined
     const data = typeof chunk === 'function' ? undefined : chunk
     const enc = typeof encoding === 'string' ? encoding : undefined
     const sendable = data != null && !ended && (!res.writableEnded || replaced)
@@ -222,10 +255,18 @@ function finalHeaders(res: ServerResponse, given: unknown): HeaderRecord {
     if (!name || value === undefined) return
     const lower = String(name).toLowerCase()
     const previous = Object.hasOwn(headers, lower) ? headers[lower] : undefined
-    setOwn(headers, lower, sentAsGiven && previous !== undefined ? [previous, normalize(value)].flat() : normalize(value))
+    setOwn(
+      headers,
+      lower,
+      sentAsGiven && previous !== undefined
+        ? [previous, normalize(value)].flat()
+        : normalize(value),
+    )
   }
-  if (Array.isArray(given)) for (let i = 0; i + 1 < given.length; i += 2) put(given[i], given[i + 1])
-  else if (given !== null && typeof given === 'object') for (const name of Object.keys(given)) put(name, (given as Record<string, unknown>)[name])
+  if (Array.isArray(given))
+    for (let i = 0; i + 1 < given.length; i += 2) put(given[i], given[i + 1])
+  else if (given !== null && typeof given === 'object')
+    for (const name of Object.keys(given)) put(name, (given as Record<string, unknown>)[name])
   return headers as HeaderRecord
 }
 
@@ -233,11 +274,16 @@ function finalHeaders(res: ServerResponse, given: unknown): HeaderRecord {
  * The handler's writeHead headers plus the cache's own, keeping Node's choice of path: adding a
  * header with setHeader would switch a given flat array from "sent as is" to "merged".
  */
-function withHeaders(res: ServerResponse, given: unknown, extra: Readonly<Record<string, string>>): unknown {
+function withHeaders(
+  res: ServerResponse,
+  given: unknown,
+  extra: Readonly<Record<string, string>>,
+): unknown {
   const names = Object.keys(extra)
   if (names.length === 0) return given
   if (Array.isArray(given)) return [...given, ...names.flatMap((name) => [name, extra[name]])]
-  if (given !== null && typeof given === 'object') return merged(given as Record<string, unknown>, extra)
+  if (given !== null && typeof given === 'object')
+    return merged(given as Record<string, unknown>, extra)
   for (const name of names) res.setHeader(name, extra[name] as string)
   return given
 }
@@ -264,7 +310,9 @@ function contentLength(headers: HeaderRecord): number | undefined {
 
 function toBuffer(chunk: Chunk, encoding: BufferEncoding | undefined): Buffer | undefined {
   try {
-    return typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    return typeof chunk === 'string'
+      ? Buffer.from(chunk, encoding)
+      : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
   } catch {
     // Not something Node can send either: Node's own end() reports it.
     return undefined
@@ -286,7 +334,9 @@ class BodyCopy {
     private readonly max: number,
     private readonly onOverflow: (() => void) | undefined,
   ) {
-    this.buffer = Buffer.allocUnsafeSlow(expected !== undefined && expected <= max ? expected : Math.min(16 * 1024, max))
+    this.buffer = Buffer.allocUnsafeSlow(
+      expected !== undefined && expected <= max ? expected : Math.min(16 * 1024, max),
+    )
   }
 
   /** Copies a chunk; returns the copy (a view of the buffer), or undefined once over the limit. */
@@ -301,7 +351,9 @@ class BodyCopy {
       return undefined
     }
     if (this.length + size > this.buffer.length) {
-      const grown = Buffer.allocUnsafeSlow(Math.min(this.max, Math.max(this.length + size, this.buffer.length * 2)))
+      const grown = Buffer.allocUnsafeSlow(
+        Math.min(this.max, Math.max(this.length + size, this.buffer.length * 2)),
+      )
       this.buffer.copy(grown, 0, 0, this.length)
       this.buffer = grown
     }
@@ -334,7 +386,11 @@ class BodyCopy {
  * after `stallMs` without a byte (`progress()` counts one): a handler that waits for 'close'
  * before it ends learns of it then.
  */
-export function holdClose(res: ServerResponse, holds: () => boolean, stallMs: number): { release(): void; progress(): void } {
+export function holdClose(
+  res: ServerResponse,
+  holds: () => boolean,
+  stallMs: number,
+): { release(): void; progress(): void } {
   const emit = res.emit
   const held: [string, unknown[]][] = []
   let holding = true
@@ -344,8 +400,13 @@ export function holdClose(res: ServerResponse, holds: () => boolean, stallMs: nu
     clearTimeout(stall)
     for (const [event, args] of held.splice(0)) emit.call(res, event, ...args)
   }
-  const holdingEmit = function (this: ServerResponse, event: string | symbol, ...args: unknown[]): boolean {
-    if ((event !== 'close' && event !== 'finish') || !holding || !holds()) return emit.call(this, event, ...args)
+  const holdingEmit = function (
+    this: ServerResponse,
+    event: string | symbol,
+    ...args: unknown[]
+  ): boolean {
+    if ((event !== 'close' && event !== 'finish') || !holding || !holds())
+      return emit.call(this, event, ...args)
     held.push([event, args])
     stall ??= setTimeout(release, stallMs).unref()
     return true

@@ -25,11 +25,33 @@ export function variantsTag(base: string): string {
 }
 
 /** The record stored at the base key: which headers select a variant, living as long as one. */
-export function varyRecord(names: readonly string[], storedAt: number, expiresAt: number): VaryRecord {
-  return { status: 0, headers: {}, body: Buffer.alloc(0), tags: [], storedAt, initialAge: 0, staleAt: expiresAt, expiresAt, variesOn: names }
+export function varyRecord(
+  names: readonly string[],
+  storedAt: number,
+  expiresAt: number,
+): VaryRecord {
+  return {
+    status: 0,
+    headers: {},
+    body: Buffer.alloc(0),
+    tags: [],
+    storedAt,
+    initialAge: 0,
+    staleAt: expiresAt,
+    expiresAt,
+    variesOn: names,
+  }
 }
 
 /** Whether a stored vary record already says `names` for at least as long as `expiresAt`. */
-export function coversVariant(record: CacheEntry | undefined, names: readonly string[], expiresAt: number): boolean {
-  return record?.variesOn !== undefined && record.expiresAt >= expiresAt && record.variesOn.join('\n') === names.join('\n')
+export function coversVariant(
+  record: CacheEntry | undefined,
+  names: readonly string[],
+  expiresAt: number,
+): boolean {
+  return (
+    record?.variesOn !== undefined &&
+    record.expiresAt >= expiresAt &&
+    record.variesOn.join('\n') === names.join('\n')
+  )
 }

@@ -24,7 +24,11 @@
  * without a client.
  */
 import type {
-  FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RegisterOptions,
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  RegisterOptions,
 } from 'fastify'
 import fp from 'fastify-plugin'
 import { controlsOf, handedOn, middleware } from '../core/middleware.js'
@@ -33,12 +37,12 @@ import type { AcceleratedResponse, Accelerator } from '../types.js'
 
 /** Tags for a route's responses: a list, one string, or computed from the request. */
 export type RouteTags =
-  | Iterable<string> | string
-  | ((request: FastifyRequest) => Iterable<string> | string)
+  Iterable<string> | string | ((request: FastifyRequest) => Iterable<string> | string)
 
 /** The cache's controls on `app.accelerator`. */
 export type FastifyAccelerator = Pick<
-  Accelerator, 'invalidateTags' | 'invalidate' | 'clear' | 'stats' | 'memoize'
+  Accelerator,
+  'invalidateTags' | 'invalidate' | 'clear' | 'stats' | 'memoize'
 >
 
 declare module 'fastify' {
@@ -82,7 +86,7 @@ async function plugin(app: FastifyInstance, options: FastifyAcceleratorOptions):
       return (this.raw as Raw).cacheFor
     },
     setter(this: FastifyReply, value: number | undefined) {
-      (this.raw as Raw).cacheFor = value
+      ;(this.raw as Raw).cacheFor = value
     },
   })
   app.decorateReply('tags', {
@@ -90,7 +94,7 @@ async function plugin(app: FastifyInstance, options: FastifyAcceleratorOptions):
       return (this.raw as Raw).tags
     },
     setter(this: FastifyReply, value: Iterable<string> | string | undefined) {
-      (this.raw as Raw).tags = value
+      ;(this.raw as Raw).tags = value
     },
   })
   app.addHook('onRequest', (request, reply, done) => {

@@ -25,12 +25,17 @@ import type { Accelerator } from '../types.js'
 import { isEncrypted } from '../core/key.js'
 
 /** A web-standard request handler. */
-export type FetchHandler<R extends unknown[] = unknown[]> =
-  (request: Request, ...rest: R) => Response | Promise<Response>
+export type FetchHandler<R extends unknown[] = unknown[]> = (
+  request: Request,
+  ...rest: R
+) => Response | Promise<Response>
 
 /** The handler returned by {@link accelerateFetch}: the same shape, with the cache's controls. */
-export type AcceleratedFetch<R extends unknown[] = unknown[]> =
-  ((request: Request, ...rest: R) => Promise<Response>) & Omit<Accelerator, 'middleware'>
+export type AcceleratedFetch<R extends unknown[] = unknown[]> = ((
+  request: Request,
+  ...rest: R
+) => Promise<Response>) &
+  Omit<Accelerator, 'middleware'>
 
 /**
  * Read by this cache and not sent on: the core already leaves the surrogate headers out (unless
@@ -63,22 +68,25 @@ export function accelerateFetch<R extends unknown[]>(
     throw new TypeError(`accelerateFetch: expected handler to be a function, got ${typeof handler}`)
   }
   const calls = new WeakMap<IncomingMessage, Call>()
-  const acc = accelerate(async (req, res) => {
-    const call = calls.get(req)
-    const request = call?.request ?? backgroundRequest(req)
-    const response = await handler(request, ...((call?.rest ?? []) as R))
-    res.statusCode = response.status
-    if (response.statusText) res.statusMessage = response.statusText
-    response.headers.forEach((value, name) => {
-      if (name !== 'set-cookie') res.setHeader(name, value)
-    })
-    const cookies = response.headers.getSetCookie()
-    if (cookies.length > 0) res.setHeader('set-cookie', cookies)
-    // A handler that returns nothing writes res itself: a Response with no body ends it here.
-    if (response.body === null) return void res.end()
-    // Node's ReadableStream is an async iterable of Uint8Arrays; the core's return() cancels it.
-    return response.body as unknown as AsyncIterable<Uint8Array>
-  }, { cdnCacheControl: true, surrogateKeys: true, ...options })
+  const acc = accelerate(
+    async (req, res) => {
+      const call = calls.get(req)
+      const request = call?.request ?? backgroundRequest(req)
+      const response = await handler(request, ...((call?.rest ?? []) as R))
+      res.statusCode = response.status
+      if (response.statusText) res.statusMessage = response.statusText
+      response.headers.forEach((value, name) => {
+        if (name !== 'set-cookie') res.setHeader(name, value)
+      })
+      const cookies = response.headers.getSetCookie()
+      if (cookies.length > 0) res.setHeader('set-cookie', cookies)
+      // A handler that returns nothing writes res itself: a Response with no body ends it here.
+      if (response.body === null) return void res.end()
+      // Node's ReadableStream is an async iterable of Uint8Arrays; the core's return() cancels it.
+      return response.body as unknown as AsyncIterable<Uint8Array>
+    },
+    { cdnCacheControl: true, surrogateKeys: true, ...options },
+  )
 
   const fetch = (request: Request, ...rest: R): Promise<Response> => {
     const url = new URL(request.url)
@@ -103,8 +111,14 @@ function exchange(request: Request, url: URL) {
   const rawHeaders = Object.entries(headers).flat()
   const path = url.pathname + url.search
   Object.assign(req, {
-    method: request.method, url: path, headers, rawHeaders,
-    httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true,
+    method: request.method,
+    url: path,
+    headers,
+    rawHeaders,
+    httpVersion: '1.1',
+    httpVersionMajor: 1,
+    httpVersionMinor: 1,
+    complete: true,
   })
   // The body stays in the Request the handler gets; the Node request is only looked at.
   req.push(null)
@@ -137,8 +151,11 @@ function backgroundRequest(req: IncomingMessage): Request {
  * and this module's handler write `res`, and neither gives writeHead a reason phrase.)
  */
 function respondWith(
-  res: ServerResponse, socket: Duplex, head: boolean,
-  resolve: (response: Response) => void, reject: (err: Error) => void,
+  res: ServerResponse,
+  socket: Duplex,
+  head: boolean,
+  resolve: (response: Response) => void,
+  reject: (err: Error) => void,
 ): void {
   const proto = ServerResponse.prototype
   // The status and headers, until the Response is made.
@@ -149,15 +166,18 @@ function respondWith(
   let nullBody = head
   const streaming = () => {
     if (init === undefined) return
-    const body = new ReadableStream<Uint8Array>({
-      start: (c) => void (controller = c),
-      pull: () => {
-        if (!waiting) return
-        waiting = false
-        res.emit('drain')
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => void (controller = c),
+        pull: () => {
+          if (!waiting) return
+          waiting = false
+          res.emit('drain')
+        },
+        cancel: () => void socket.destroy(),
       },
-      cancel: () => void socket.destroy(),
-    }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }))
+      new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }),
+    )
     resolve(new Response(body, init))
     init = undefined
   }

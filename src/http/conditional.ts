@@ -118,8 +118,17 @@ function listHeader(value: string | string[] | number): string {
  * RFC 9110 §13.2.1: whether `reqHeaders` carry validators that say the client's copy of a
  * response with `status` and `resHeaders` is current, so it is answered 304. Only a 2xx is.
  */
-export function answersNotModified(reqHeaders: IncomingHttpHeaders, status: number, resHeaders: Parameters<typeof isNotModified>[1]): boolean {
-  return status >= 200 && status < 300 && isConditional(reqHeaders) && isNotModified(reqHeaders, resHeaders)
+export function answersNotModified(
+  reqHeaders: IncomingHttpHeaders,
+  status: number,
+  resHeaders: Parameters<typeof isNotModified>[1],
+): boolean {
+  return (
+    status >= 200 &&
+    status < 300 &&
+    isConditional(reqHeaders) &&
+    isNotModified(reqHeaders, resHeaders)
+  )
 }
 
 /**

@@ -5,7 +5,11 @@
  * slower, which was most of a miss's overhead (bench/RESULTS.md, miss scenarios). Hot paths
  * merge records with this instead.
  */
-export function merged<A, B, C = never>(a: Readonly<Record<string, A>>, b: Readonly<Record<string, B>>, c?: Readonly<Record<string, C>>): Record<string, A | B | C> {
+export function merged<A, B, C = never>(
+  a: Readonly<Record<string, A>>,
+  b: Readonly<Record<string, B>>,
+  c?: Readonly<Record<string, C>>,
+): Record<string, A | B | C> {
   const out: Record<string, A | B | C> = {}
   copy(out, a)
   copy(out, b)
@@ -22,6 +26,12 @@ function copy<V>(into: Record<string, V>, from: Readonly<Record<string, V>>): vo
  * a spread or `Object.fromEntries` would keep it, instead of replacing the record's prototype.
  */
 export function setOwn<V>(record: Record<string, V>, name: string, value: V): void {
-  if (name === '__proto__') Object.defineProperty(record, name, { value, enumerable: true, writable: true, configurable: true })
+  if (name === '__proto__')
+    Object.defineProperty(record, name, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    })
   else record[name] = value
 }

@@ -56,8 +56,16 @@ const NO_CACHE_KEEP = 60 * 60
  * lifetime already spent, or 0).
  */
 export type NotStored =
-  | 'status' | 'no-store' | 'private' | 'set-cookie' | 'authorization' | 'vary' | 'event-stream'
-  | 'cache-for' | 'not-opted-in' | 'stale'
+  | 'status'
+  | 'no-store'
+  | 'private'
+  | 'set-cookie'
+  | 'authorization'
+  | 'vary'
+  | 'event-stream'
+  | 'cache-for'
+  | 'not-opted-in'
+  | 'stale'
 
 /**
  * How long a response may be stored, or `undefined` when it must not be. The request method and
@@ -86,18 +94,31 @@ export function storability(
   // RFC 9111 §5.2.2.3: must-understand limits storing to a cache that understands the status;
   // one that does ignores no-store.
   const mustUnderstand = policy.sharedCache && cc.has('must-understand')
-  if (mustUnderstand ? !UNDERSTOOD_STATUSES.has(status) : !storableStatus(status, policy)) return 'status'
+  if (mustUnderstand ? !UNDERSTOOD_STATUSES.has(status) : !storableStatus(status, policy))
+    return 'status'
   // RFC 9111 §3: no-store and private forbid a shared cache from storing, whatever else is said.
   if (cc.has('no-store') && !mustUnderstand) return 'no-store'
   if (cc.has('private')) return 'private'
   // One client's cookie must never be replayed to another.
   if (headers['set-cookie'] !== undefined) return 'set-cookie'
   // RFC 9111 §3.5: a response to an authenticated request is shared only when it says so.
-  if (reqHeaders.authorization !== undefined && !cc.has('public') && !cc.has('s-maxage') && !(policy.sharedCache && cc.has('must-revalidate'))) return 'authorization'
+  if (
+    reqHeaders.authorization !== undefined &&
+    !cc.has('public') &&
+    !cc.has('s-maxage') &&
+    !(policy.sharedCache && cc.has('must-revalidate'))
+  )
+    return 'authorization'
   // RFC 9110 §12.5.5: `Vary: *` means the response depends on more than request headers.
   if (varyNames(headers.vary).includes('*')) return 'vary'
   // An event stream never ends; buffering it would only grow.
-  if (String(headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('text/event-stream')) return 'event-stream'
+  if (
+    String(headers['content-type'] ?? '')
+      .trimStart()
+      .toLowerCase()
+      .startsWith('text/event-stream')
+  )
+    return 'event-stream'
 
   // The app's own handler answers here and now: its Date is a label, not a time in transit.
   const initialAge = policy.sharedCache ? correctedInitialAge(headers, now) : parseAge(headers.age)
@@ -105,9 +126,18 @@ export function storability(
   // RFC 9213 §2.1: Expires is ignored along with Cache-Control when a targeted field rules.
   const expires = targeted ? undefined : headers.expires
   if (policy.sharedCache) {
-    return sharedFreshness(cc, headers, expires, now, initialAge, policy.cacheableStatuses.has(status))
+    return sharedFreshness(
+      cc,
+      headers,
+      expires,
+      now,
+      initialAge,
+      policy.cacheableStatuses.has(status),
+    )
   }
-  const lifetime = policy.honorCacheControl ? declaredLifetime(cc, targeted, headers, expires, now) : undefined
+  const lifetime = policy.honorCacheControl
+    ? declaredLifetime(cc, targeted, headers, expires, now)
+    : undefined
   // A response that declares its freshness is held to it, even to 0; the default is only for
   // responses that say nothing (RFC 9111 §4.2.1 order: s-maxage, max-age, Expires).
   const ttl = lifetime === undefined ? policy.defaultCacheFor : lifetime - initialAge
@@ -120,9 +150,9 @@ export function storability(
  * (RFC 9111 §5.2.2.3). 206 and 304 are not among them: a 206 is never stored, a 304 updates.
  */
 const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
-  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308,
-  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
-  500, 501, 502, 503, 504, 505,
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308, 400, 401, 402, 403, 404, 405, 406,
+  407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504,
+  505,
 ])
 
 /**

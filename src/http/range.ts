@@ -33,7 +33,10 @@ export function parseRange(value: string | undefined, size: number): ByteRange |
  * RFC 9110 §13.1.5: a Range with If-Range applies only when the validator still matches the
  * stored response: a strong ETag compared strongly, or exactly its Last-Modified date.
  */
-export function ifRangeMatches(headers: IncomingHttpHeaders, stored: Readonly<Record<string, string | string[]>>): boolean {
+export function ifRangeMatches(
+  headers: IncomingHttpHeaders,
+  stored: Readonly<Record<string, string | string[]>>,
+): boolean {
   const ifRange = headers['if-range']
   if (ifRange === undefined) return true
   const value = String(ifRange).trim()
@@ -52,7 +55,10 @@ export function ifRangeMatches(headers: IncomingHttpHeaders, stored: Readonly<Re
 export function isMultiRange(value: string | undefined): boolean {
   const match = value === undefined ? null : /^\s*bytes\s*=(.*)$/is.exec(value)
   if (!match) return false
-  const ranges = match[1]!.split(',').map((range) => range.trim()).filter((range) => range !== '')
+  const ranges = match[1]!
+    .split(',')
+    .map((range) => range.trim())
+    .filter((range) => range !== '')
   if (ranges.length < 2 || ranges.length > MAX_FORWARDED_RANGES) return false
   return ranges.every((range) => /^(\d+\s*-\s*\d*|-\s*\d+)$/.test(range))
 }

@@ -52,9 +52,12 @@ export function clientDemand(
   // RFC 9111 §5.2.2.2: must-revalidate (and no-cache) outrank a client's max-stale; RFC 9213
   // §2.1: as a targeted field says them.
   const strict = responseDirectives(entry.headers, targets).cc
-  if (strict.has('must-revalidate') || strict.has('proxy-revalidate') || strict.has('no-cache')) return 'as-usual'
+  if (strict.has('must-revalidate') || strict.has('proxy-revalidate') || strict.has('no-cache'))
+    return 'as-usual'
   const maxStale = cc.get('max-stale') === true ? Infinity : deltaSeconds(cc.get('max-stale'))
-  return maxStale !== undefined && (now - entry.staleAt) / 1000 <= maxStale ? 'accept-stale' : 'as-usual'
+  return maxStale !== undefined && (now - entry.staleAt) / 1000 <= maxStale
+    ? 'accept-stale'
+    : 'as-usual'
 }
 
 /**
@@ -63,5 +66,8 @@ export function clientDemand(
  */
 export function wantsRegeneration(headers: IncomingHttpHeaders, cc: CacheControl): boolean {
   if (cc.has('no-cache') || deltaSeconds(cc.get('max-age')) === 0) return true
-  return headers['cache-control'] === undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(String(headers.pragma ?? ''))
+  return (
+    headers['cache-control'] === undefined &&
+    /(^|,)\s*no-cache\s*(,|$)/i.test(String(headers.pragma ?? ''))
+  )
 }

@@ -19,14 +19,20 @@ export interface SurrogateInstructions {
 }
 
 /** Reads the surrogate headers of a response (lower-case names). */
-export function surrogateInstructions(headers: Readonly<Record<string, string | string[] | undefined>>): SurrogateInstructions {
+export function surrogateInstructions(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+): SurrogateInstructions {
   const tags = new Set<string>()
   // (Header values are latin1: always well-formed strings, fit for tags.)
   for (const tag of join(headers['surrogate-key'], ' ').split(/\s+/)) if (tag) tags.add(tag)
   for (const tag of join(headers['cache-tag'], ',').split(',')) if (tag.trim()) tags.add(tag.trim())
   const control = parseCacheControl(headers['surrogate-control'])
   const ttl = deltaSeconds(control.get('max-age'))
-  return { tags: [...tags], ...(ttl === undefined ? {} : { ttl }), noStore: control.has('no-store') }
+  return {
+    tags: [...tags],
+    ...(ttl === undefined ? {} : { ttl }),
+    noStore: control.has('no-store'),
+  }
 }
 
 function join(value: string | string[] | undefined, separator: string): string {

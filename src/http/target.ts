@@ -21,7 +21,11 @@ export function splitAbsolute(target: string): AbsoluteTarget | undefined {
   const match = ABSOLUTE.exec(target)
   if (match === null) return undefined
   const rest = match[3]!
-  return { scheme: match[1]!.toLowerCase(), authority: match[2]!, path: rest.startsWith('/') ? rest : '/' + rest }
+  return {
+    scheme: match[1]!.toLowerCase(),
+    authority: match[2]!,
+    path: rest.startsWith('/') ? rest : '/' + rest,
+  }
 }
 
 /**

@@ -46,7 +46,9 @@ export function responseDirectives(headers: Headers, options: TargetOptions): Di
  * as its decimal text, a Boolean `true` as `true`); `undefined` when the field is absent, empty,
  * not a valid dictionary, or a known directive has the wrong type.
  */
-export function targetedDirectives(value: string | string[] | number | undefined): CacheControl | undefined {
+export function targetedDirectives(
+  value: string | string[] | number | undefined,
+): CacheControl | undefined {
   if (value === undefined) return undefined
   // RFC 8941 §4.2: several field lines are one value, joined with commas.
   const dictionary = parseDictionary(Array.isArray(value) ? value.join(', ') : String(value))
@@ -76,20 +78,23 @@ export function targetedDirectives(value: string | string[] | number | undefined
 
 /** The types RFC 9213 §2.1 gives the directives a cache acts on. */
 type DirectiveType = 'integer' | 'boolean' | 'field-names'
-const DIRECTIVE_TYPES: Readonly<Record<string, DirectiveType>> = Object.assign(Object.create(null), {
-  'max-age': 'integer',
-  's-maxage': 'integer',
-  'stale-while-revalidate': 'integer',
-  'stale-if-error': 'integer',
-  'no-store': 'boolean',
-  'must-revalidate': 'boolean',
-  'proxy-revalidate': 'boolean',
-  'must-understand': 'boolean',
-  public: 'boolean',
-  immutable: 'boolean',
-  private: 'field-names',
-  'no-cache': 'field-names',
-})
+const DIRECTIVE_TYPES: Readonly<Record<string, DirectiveType>> = Object.assign(
+  Object.create(null),
+  {
+    'max-age': 'integer',
+    's-maxage': 'integer',
+    'stale-while-revalidate': 'integer',
+    'stale-if-error': 'integer',
+    'no-store': 'boolean',
+    'must-revalidate': 'boolean',
+    'proxy-revalidate': 'boolean',
+    'must-understand': 'boolean',
+    public: 'boolean',
+    immutable: 'boolean',
+    private: 'field-names',
+    'no-cache': 'field-names',
+  },
+)
 
 /** An RFC 8941 bare item (Byte Sequences kept as their base64 text), or an Inner List of them. */
 export type Item = number | Decimal | string | boolean | Item[]

@@ -52,15 +52,24 @@ export function variantKey(
   normalize = true,
 ): string {
   const values = JSON.stringify(names.map((name) => selecting(name, headers, normalize)))
-  const variant = values.length > MAX_VARIANT_LENGTH ? createHash('sha256').update(values).digest('base64url') : values
+  const variant =
+    values.length > MAX_VARIANT_LENGTH
+      ? createHash('sha256').update(values).digest('base64url')
+      : values
   return `${base}\u0000vary\u0000${variant}`
 }
 
-function selecting(name: string, headers: IncomingHttpHeaders, normalize: boolean): string | string[] | null {
+function selecting(
+  name: string,
+  headers: IncomingHttpHeaders,
+  normalize: boolean,
+): string | string[] | null {
   // Own properties only: a Vary naming `__proto__` or `constructor` must not read Object's.
   const value = Object.hasOwn(headers, name) ? headers[name] : undefined
   if (value === undefined) return null
-  return normalize ? normalizeSelecting(name, Array.isArray(value) ? value.join(', ') : value) : value
+  return normalize
+    ? normalizeSelecting(name, Array.isArray(value) ? value.join(', ') : value)
+    : value
 }
 
 /**
@@ -74,17 +83,26 @@ function selecting(name: string, headers: IncomingHttpHeaders, normalize: boolea
  * - any other: whitespace around its comma-separated members removed (`1,2` = ` 1, 2 `).
  */
 export function normalizeSelecting(name: string, value: string): string {
-  const members = value.split(',').map((member) => member.trim()).filter((member) => member !== '')
+  const members = value
+    .split(',')
+    .map((member) => member.trim())
+    .filter((member) => member !== '')
   if (name === 'accept-encoding') {
     const accepted = new Set<string>()
     for (const member of members) {
       // (split() always gives a first part: the coding.)
-      const [coding, ...params] = member.toLowerCase().split(';').map((part) => part.trim())
+      const [coding, ...params] = member
+        .toLowerCase()
+        .split(';')
+        .map((part) => part.trim())
       const q = params.find((param) => /^q\s*=/.test(param))
       if (q === undefined || Number(q.slice(q.indexOf('=') + 1).trim()) > 0) accepted.add(coding!)
     }
     return [...accepted].sort().join(',')
   }
   if (name !== 'accept-language') return members.join(',')
-  return members.map((member) => member.toLowerCase().replace(/\s+/g, '')).sort().join(',')
+  return members
+    .map((member) => member.toLowerCase().replace(/\s+/g, ''))
+    .sort()
+    .join(',')
 }

@@ -4,9 +4,11 @@
  */
 /** A short description of a bad value for an error message. */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
   if (typeof value === 'function') return 'a function'
-  if (Array.isArray(value)) return `[${value.slice(0, 5).map(describe).join(', ')}${value.length > 5 ? ', …' : ''}]`
+  if (Array.isArray(value))
+    return `[${value.slice(0, 5).map(describe).join(', ')}${value.length > 5 ? ', …' : ''}]`
   if (typeof value === 'object' && value !== null) return `an object`
   return String(value)
 }
@@ -15,7 +17,11 @@ export function describe(value: unknown): string {
  * What an unknown option name was probably meant to be: a synonym's meaning (keys folded, as
  * {@link fold} does), else the nearest known name, else the list of known names.
  */
-export function suggestOption(name: string, known: readonly string[], synonyms: Readonly<Record<string, string>>): string {
+export function suggestOption(
+  name: string,
+  known: readonly string[],
+  synonyms: Readonly<Record<string, string>>,
+): string {
   const folded = fold(name)
   const synonym = synonyms[folded]
   if (synonym !== undefined) return `did you mean ${synonym}?`

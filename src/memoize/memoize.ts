@@ -42,9 +42,27 @@ export type Memoized<A extends unknown[], R> = ((...args: A) => Promise<R>) & {
   clear(): Promise<void>
 }
 
-const KNOWN_OPTIONS: readonly string[] = ['store', 'cacheFor', 'ttl', 'tags', 'key', 'namespace', 'keyPrefix', 'now', 'onError']
+const KNOWN_OPTIONS: readonly string[] = [
+  'store',
+  'cacheFor',
+  'ttl',
+  'tags',
+  'key',
+  'namespace',
+  'keyPrefix',
+  'now',
+  'onError',
+]
 /** Names other caches use for these options. */
-const SYNONYMS: Readonly<Record<string, string>> = { maxage: 'cacheFor', expire: 'cacheFor', expires: 'cacheFor', ttlseconds: 'cacheFor', keyfn: 'key', hash: 'key', prefix: 'namespace' }
+const SYNONYMS: Readonly<Record<string, string>> = {
+  maxage: 'cacheFor',
+  expire: 'cacheFor',
+  expires: 'cacheFor',
+  ttlseconds: 'cacheFor',
+  keyfn: 'key',
+  hash: 'key',
+  prefix: 'namespace',
+}
 
 /** The content type of memoized entries; the body's first byte says how the rest is encoded. */
 export const MEMOIZED_TYPE = 'application/x-memoized'
@@ -65,15 +83,24 @@ const named = new WeakMap<CacheStore, Map<string, string>>()
  * stored; any other result is returned but not stored, and reported (op `value`). Store failures
  * are reported and `fn` runs (fail open); `delete()` and `clear()` reject with the store's error.
  */
-export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options: MemoizeOptions<A>): Memoized<A, Awaited<R>> {
-  if (typeof fn !== 'function') throw new TypeError(`expected fn to be a function, got ${describe(fn)}`)
+export function memoize<A extends unknown[], R>(
+  fn: (...args: A) => R | Promise<R>,
+  options: MemoizeOptions<A>,
+): Memoized<A, Awaited<R>> {
+  if (typeof fn !== 'function')
+    throw new TypeError(`expected fn to be a function, got ${describe(fn)}`)
   if (options === null || typeof options !== 'object') {
-    const how = 'memoize(fn, { store: new MemoryStore() }), or app.memoize(fn) to share an accelerator\'s store'
-    throw new TypeError(`expected options to be an object with a store (${how}), got ${describe(options)}`)
+    const how =
+      "memoize(fn, { store: new MemoryStore() }), or app.memoize(fn) to share an accelerator's store"
+    throw new TypeError(
+      `expected options to be an object with a store (${how}), got ${describe(options)}`,
+    )
   }
   for (const name of Object.keys(options)) {
     if (!KNOWN_OPTIONS.includes(name)) {
-      throw new TypeError(`unknown option "${name}" for memoize(): ${suggestOption(name, KNOWN_OPTIONS, SYNONYMS)}`)
+      throw new TypeError(
+        `unknown option "${name}" for memoize(): ${suggestOption(name, KNOWN_OPTIONS, SYNONYMS)}`,
+      )
     }
   }
   if (options.cacheFor !== undefined && options.ttl !== undefined) {
@@ -83,22 +110,41 @@ export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<
   const { store, tags = [], keyPrefix = '' } = options
   const ttlName = options.cacheFor === undefined && options.ttl !== undefined ? 'ttl' : 'cacheFor'
   const ttl = options.cacheFor ?? options.ttl ?? 300
-  if (store === null || typeof store !== 'object') throw new TypeError(`expected options.store to be a CacheStore, got ${describe(store)}`)
+  if (store === null || typeof store !== 'object')
+    throw new TypeError(`expected options.store to be a CacheStore, got ${describe(store)}`)
   for (const method of STORE_METHODS) {
-    if (typeof store[method] !== 'function') throw new TypeError(`expected options.store to have ${method}(), got ${describe(store[method])}`)
+    if (typeof store[method] !== 'function')
+      throw new TypeError(
+        `expected options.store to have ${method}(), got ${describe(store[method])}`,
+      )
   }
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) throw new TypeError(`expected options.${ttlName} to be a number of seconds > 0, got ${describe(ttl)}`)
-  if (typeof tags !== 'function' && !isStrings(tags)) throw new TypeError(`expected options.tags to be an array of strings or a function, got ${describe(tags)}`)
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0)
+    throw new TypeError(
+      `expected options.${ttlName} to be a number of seconds > 0, got ${describe(ttl)}`,
+    )
+  if (typeof tags !== 'function' && !isStrings(tags))
+    throw new TypeError(
+      `expected options.tags to be an array of strings or a function, got ${describe(tags)}`,
+    )
   for (const name of ['key', 'now', 'onError'] as const) {
-    if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`expected options.${name} to be a function, got ${describe(options[name])}`)
+    if (options[name] !== undefined && typeof options[name] !== 'function')
+      throw new TypeError(
+        `expected options.${name} to be a function, got ${describe(options[name])}`,
+      )
   }
   const { key, now = Date.now } = options
   const report = safeReporter(options.onError ?? logOncePerBurst(now), () => {})
-  if (typeof keyPrefix !== 'string') throw new TypeError(`expected options.keyPrefix to be a string, got ${describe(keyPrefix)}`)
+  if (typeof keyPrefix !== 'string')
+    throw new TypeError(`expected options.keyPrefix to be a string, got ${describe(keyPrefix)}`)
   const namespace = options.namespace ?? fn.name
-  if (options.namespace === undefined && namespace === '') throw new TypeError('expected options.namespace, or a named function, got an anonymous function')
+  if (options.namespace === undefined && namespace === '')
+    throw new TypeError(
+      'expected options.namespace, or a named function, got an anonymous function',
+    )
   if (typeof namespace !== 'string' || namespace === '' || namespace.includes('\0')) {
-    throw new TypeError(`expected options.namespace to be a non-empty string without NUL characters, got ${describe(namespace)}`)
+    throw new TypeError(
+      `expected options.namespace to be a non-empty string without NUL characters, got ${describe(namespace)}`,
+    )
   }
   const prefix = `${keyPrefix}\0memo\0${namespace}\0`
   if (options.namespace === undefined) claim(store, prefix, String(fn))
@@ -108,13 +154,20 @@ export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<
   function keyOf(args: A): string {
     let k: string
     if (key === undefined) k = args.map((arg, i) => keyPart(arg, '$', new Set(), i)).join(',')
-    else if (typeof (k = key(...args)) !== 'string') throw new TypeError(`expected options.key to return a string, got ${describe(k)}`)
-    return prefix + (k.length > MAX_KEY_CHARS ? '#' + createHash('sha256').update(k).digest('base64url') : k)
+    else if (typeof (k = key(...args)) !== 'string')
+      throw new TypeError(`expected options.key to return a string, got ${describe(k)}`)
+    return (
+      prefix +
+      (k.length > MAX_KEY_CHARS ? '#' + createHash('sha256').update(k).digest('base64url') : k)
+    )
   }
 
   async function run(k: string, args: A): Promise<Awaited<R>> {
     const list = typeof tags === 'function' ? tags(...args) : tags
-    if (!isStrings(list)) throw new TypeError(`expected options.tags to return an array of strings, got ${describe(list)}`)
+    if (!isStrings(list))
+      throw new TypeError(
+        `expected options.tags to return an array of strings, got ${describe(list)}`,
+      )
     try {
       const entry = await store.get(k)
       // Past staleAt (a soft invalidation moves it): recompute, memoized values are never served stale.
@@ -129,14 +182,27 @@ export function memoize<A extends unknown[], R>(fn: (...args: A) => R | Promise<
     const body = await attempt('value', k, async () => encode(value))
     if (body === undefined) return value
     const at = now()
-    const entry: CacheEntry = { status: 200, headers: { 'content-type': MEMOIZED_TYPE }, body, tags: [...list], storedAt: at, initialAge: 0, staleAt: at + ttlMs, expiresAt: at + ttlMs }
+    const entry: CacheEntry = {
+      status: 200,
+      headers: { 'content-type': MEMOIZED_TYPE },
+      body,
+      tags: [...list],
+      storedAt: at,
+      initialAge: 0,
+      staleAt: at + ttlMs,
+      expiresAt: at + ttlMs,
+    }
     // Awaited, so that a call made once this one resolved finds the result stored.
     await attempt('set', k, () => store.set(k, entry, since))
     return value
   }
 
   /** The result of `call`, or undefined (reported) when it fails: the store fails open. */
-  async function attempt<T>(op: ErrorOp, k: string, call: () => Promise<T>): Promise<T | undefined> {
+  async function attempt<T>(
+    op: ErrorOp,
+    k: string,
+    call: () => Promise<T>,
+  ): Promise<T | undefined> {
     try {
       return await call()
     } catch (err) {
@@ -178,7 +244,9 @@ function claim(store: CacheStore, prefix: string, source: string): void {
   if (sources === undefined) named.set(store, (sources = new Map()))
   const other = sources.get(prefix)
   if (other !== undefined && other !== source) {
-    throw new TypeError(`another function named ${describe(prefix.split('\0')[2])} is memoized on this store; give one of them options.namespace`)
+    throw new TypeError(
+      `another function named ${describe(prefix.split('\0')[2])} is memoized on this store; give one of them options.namespace`,
+    )
   }
   sources.set(prefix, source)
 }
@@ -192,28 +260,47 @@ function keyPart(value: unknown, at: string, ancestors: Set<object>, arg: number
     throw new TypeError(`cannot key argument ${arg} (${at}): ${why}; pass options.key`)
   }
   switch (typeof value) {
-    case 'undefined': return 'u'
-    case 'boolean': return value ? 't' : 'f'
-    case 'number': return String(value) // -0 is 0; NaN and ±Infinity by name
-    case 'bigint': return `${value}n`
-    case 'string': return JSON.stringify(value)
-    case 'function': case 'symbol': return fail(`it is a ${typeof value}`)
+    case 'undefined':
+      return 'u'
+    case 'boolean':
+      return value ? 't' : 'f'
+    case 'number':
+      return String(value) // -0 is 0; NaN and ±Infinity by name
+    case 'bigint':
+      return `${value}n`
+    case 'string':
+      return JSON.stringify(value)
+    case 'function':
+    case 'symbol':
+      return fail(`it is a ${typeof value}`)
   }
   if (value === null) return 'n'
   const o = value as object
   if (ancestors.has(o)) return fail('it is a cycle')
   if (o instanceof Date) return `D${o.getTime()}`
-  if (o instanceof Uint8Array) return `B${Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('base64')}`
+  if (o instanceof Uint8Array)
+    return `B${Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('base64')}`
   ancestors.add(o)
   const part = (v: unknown, path: string) => keyPart(v, path, ancestors, arg)
   let out: string
   if (Array.isArray(o)) out = `[${Array.from(o, (v, i) => part(v, `${at}[${i}]`)).join(',')}]`
-  else if (o instanceof Map) out = `M[${[...o].map(([k, v], i) => `${part(k, `${at}[${i}][0]`)}:${part(v, `${at}[${i}][1]`)}`).sort().join(',')}]`
-  else if (o instanceof Set) out = `S[${[...o].map((v, i) => part(v, `${at}[${i}]`)).sort().join(',')}]`
+  else if (o instanceof Map)
+    out = `M[${[...o]
+      .map(([k, v], i) => `${part(k, `${at}[${i}][0]`)}:${part(v, `${at}[${i}][1]`)}`)
+      .sort()
+      .join(',')}]`
+  else if (o instanceof Set)
+    out = `S[${[...o]
+      .map((v, i) => part(v, `${at}[${i}]`))
+      .sort()
+      .join(',')}]`
   else if (isPlain(o)) {
     if (Object.getOwnPropertySymbols(o).length > 0) fail('it has symbol keys')
     const record = o as Record<string, unknown>
-    out = `{${Object.keys(record).sort().map((k) => `${JSON.stringify(k)}:${part(record[k], child(at, k))}`).join(',')}}`
+    out = `{${Object.keys(record)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${part(record[k], child(at, k))}`)
+      .join(',')}}`
   } else return fail(`it is ${instanceOf(o)}`)
   ancestors.delete(o)
   return out
@@ -225,7 +312,9 @@ function encode(value: unknown): Buffer {
   if (value instanceof Uint8Array) return Buffer.concat([Buffer.of(BYTES), value])
   const problem = notJson(value, '$', new Set())
   if (problem !== undefined) {
-    throw new TypeError(`cannot store the result: ${problem}; results must be JSON data (plain objects, arrays, strings, finite numbers, booleans, null), bytes or undefined`)
+    throw new TypeError(
+      `cannot store the result: ${problem}; results must be JSON data (plain objects, arrays, strings, finite numbers, booleans, null), bytes or undefined`,
+    )
   }
   return Buffer.from(String.fromCharCode(JSON_DATA) + JSON.stringify(value))
 }
@@ -234,14 +323,19 @@ function encode(value: unknown): Buffer {
 function notJson(value: unknown, at: string, ancestors: Set<object>): string | undefined {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined
   if (typeof value === 'number') return Number.isFinite(value) ? undefined : `${at} is ${value}`
-  if (typeof value !== 'object') return `${at} is ${value === undefined ? 'undefined' : `a ${typeof value}`}`
+  if (typeof value !== 'object')
+    return `${at} is ${value === undefined ? 'undefined' : `a ${typeof value}`}`
   if (ancestors.has(value)) return `${at} is a cycle`
   ancestors.add(value)
   let problem: string | undefined
-  if (Array.isArray(value)) for (let i = 0; i < value.length && problem === undefined; i++) problem = notJson(value[i], `${at}[${i}]`, ancestors)
+  if (Array.isArray(value))
+    for (let i = 0; i < value.length && problem === undefined; i++)
+      problem = notJson(value[i], `${at}[${i}]`, ancestors)
   else if (!isPlain(value)) problem = `${at} is ${instanceOf(value)}`
   else if (Object.getOwnPropertySymbols(value).length > 0) problem = `${at} has symbol keys`
-  else for (const [k, v] of Object.entries(value)) if ((problem = notJson(v, child(at, k), ancestors)) !== undefined) break
+  else
+    for (const [k, v] of Object.entries(value))
+      if ((problem = notJson(v, child(at, k), ancestors)) !== undefined) break
   ancestors.delete(value)
   return problem
 }
@@ -263,8 +357,11 @@ function isPlain(o: object): boolean {
 }
 
 function instanceOf(o: object): string {
-  const name: unknown = (Object.getPrototypeOf(o) as { constructor?: { name?: unknown } }).constructor?.name
-  return typeof name === 'string' && name !== '' ? `an instance of ${name}` : 'an instance of an anonymous class'
+  const name: unknown = (Object.getPrototypeOf(o) as { constructor?: { name?: unknown } })
+    .constructor?.name
+  return typeof name === 'string' && name !== ''
+    ? `an instance of ${name}`
+    : 'an instance of an anonymous class'
 }
 
 function child(at: string, key: string): string {

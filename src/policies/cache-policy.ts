@@ -18,9 +18,7 @@ import { varyNames } from '../http/vary.js'
 
 /** Tags as a policy accepts them: strings, or a function of the request returning them. */
 export type PolicyTags<Req extends IncomingMessage = IncomingMessage> =
-  | Iterable<string>
-  | string
-  | ((req: Req) => Iterable<string> | string)
+  Iterable<string> | string | ((req: Req) => Iterable<string> | string)
 
 /** Options of {@link cachePolicy}. Durations are in seconds, like the directives they set. */
 export interface CachePolicyOptions<Req extends IncomingMessage = IncomingMessage> {
@@ -67,11 +65,27 @@ export interface CachePolicy<Req extends IncomingMessage = IncomingMessage> {
 }
 
 const KNOWN: ReadonlyArray<keyof CachePolicyOptions> = [
-  'cacheFor', 'tags', 'maxAge', 'sMaxage', 'private', 'noCache', 'noStore', 'mustRevalidate',
-  'immutable', 'staleWhileRevalidate', 'staleIfError', 'vary', 'allowStaleAfterPurge',
+  'cacheFor',
+  'tags',
+  'maxAge',
+  'sMaxage',
+  'private',
+  'noCache',
+  'noStore',
+  'mustRevalidate',
+  'immutable',
+  'staleWhileRevalidate',
+  'staleIfError',
+  'vary',
+  'allowStaleAfterPurge',
 ]
 const FLAGS = [
-  'private', 'noCache', 'noStore', 'mustRevalidate', 'immutable', 'allowStaleAfterPurge',
+  'private',
+  'noCache',
+  'noStore',
+  'mustRevalidate',
+  'immutable',
+  'allowStaleAfterPurge',
 ] as const
 /** RFC 9111 §1.2.2: the directives take delta-seconds, a whole number. */
 const DIRECTIVE_SECONDS = ['maxAge', 'sMaxage', 'staleWhileRevalidate', 'staleIfError'] as const
@@ -103,7 +117,9 @@ export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(
   for (const name of Object.keys(options)) {
     if (!(KNOWN as readonly string[]).includes(name)) {
       const what = JSON.stringify(name)
-      throw new TypeError(`cachePolicy: unknown option ${what}; ${suggestOption(name, KNOWN, SYNONYMS)}`)
+      throw new TypeError(
+        `cachePolicy: unknown option ${what}; ${suggestOption(name, KNOWN, SYNONYMS)}`,
+      )
     }
   }
   const o = checked(options as CachePolicyOptions)
@@ -114,8 +130,10 @@ export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(
 
   function apply(req: IncomingMessage, res: ServerResponse): void {
     if (res.headersSent) {
-      throw new Error(`cachePolicy: the headers of ${req.method} ${req.url} were already sent; ` +
-        'apply the policy before the handler writes its response')
+      throw new Error(
+        `cachePolicy: the headers of ${req.method} ${req.url} were already sent; ` +
+          'apply the policy before the handler writes its response',
+      )
     }
     res.setHeader('cache-control', cacheControl)
     if (vary.length > 0) res.setHeader('vary', withVary(res.getHeader('vary'), vary))
@@ -135,8 +153,10 @@ export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(
     const resOnly = second === undefined && isResponse(first)
     const [req, res] = resOnly ? [first.req, first] : [first as IncomingMessage, second]
     if (!isResponse(res)) {
-      throw new TypeError('cachePolicy: expected to be called with (req, res[, next]) or (res), ' +
-        `got ${describe(res)} for res`)
+      throw new TypeError(
+        'cachePolicy: expected to be called with (req, res[, next]) or (res), ' +
+          `got ${describe(res)} for res`,
+      )
     }
     if (typeof next !== 'function') return apply(req, res)
     try {
@@ -162,8 +182,10 @@ export function noCache<Req extends IncomingMessage = IncomingMessage>(
 /** `Cache-Control: no-store`: no cache anywhere keeps a copy (this one included). */
 export function noStore(...rest: unknown[]): CachePolicy {
   if (rest.length > 0) {
-    throw new TypeError('noStore: expected no options (nothing else applies to a response no ' +
-      `cache keeps), got ${describe(rest[0])}`)
+    throw new TypeError(
+      'noStore: expected no options (nothing else applies to a response no ' +
+        `cache keeps), got ${describe(rest[0])}`,
+    )
   }
   return cachePolicy({ noStore: true })
 }
@@ -184,14 +206,18 @@ function checked(options: CachePolicyOptions): Checked {
   const { cacheFor, tags } = options
   const finite = typeof cacheFor === 'number' && cacheFor >= 0 && cacheFor < Infinity
   if (cacheFor !== undefined && !finite) {
-    throw new TypeError('cachePolicy: expected options.cacheFor to be a number of seconds >= 0, ' +
-      `got ${describe(cacheFor)}`)
+    throw new TypeError(
+      'cachePolicy: expected options.cacheFor to be a number of seconds >= 0, ' +
+        `got ${describe(cacheFor)}`,
+    )
   }
   for (const name of DIRECTIVE_SECONDS) {
     const value = options[name]
     if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-      throw new TypeError(`cachePolicy: expected options.${name} to be a whole number of ` +
-        `seconds >= 0, got ${describe(value)}`)
+      throw new TypeError(
+        `cachePolicy: expected options.${name} to be a whole number of ` +
+          `seconds >= 0, got ${describe(value)}`,
+      )
     }
   }
   const fixed = typeof tags === 'function' || tags === undefined
@@ -202,24 +228,34 @@ function checked(options: CachePolicyOptions): Checked {
 /** Tags as a list of well-formed strings, or a TypeError naming `what`. */
 function tagsFrom(value: unknown, what = 'options.tags(req)'): string[] {
   if (typeof (value as PromiseLike<unknown> | undefined)?.then === 'function') {
-    throw new TypeError(`cachePolicy: expected ${what} to return tags, got a Promise; ` +
-      'compute tags that need I/O in the handler and set res.tags')
+    throw new TypeError(
+      `cachePolicy: expected ${what} to return tags, got a Promise; ` +
+        'compute tags that need I/O in the handler and set res.tags',
+    )
   }
   const list = typeof value === 'string' ? [value] : iterable(value) ? [...value] : undefined
   if (list?.every(isTag)) return list as string[]
-  throw new TypeError(`cachePolicy: expected ${what} to be a string or an iterable of ` +
-    `well-formed strings, got ${describe(value)}`)
+  throw new TypeError(
+    `cachePolicy: expected ${what} to be a string or an iterable of ` +
+      `well-formed strings, got ${describe(value)}`,
+  )
 }
 
 /** RFC 9110 §12.5.5: `Vary` is `*` or a list of field names (tokens). */
 function varyList(value: CachePolicyOptions['vary']): string[] {
   if (value === undefined) return []
-  const list = typeof value === 'string' ? value.split(',').map((name) => name.trim())
-    : iterable(value) ? [...value] : undefined
+  const list =
+    typeof value === 'string'
+      ? value.split(',').map((name) => name.trim())
+      : iterable(value)
+        ? [...value]
+        : undefined
   const token = /^(?:\*|[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/
   if (list?.every((name) => typeof name === 'string' && token.test(name))) return list
-  throw new TypeError('cachePolicy: expected options.vary to be header names (a string or a ' +
-    `list), got ${describe(value)}`)
+  throw new TypeError(
+    'cachePolicy: expected options.vary to be header names (a string or a ' +
+      `list), got ${describe(value)}`,
+  )
 }
 
 function iterable(value: unknown): value is Iterable<unknown> {
@@ -242,55 +278,76 @@ function refuseContradictions(o: Checked): void {
     pointless.push(...(['noCache', 'mustRevalidate', 'immutable'] as const).filter((f) => o[f]))
     if (o.tags !== undefined) pointless.push('tags')
     if (pointless.length > 0) {
-      refuse('noStore keeps every cache (this one included) from storing the response, so ' +
-        `${pointless.join(', ')} would never apply; drop ${them(pointless)}, or noStore`)
+      refuse(
+        'noStore keeps every cache (this one included) from storing the response, so ' +
+          `${pointless.join(', ')} would never apply; drop ${them(pointless)}, or noStore`,
+      )
     }
   }
   // RFC 9111 §5.2.2.7: a shared cache (one entry serves every client: this one) must not store it.
   if (o.private && cacheFor > 0) {
-    refuse('cacheFor with private: this cache is shared by every client and never stores a ' +
-      'private response (RFC 9111 §5.2.2.7), so it would silently not be cached; drop cacheFor ' +
-      'for a per-user page, or private if the page is the same for everyone')
+    refuse(
+      'cacheFor with private: this cache is shared by every client and never stores a ' +
+        'private response (RFC 9111 §5.2.2.7), so it would silently not be cached; drop cacheFor ' +
+        'for a per-user page, or private if the page is the same for everyone',
+    )
   }
   if (o.private && o.sMaxage !== undefined) {
-    refuse('sMaxage with private: private forbids the shared caches sMaxage is for from storing ' +
-      'the response (RFC 9111 §5.2.2.7); drop one of them')
+    refuse(
+      'sMaxage with private: private forbids the shared caches sMaxage is for from storing ' +
+        'the response (RFC 9111 §5.2.2.7); drop one of them',
+    )
   }
   if (o.tags !== undefined && cacheFor === 0) {
-    refuse('tags without cacheFor: nothing is stored here without cacheFor, so a purge of these ' +
-      'tags would have nothing to drop; add cacheFor (seconds), or drop tags')
+    refuse(
+      'tags without cacheFor: nothing is stored here without cacheFor, so a purge of these ' +
+        'tags would have nothing to drop; add cacheFor (seconds), or drop tags',
+    )
   }
   if (o.noCache) {
     const loose: string[] = DIRECTIVE_SECONDS.filter(given)
     if (o.immutable) loose.push('immutable')
     if (loose.length > 0) {
       const names = loose.join(', ')
-      refuse('noCache makes every cache revalidate before each use (RFC 9111 §5.2.2.4), which ' +
-        `${names} would contradict; use maxAge: 0 with ${names} for "browsers revalidate, other ` +
-        `caches may reuse", or drop ${them(loose)}`)
+      refuse(
+        'noCache makes every cache revalidate before each use (RFC 9111 §5.2.2.4), which ' +
+          `${names} would contradict; use maxAge: 0 with ${names} for "browsers revalidate, other ` +
+          `caches may reuse", or drop ${them(loose)}`,
+      )
     }
   }
   if (o.immutable && !given('maxAge')) {
-    refuse('immutable without maxAge: immutable only spares revalidations while the response is ' +
-      'fresh (RFC 8246), and without maxAge it never is; add maxAge (seconds)')
+    refuse(
+      'immutable without maxAge: immutable only spares revalidations while the response is ' +
+        'fresh (RFC 8246), and without maxAge it never is; add maxAge (seconds)',
+    )
   }
   if (o.mustRevalidate && (given('staleWhileRevalidate') || given('staleIfError'))) {
-    refuse('mustRevalidate forbids using a stale response without revalidating it (RFC 9111 ' +
-      '§5.2.2.2), while staleWhileRevalidate / staleIfError ask for it; drop one of them')
+    refuse(
+      'mustRevalidate forbids using a stale response without revalidating it (RFC 9111 ' +
+        '§5.2.2.2), while staleWhileRevalidate / staleIfError ask for it; drop one of them',
+    )
   }
   if (o.vary.includes('*') && cacheFor > 0) {
-    refuse('vary "*" with cacheFor: a response with Vary: * is never stored (RFC 9110 §12.5.5); ' +
-      'name the request headers it varies on instead')
+    refuse(
+      'vary "*" with cacheFor: a response with Vary: * is never stored (RFC 9110 §12.5.5); ' +
+        'name the request headers it varies on instead',
+    )
   }
   if (o.tags === undefined || o.allowStaleAfterPurge) return
-  const outOfReach = [['maxAge', 'browsers'], ['sMaxage', 'caches in front of this one']] as const
+  const outOfReach = [
+    ['maxAge', 'browsers'],
+    ['sMaxage', 'caches in front of this one'],
+  ] as const
   for (const [name, who] of outOfReach) {
     const seconds = o[name] ?? 0
     if (seconds > cacheFor) {
-      refuse(`${name} (${seconds} s) is longer than cacheFor (${cacheFor} s) on a tagged ` +
-        `response: a tag purge cannot reach ${who}, which would keep the old response for up ` +
-        `to ${seconds} s after it; lower ${name} to at most ${cacheFor}, or pass ` +
-        'allowStaleAfterPurge: true if that is acceptable')
+      refuse(
+        `${name} (${seconds} s) is longer than cacheFor (${cacheFor} s) on a tagged ` +
+          `response: a tag purge cannot reach ${who}, which would keep the old response for up ` +
+          `to ${seconds} s after it; lower ${name} to at most ${cacheFor}, or pass ` +
+          'allowStaleAfterPurge: true if that is acceptable',
+      )
     }
   }
 }

@@ -45,8 +45,10 @@ export function ignoreParams(names: Iterable<string>, base: KeyFunction = defaul
   const list: unknown[] | undefined = iterable ? [...names] : undefined
   // A name, or a prefix: a `*` only at the end.
   if (!list?.every((name) => typeof name === 'string' && /^[^*]+\*?$|^\*$/.test(name))) {
-    throw new TypeError('keys.ignoreParams: expected names to be a list of parameter names or ' +
-      `prefixes ending in * ('utm_*'), got ${describe(names)}`)
+    throw new TypeError(
+      'keys.ignoreParams: expected names to be a list of parameter names or ' +
+        `prefixes ending in * ('utm_*'), got ${describe(names)}`,
+    )
   }
   checkBase('ignoreParams', base)
   const patterns = list as string[]
@@ -74,8 +76,10 @@ export function hostAliases(
 ): KeyFunction {
   const object = typeof aliases === 'object' && aliases !== null && !Array.isArray(aliases)
   if (!object || Object.keys(aliases).length === 0) {
-    throw new TypeError('keys.hostAliases: expected an object mapping aliases to canonical hosts ' +
-      `({ 'www.example.com': 'example.com' }), got ${describe(aliases)}`)
+    throw new TypeError(
+      'keys.hostAliases: expected an object mapping aliases to canonical hosts ' +
+        `({ 'www.example.com': 'example.com' }), got ${describe(aliases)}`,
+    )
   }
   checkBase('hostAliases', base)
   const canonicalOf = new Map<string, string>()
@@ -87,8 +91,10 @@ export function hostAliases(
     const next = canonicalOf.get(canonical)
     if (next !== undefined && next !== canonical) {
       const [a, c, n] = [alias, canonical, next].map((name) => JSON.stringify(name))
-      throw new TypeError(`keys.hostAliases: ${a} maps to ${c}, itself an alias of ${n}; map ` +
-        'every alias to its canonical host directly')
+      throw new TypeError(
+        `keys.hostAliases: ${a} maps to ${c}, itself an alias of ${n}; map ` +
+          'every alias to its canonical host directly',
+      )
     }
     canonicalOf.set(canonical, canonical)
   }
@@ -101,8 +107,10 @@ export function hostAliases(
 
 function checkBase(helper: string, base: unknown): void {
   if (typeof base === 'function') return
-  throw new TypeError(`keys.${helper}: expected base to be a key function ` +
-    `(req) => string | undefined, got ${describe(base)}`)
+  throw new TypeError(
+    `keys.${helper}: expected base to be a key function ` +
+      `(req) => string | undefined, got ${describe(base)}`,
+  )
 }
 
 /** A host of the allow-list, normalised; a TypeError when it is not a `host[:port]`. */
@@ -111,8 +119,10 @@ function host(value: unknown, what: string): string {
   // defaultKey's own rule for a Host it keys.
   const keyed = defaultKey({ url: '/', headers: { host: normalized } } as KeyRequest) !== undefined
   if (normalized === '' || !keyed) {
-    throw new TypeError(`keys.hostAliases: expected the ${what} to be a host name (with a port ` +
-      `if not the default), got ${describe(value)}`)
+    throw new TypeError(
+      `keys.hostAliases: expected the ${what} to be a host name (with a port ` +
+        `if not the default), got ${describe(value)}`,
+    )
   }
   return normalized
 }
@@ -163,10 +173,13 @@ function withUrl(req: KeyRequest, url: string, base: KeyFunction): string | unde
   const original = before.originalUrl
   const sameQuery = typeof original === 'string' && query(original) === query(before.url)
   if (sameQuery) live.originalUrl = split(original).path + url.slice(split(url).path.length)
-  return keyed(() => base(live), () => {
-    live.url = before.url!
-    if (sameQuery) live.originalUrl = before.originalUrl!
-  })
+  return keyed(
+    () => base(live),
+    () => {
+      live.url = before.url!
+      if (sameQuery) live.originalUrl = before.originalUrl!
+    },
+  )
 }
 
 /** `base` on the request with `host` as its Host (both views of the headers on a live request). */
@@ -175,11 +188,17 @@ function withHost(req: KeyRequest, host: string, base: KeyFunction): string | un
   const before = { host: req.headers.host, rawHeaders: req.rawHeaders }
   req.headers.host = host
   const isHost = (i: number, all: string[]) => i % 2 === 1 && all[i - 1]!.toLowerCase() === 'host'
-  setRawHeaders(req, req.rawHeaders.map((value, i, all) => (isHost(i, all) ? host : value)))
-  return keyed(() => base(req), () => {
-    req.headers.host = before.host
-    setRawHeaders(req, before.rawHeaders)
-  })
+  setRawHeaders(
+    req,
+    req.rawHeaders.map((value, i, all) => (isHost(i, all) ? host : value)),
+  )
+  return keyed(
+    () => base(req),
+    () => {
+      req.headers.host = before.host
+      setRawHeaders(req, before.rawHeaders)
+    },
+  )
 }
 
 /** Runs `key`; undoes the rewrite when the request bypasses the cache (or a key function threw). */

@@ -38,7 +38,10 @@ export function withEtag<
   etagFn: (req: Req) => EtagValue | PromiseLike<EtagValue>,
   handler: (req: Req, res: Res, ...rest: Rest) => R,
 ): (req: Req, res: Res, ...rest: Rest) => R | undefined | Promise<Awaited<R> | undefined> {
-  for (const [name, fn] of [['etagFn', etagFn], ['handler', handler]] as const) {
+  for (const [name, fn] of [
+    ['etagFn', etagFn],
+    ['handler', handler],
+  ] as const) {
     if (typeof fn !== 'function') {
       throw new TypeError(`withEtag: expected ${name} to be a function, got ${describe(fn)}`)
     }
@@ -66,8 +69,10 @@ function entityTag(value: EtagValue): string | undefined {
   if (value === undefined || value === null) return undefined
   if (typeof value === 'string' && ENTITY_TAG.test(value)) return value
   if (typeof value === 'string' && BARE_VALUE.test(value)) return `"${value}"`
-  throw new TypeError('withEtag: expected etagFn to return an entity-tag ("v1", W/"v1"), a bare ' +
-    `value of visible ASCII, or undefined, got ${describe(value)}`)
+  throw new TypeError(
+    'withEtag: expected etagFn to return an entity-tag ("v1", W/"v1"), a bare ' +
+      `value of visible ASCII, or undefined, got ${describe(value)}`,
+  )
 }
 
 /**

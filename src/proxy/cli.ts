@@ -98,17 +98,27 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
     throw new UsageError((err as Error).message)
   }
   if (values.help) return 'help'
-  if (values.upstream === undefined) throw new UsageError('--upstream is required (the origin to forward to, e.g. http://127.0.0.1:8080)')
+  if (values.upstream === undefined)
+    throw new UsageError(
+      '--upstream is required (the origin to forward to, e.g. http://127.0.0.1:8080)',
+    )
   let upstream: URL
   try {
     upstream = new URL(values.upstream)
   } catch {
-    throw new UsageError(`--upstream must be an http(s) URL, got ${JSON.stringify(values.upstream)}`)
+    throw new UsageError(
+      `--upstream must be an http(s) URL, got ${JSON.stringify(values.upstream)}`,
+    )
   }
-  if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new UsageError(`--upstream must be an http(s) URL, got ${JSON.stringify(values.upstream)}`)
+  if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:')
+    throw new UsageError(
+      `--upstream must be an http(s) URL, got ${JSON.stringify(values.upstream)}`,
+    )
   const port = Number(values.port ?? 3000)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, got ${JSON.stringify(values.port)}`)
-  if (values.redis !== undefined && !/^(rediss?|unix):/.test(values.redis)) throw new UsageError(`--redis must be a redis:// URL, got ${JSON.stringify(values.redis)}`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port must be a port number, got ${JSON.stringify(values.port)}`)
+  if (values.redis !== undefined && !/^(rediss?|unix):/.test(values.redis))
+    throw new UsageError(`--redis must be a redis:// URL, got ${JSON.stringify(values.redis)}`)
   const staleIfError = Number(values['stale-if-error'] ?? DEFAULT_STALE_IF_ERROR)
   if (!/^\d+$/.test(values['stale-if-error'] ?? '0') || !Number.isSafeInteger(staleIfError)) {
     const got = JSON.stringify(values['stale-if-error'])
@@ -133,13 +143,19 @@ export function parseFlags(argv: readonly string[]): ProxyConfig | 'help' {
 /** `256m`, `1g`, `500k`, `1048576`: bytes. */
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)b?$/i.exec(text.trim())
-  const bytes = match ? Math.floor(Number(match[1]) * 1024 ** 'bkmg'.indexOf((match[2] || 'b').toLowerCase())) : NaN
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new UsageError(`--max-bytes must be a size such as 256m, got ${JSON.stringify(text)}`)
+  const bytes = match
+    ? Math.floor(Number(match[1]) * 1024 ** 'bkmg'.indexOf((match[2] || 'b').toLowerCase()))
+    : NaN
+  if (!Number.isSafeInteger(bytes) || bytes <= 0)
+    throw new UsageError(`--max-bytes must be a size such as 256m, got ${JSON.stringify(text)}`)
   return bytes
 }
 
 /** Starts the proxy; resolves once it listens. `close()` stops it and releases everything. */
-export async function startProxy(config: ProxyConfig, out: (line: string) => void = console.log): Promise<{ server: http.Server; url: string; close(): Promise<void> }> {
+export async function startProxy(
+  config: ProxyConfig,
+  out: (line: string) => void = console.log,
+): Promise<{ server: http.Server; url: string; close(): Promise<void> }> {
   // First: without prom-client, nothing else was started (no Redis connection left open).
   const metricsModule = config.metrics ? await loadMetrics() : undefined
   let store: CacheStore
@@ -147,7 +163,9 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
     // Loaded only when asked for: memory-only proxies never load ioredis.
     const { RedisStore } = await import('../../stores/redis.js')
     const redis = new RedisStore({ url: config.redis })
-    await redis.ready(REDIS_WAIT_MS).catch((err: Error) => out(`${err.message}; proxying uncached until it is`))
+    await redis
+      .ready(REDIS_WAIT_MS)
+      .catch((err: Error) => out(`${err.message}; proxying uncached until it is`))
     store = redis
   } else store = new MemoryStore({ maxBytes: config.maxBytes })
   const trustForwardedHeaders = config.trustForwardedHeaders ?? false
@@ -204,9 +222,10 @@ export async function startProxy(config: ProxyConfig, out: (line: string) => voi
 export class ListenError extends Error {
   override name = 'ListenError'
   constructor(host: string, port: number, cause: NodeJS.ErrnoException) {
-    const why = cause.code === 'EADDRINUSE'
-      ? 'the address is already in use (EADDRINUSE); choose another --port or stop what listens there'
-      : `${cause.message}; check --host and --port`
+    const why =
+      cause.code === 'EADDRINUSE'
+        ? 'the address is already in use (EADDRINUSE); choose another --port or stop what listens there'
+        : `${cause.message}; check --host and --port`
     super(`cannot listen on ${host}:${port}: ${why}`, { cause })
   }
 }
@@ -226,7 +245,8 @@ export async function loadMetrics(
   try {
     return await load()
   } catch (err) {
-    const what = '--metrics needs prom-client (an optional peer dependency): run "npm install prom-client"'
+    const what =
+      '--metrics needs prom-client (an optional peer dependency): run "npm install prom-client"'
     throw new Error(`${what} (${(err as Error).message})`)
   }
 }
@@ -254,14 +274,20 @@ export function listenUrl(host: string, port: number): string {
 }
 
 /** One line per request, once it is over: method, path, status, cache status, milliseconds. */
-function logWhenDone(req: http.IncomingMessage, res: http.ServerResponse, out: (line: string) => void): void {
+function logWhenDone(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  out: (line: string) => void,
+): void {
   const started = performance.now()
   res.once('close', () => {
     // A hit's headers go to writeHead whole, so they are not in getHeaders(): read what was sent.
     const sent = (res as unknown as { _header?: string })._header ?? ''
     const cacheStatus = /^cache-status: *(.*)\r$/im.exec(sent)?.[1] ?? '-'
     const status = res.writableFinished ? String(res.statusCode) : 'cut'
-    out(`${req.method} ${req.url} ${status} "${cacheStatus}" ${(performance.now() - started).toFixed(1)}ms`)
+    out(
+      `${req.method} ${req.url} ${status} "${cacheStatus}" ${(performance.now() - started).toFixed(1)}ms`,
+    )
   })
 }
 
@@ -275,7 +301,9 @@ export async function main(argv: readonly string[]): Promise<void> {
     config = parseFlags(argv)
   } catch (err) {
     // parseFlags reports every problem with the flags as a UsageError.
-    process.stderr.write(`accelerator: ${(err as Error).message}\nRun "accelerator --help" for the options.\n`)
+    process.stderr.write(
+      `accelerator: ${(err as Error).message}\nRun "accelerator --help" for the options.\n`,
+    )
     process.exitCode = 2
     return
   }
@@ -293,9 +321,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.exitCode = 2
     return
   }
-  console.log(`accelerator: ${proxy.url} -> ${config.upstream.href} (${config.redis === undefined ? `in memory, ${config.maxBytes} bytes` : `Redis ${config.redis}`})${config.purgeToken === undefined ? '' : ', purge API on'}`)
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void proxy.close().then(() => process.exit(0)))
+  console.log(
+    `accelerator: ${proxy.url} -> ${config.upstream.href} (${config.redis === undefined ? `in memory, ${config.maxBytes} bytes` : `Redis ${config.redis}`})${config.purgeToken === undefined ? '' : ', purge API on'}`,
+  )
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => void proxy.close().then(() => process.exit(0)))
 }
 
 // Run when executed (node dist/src/cli.js, npx accelerator), not when imported by tests.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) await main(process.argv.slice(2))
+if (
+  process.argv[1] !== undefined &&
+  import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href
+)
+  await main(process.argv.slice(2))

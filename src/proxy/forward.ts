@@ -55,14 +55,22 @@ export interface Forwarder {
 }
 
 /** A handler that sends every request on to `upstream` (an http: or https: URL). */
-export function forward(upstream: string | URL, { agent, via = '1.1 node-accelerator', trustForwardedHeaders = false }: ForwardOptions = {}): Forwarder {
+export function forward(
+  upstream: string | URL,
+  { agent, via = '1.1 node-accelerator', trustForwardedHeaders = false }: ForwardOptions = {},
+): Forwarder {
   let target: URL
   try {
     target = new URL(upstream)
   } catch {
-    throw new TypeError(`expected upstream to be an http(s) URL, got ${JSON.stringify(String(upstream))}`)
+    throw new TypeError(
+      `expected upstream to be an http(s) URL, got ${JSON.stringify(String(upstream))}`,
+    )
   }
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new TypeError(`expected upstream to be an http(s) URL, got ${JSON.stringify(target.href)}`)
+  if (target.protocol !== 'http:' && target.protocol !== 'https:')
+    throw new TypeError(
+      `expected upstream to be an http(s) URL, got ${JSON.stringify(target.href)}`,
+    )
   const client = target.protocol === 'https:' ? https : http
   const pool = agent ?? new client.Agent({ keepAlive: true })
   const base = target.pathname.replace(/\/$/, '')
@@ -178,10 +186,22 @@ function requestHeaders(
   const host = req.headers.host
   // RFC 9112 §3.2: an HTTP/1.1 request carries a Host; an HTTP/1.0 client may have sent none.
   if (host === undefined) headers.push('Host', upstreamHost)
-  const forwardedFor = [req.headers['x-forwarded-for'], req.socket.remoteAddress].filter(Boolean).join(', ')
-  headers.push('Via', [req.headers.via, via].filter(Boolean).join(', '), 'X-Forwarded-For', forwardedFor)
-  if (!trustForwarded || req.headers['x-forwarded-proto'] === undefined) headers.push('X-Forwarded-Proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http')
-  if ((!trustForwarded || req.headers['x-forwarded-host'] === undefined) && host !== undefined) headers.push('X-Forwarded-Host', host)
+  const forwardedFor = [req.headers['x-forwarded-for'], req.socket.remoteAddress]
+    .filter(Boolean)
+    .join(', ')
+  headers.push(
+    'Via',
+    [req.headers.via, via].filter(Boolean).join(', '),
+    'X-Forwarded-For',
+    forwardedFor,
+  )
+  if (!trustForwarded || req.headers['x-forwarded-proto'] === undefined)
+    headers.push(
+      'X-Forwarded-Proto',
+      (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
+    )
+  if ((!trustForwarded || req.headers['x-forwarded-host'] === undefined) && host !== undefined)
+    headers.push('X-Forwarded-Host', host)
   if (framing.body === 'length') headers.push('Content-Length', framing.length)
   else if (framing.body === 'chunked') headers.push('Transfer-Encoding', 'chunked')
   return headers
@@ -189,7 +209,6 @@ function requestHeaders(
 
 /** The request headers this hop appends to (the client's value, then its own), or sets itself. */
 const APPENDED = new Set(['via', 'x-forwarded-for', 'if-none-match', 'if-modified-since'])
-
 
 /** The origin's headers as it sent them, less hop-by-hop ones, with this hop's Via appended. */
 function responseHeaders(raw: readonly string[], via: string): string[] {
@@ -202,6 +221,7 @@ function responseHeaders(raw: readonly string[], via: string): string[] {
 /** A raw `[name, value, ...]` array without the headers named in `drop` (lower-case). */
 function without(raw: readonly string[], drop: ReadonlySet<string>): string[] {
   const kept: string[] = []
-  for (let i = 0; i + 1 < raw.length; i += 2) if (!drop.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!)
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    if (!drop.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!)
   return kept
 }

@@ -23,8 +23,12 @@ const MAX_BODY = 1024 * 1024
  * Returns a function that answers purge requests and returns true, or returns false for any
  * other request (to be served as usual).
  */
-export function purgeApi(app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>, token: string): (req: IncomingMessage, res: ServerResponse) => boolean {
-  if (typeof token !== 'string' || token === '') throw new TypeError(`expected a purge token, got ${JSON.stringify(token)}`)
+export function purgeApi(
+  app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>,
+  token: string,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  if (typeof token !== 'string' || token === '')
+    throw new TypeError(`expected a purge token, got ${JSON.stringify(token)}`)
   const expected = digest(token)
   return (req, res) => {
     // http.Server always sets req.url; an absolute-form target counts by its path.
@@ -40,7 +44,8 @@ export function purgeApi(app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>
     work.then(
       (counts) => reply(res, 200, counts),
       // The accelerator refuses input it cannot key with a TypeError: the client's mistake.
-      (err: Error & { status?: number }) => reply(res, err.status ?? (err instanceof TypeError ? 400 : 500), { error: err.message }),
+      (err: Error & { status?: number }) =>
+        reply(res, err.status ?? (err instanceof TypeError ? 400 : 500), { error: err.message }),
     )
     return true
   }
@@ -56,18 +61,33 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }
 
-async function purgeUrl(app: Pick<Accelerator, 'invalidate'>, url: string, host: string): Promise<{ purged: number }> {
+async function purgeUrl(
+  app: Pick<Accelerator, 'invalidate'>,
+  url: string,
+  host: string,
+): Promise<{ purged: number }> {
   return { purged: await app.invalidate(url, { host }) }
 }
 
-async function purgeBody(app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>, req: IncomingMessage, host: string): Promise<{ tags: number; urls: number }> {
-  const { tags = [], urls = [], soft = false } = parse(await readBody(req)) as { tags?: unknown; urls?: unknown; soft?: unknown }
+async function purgeBody(
+  app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>,
+  req: IncomingMessage,
+  host: string,
+): Promise<{ tags: number; urls: number }> {
+  const {
+    tags = [],
+    urls = [],
+    soft = false,
+  } = parse(await readBody(req)) as { tags?: unknown; urls?: unknown; soft?: unknown }
   if (!isStrings(tags) || !isStrings(urls) || typeof soft !== 'boolean') {
     throw badRequest('expected {"tags": [strings], "urls": [strings], "soft": boolean}')
   }
   // Checked before anything is dropped; URLs are checked by invalidate(), one by one.
   const bad = tags.findIndex((tag) => !isTag(tag))
-  if (bad !== -1) throw badRequest(`tags[${bad}] is ${describe(tags[bad])}: ${isWellFormed(tags[bad]!) ? 'tags of the form "\\u0000name\\u0000..." are reserved' : 'not well-formed Unicode (a lone surrogate)'}`)
+  if (bad !== -1)
+    throw badRequest(
+      `tags[${bad}] is ${describe(tags[bad])}: ${isWellFormed(tags[bad]!) ? 'tags of the form "\\u0000name\\u0000..." are reserved' : 'not well-formed Unicode (a lone surrogate)'}`,
+    )
   const tagged = tags.length > 0 ? await app.invalidateTags(tags, { soft }) : 0
   let dropped = 0
   for (const [i, url] of urls.entries()) {
@@ -107,8 +127,18 @@ function badRequest(message: string): Error {
   return Object.assign(new Error(message), { status: 400 })
 }
 
-function reply(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
+function reply(
+  res: ServerResponse,
+  status: number,
+  body: object,
+  headers: Record<string, string> = {},
+): void {
   const json = JSON.stringify(body) + '\n'
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)), 'cache-control': 'no-store', ...headers })
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(json)),
+    'cache-control': 'no-store',
+    ...headers,
+  })
   res.end(json)
 }

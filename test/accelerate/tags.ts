@@ -23,10 +23,18 @@ t.test('invalidateTags drops exactly the entries carrying a tag, and counts them
   await request(url + '/post42?tag=post:42&tag=posts')
   await request(url + '/home?tag=home&tag=post:4')
   t.equal(await app.invalidateTags(['post:4']), 2, 'post:4 tags two entries')
-  t.match((await request(url + '/post42?tag=post:42&tag=posts')).headers['cache-status'], /hit/, 'post:42 is not post:4 (no prefix bleed)')
+  t.match(
+    (await request(url + '/post42?tag=post:42&tag=posts')).headers['cache-status'],
+    /hit/,
+    'post:42 is not post:4 (no prefix bleed)',
+  )
   t.match((await request(url + '/post4?tag=post:4&tag=posts')).headers['cache-status'], /fwd=miss/)
   t.match((await request(url + '/home?tag=home&tag=post:4')).headers['cache-status'], /fwd=miss/)
-  t.equal(await app.invalidateTags(['posts', 'post:42']), 2, 'an entry with two listed tags counts once')
+  t.equal(
+    await app.invalidateTags(['posts', 'post:42']),
+    2,
+    'an entry with two listed tags counts once',
+  )
   t.equal(await app.invalidateTags(['nothing']), 0)
   t.equal(await app.invalidateTags([]), 0)
 })
@@ -55,22 +63,35 @@ t.test('tags that are not strings are reported and the response is not stored', 
     ;(res as { tags?: unknown }).tags = req.url === '/number' ? 42 : ['ok', 42]
     res.end('x')
   })
-  const url = await listen(t, accelerate(origin, { onError: (err, { op }) => errors.push(`${op}: ${err.message}`) }))
+  const url = await listen(
+    t,
+    accelerate(origin, { onError: (err, { op }) => errors.push(`${op}: ${err.message}`) }),
+  )
   await request(url + '/')
   await settle()
   await request(url + '/')
   await request(url + '/number')
   await settle()
   t.equal(origin.calls, 3)
-  t.equal(errors[0], 'tags: expected res.tags to be an array of well-formed strings, got ["ok", 42]')
+  t.equal(
+    errors[0],
+    'tags: expected res.tags to be an array of well-formed strings, got ["ok", 42]',
+  )
   t.equal(errors[2], 'tags: expected res.tags to be an array of well-formed strings, got 42')
 })
 
 t.test('invalidateTags rejects what is not strings', async (t) => {
   const app = accelerate(() => 'x')
-  const message = 'expected tags to be an iterable of well-formed strings or one string (none of the reserved form "\\u0000name\\u0000...")'
-  await t.rejects(app.invalidateTags(42 as never), { name: 'TypeError', message: `${message}, got 42` })
-  await t.rejects(app.invalidateTags([1] as never), { name: 'TypeError', message: `${message}, got [1]` })
+  const message =
+    'expected tags to be an iterable of well-formed strings or one string (none of the reserved form "\\u0000name\\u0000...")'
+  await t.rejects(app.invalidateTags(42 as never), {
+    name: 'TypeError',
+    message: `${message}, got 42`,
+  })
+  await t.rejects(app.invalidateTags([1] as never), {
+    name: 'TypeError',
+    message: `${message}, got [1]`,
+  })
   await t.rejects(app.invalidateTags(new Set(['\u0000path\u0000/x'])), TypeError, 'a reserved tag')
 })
 
@@ -96,7 +117,11 @@ t.test('invalidateTags takes any iterable of tags, or one string, as res.tags do
   }
   t.equal(await app.invalidateTags(lazy()), 1, 'a generator')
   t.equal(pulled, 1, 'iterated once')
-  t.equal(await app.invalidateTags(new Map([['all', 1]]).keys()), 0, 'an iterator (nothing left to drop)')
+  t.equal(
+    await app.invalidateTags(new Map([['all', 1]]).keys()),
+    0,
+    'an iterator (nothing left to drop)',
+  )
   await fill()
   t.equal(origin.calls, 8, 'each dropped entry was generated again')
 })
@@ -107,41 +132,52 @@ t.test('invalidateTags takes any iterable of tags, or one string, as res.tags do
  */
 for (const [name, invalidate, blocks] of [
   ['its tag', (app: ReturnType<typeof accelerate>) => app.invalidateTags(['t']), true],
-  ['its URL', (app: ReturnType<typeof accelerate>, url: string) => app.invalidate(url + '/race'), true],
+  [
+    'its URL',
+    (app: ReturnType<typeof accelerate>, url: string) => app.invalidate(url + '/race'),
+    true,
+  ],
   ['everything (clear)', (app: ReturnType<typeof accelerate>) => app.clear(), true],
-  ['an unrelated tag', (app: ReturnType<typeof accelerate>) => app.invalidateTags(['other']), false],
+  [
+    'an unrelated tag',
+    (app: ReturnType<typeof accelerate>) => app.invalidateTags(['other']),
+    false,
+  ],
 ] as const) {
-  t.test(`an invalidation of ${name} during a slow generation ${blocks ? 'keeps it out of the store' : 'does not block it'}`, async (t) => {
-    let data = 'v1'
-    const started = gate()
-    const finish = gate()
-    const origin = counted(async (_req, res) => {
-      const read = data
-      res.cacheFor = 60
-      res.tags = ['t']
-      res.write(read)
-      started.open()
-      await finish.promise
-      res.end()
-    })
-    const app = accelerate(origin)
-    const url = await listen(t, app)
-    const slow = request(url + '/race')
-    await started.promise
-    data = 'v2'
-    await invalidate(app, url)
-    finish.open()
-    t.equal((await slow).text, 'v1', 'the client that asked first gets what was generated')
-    await settle()
-    const next = await request(url + '/race')
-    if (blocks) {
-      t.equal(next.text, 'v2', 'the next request regenerates instead of resurrecting v1')
-      t.equal(origin.calls, 2)
-    } else {
-      t.equal(next.text, 'v1', 'stored as usual')
-      t.equal(origin.calls, 1)
-    }
-  })
+  t.test(
+    `an invalidation of ${name} during a slow generation ${blocks ? 'keeps it out of the store' : 'does not block it'}`,
+    async (t) => {
+      let data = 'v1'
+      const started = gate()
+      const finish = gate()
+      const origin = counted(async (_req, res) => {
+        const read = data
+        res.cacheFor = 60
+        res.tags = ['t']
+        res.write(read)
+        started.open()
+        await finish.promise
+        res.end()
+      })
+      const app = accelerate(origin)
+      const url = await listen(t, app)
+      const slow = request(url + '/race')
+      await started.promise
+      data = 'v2'
+      await invalidate(app, url)
+      finish.open()
+      t.equal((await slow).text, 'v1', 'the client that asked first gets what was generated')
+      await settle()
+      const next = await request(url + '/race')
+      if (blocks) {
+        t.equal(next.text, 'v2', 'the next request regenerates instead of resurrecting v1')
+        t.equal(origin.calls, 2)
+      } else {
+        t.equal(next.text, 'v1', 'stored as usual')
+        t.equal(origin.calls, 1)
+      }
+    },
+  )
 }
 
 t.test('invalidate(url): an absolute URL, a path with host, and the count', async (t) => {
@@ -156,28 +192,41 @@ t.test('invalidate(url): an absolute URL, a path with host, and the count', asyn
   t.equal(await app.invalidate('/b', { host }), 1)
   t.match((await request(url + '/a?x=1')).headers['cache-status'], /fwd=miss/)
   await request(url + '/b')
-  t.equal(await app.invalidate('/b'), 1, 'a path alone: under every host (test/invalidation/paths.ts)')
+  t.equal(
+    await app.invalidate('/b'),
+    1,
+    'a path alone: under every host (test/invalidation/paths.ts)',
+  )
   await t.rejects(app.invalidate(42 as never), TypeError)
 })
 
 t.test('invalidate(url) hands a custom key function the request it would have seen', async (t) => {
   const seen: unknown[] = []
-  const app = accelerate((_req, res) => {
-    res.cacheFor = 60
-    res.end('x')
-  }, {
-    key: (req) => {
-      seen.push({ method: req.method, url: req.url, host: req.headers.host })
-      return req.url!.split('?')[0]!
+  const app = accelerate(
+    (_req, res) => {
+      res.cacheFor = 60
+      res.end('x')
     },
-  })
+    {
+      key: (req) => {
+        seen.push({ method: req.method, url: req.url, host: req.headers.host })
+        return req.url!.split('?')[0]!
+      },
+    },
+  )
   const url = await listen(t, app)
   await request(url + '/k?utm=1')
   seen.length = 0
   t.equal(await app.invalidate('/k'), 1, 'no host needed: this key ignores it')
   t.equal(await app.invalidate('https://example.com/k?z', { method: 'HEAD' }), 0)
   // (Storing /k?utm=1 asked the key of its path too, with no header: see test/invalidation/paths.ts.)
-  t.same((seen as Array<{ url?: string }>).filter(({ url }) => url !== '/k?utm=1'), [{ method: 'GET', url: '/k', host: undefined }, { method: 'HEAD', url: '/k?z', host: 'example.com' }])
+  t.same(
+    (seen as Array<{ url?: string }>).filter(({ url }) => url !== '/k?utm=1'),
+    [
+      { method: 'GET', url: '/k', host: undefined },
+      { method: 'HEAD', url: '/k?z', host: 'example.com' },
+    ],
+  )
 })
 
 t.test('clear() empties this namespace only', async (t) => {
@@ -203,15 +252,25 @@ t.test('clear() empties this namespace only', async (t) => {
   t.equal(shop.calls, 1, 'shop was not')
 })
 
-t.test('soft invalidation marks entries stale: served once more while one refresh runs', async (t) => {
-  const origin = taggedOrigin()
-  const app = accelerate(origin)
-  const url = await listen(t, app)
-  await request(url + '/s?tag=soft')
-  t.equal(await app.invalidateTags(['soft'], { soft: true }), 1)
-  const stale = await request(url + '/s?tag=soft')
-  t.equal(stale.text, '/s render 1')
-  t.match(stale.headers['cache-status'], /^node-accelerator; hit; ttl=-?\d+; detail=stale-while-revalidate$/)
-  await settle()
-  t.equal((await request(url + '/s?tag=soft')).text, '/s render 2', 'the refresh stored the new render')
-})
+t.test(
+  'soft invalidation marks entries stale: served once more while one refresh runs',
+  async (t) => {
+    const origin = taggedOrigin()
+    const app = accelerate(origin)
+    const url = await listen(t, app)
+    await request(url + '/s?tag=soft')
+    t.equal(await app.invalidateTags(['soft'], { soft: true }), 1)
+    const stale = await request(url + '/s?tag=soft')
+    t.equal(stale.text, '/s render 1')
+    t.match(
+      stale.headers['cache-status'],
+      /^node-accelerator; hit; ttl=-?\d+; detail=stale-while-revalidate$/,
+    )
+    await settle()
+    t.equal(
+      (await request(url + '/s?tag=soft')).text,
+      '/s render 2',
+      'the refresh stored the new render',
+    )
+  },
+)

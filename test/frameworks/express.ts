@@ -66,25 +66,28 @@ t.test('Vary variants and a 304 from the cache', async (t) => {
   t.same(calls, { fr: 1, en: 1 })
 })
 
-t.test('stale-while-revalidate: one request refreshes, the others get the stale copy', async (t) => {
-  const clock = manualClock()
-  let version = 0
-  const hold = gate()
-  const server = app(t, accelerate.middleware({ now: clock.now, staleWhileRevalidate: 30 }))
-  server.get('/news', async (_req, res) => {
-    version++
-    if (version === 2) await hold.promise
-    res.locals.cacheFor = 10
-    res.send(`version ${version}`)
-  })
-  const url = await listen(t, server)
-  t.equal((await request(url + '/news')).text, 'version 1')
-  clock.advance(11_000)
-  const refreshing = request(url + '/news')
-  await eventually(() => version === 2, 'the refresh runs')
-  t.equal((await request(url + '/news')).text, 'version 1', 'served stale while it runs')
-  hold.open()
-  t.equal((await refreshing).text, 'version 2')
-  t.equal((await request(url + '/news')).text, 'version 2')
-  t.equal(version, 2)
-})
+t.test(
+  'stale-while-revalidate: one request refreshes, the others get the stale copy',
+  async (t) => {
+    const clock = manualClock()
+    let version = 0
+    const hold = gate()
+    const server = app(t, accelerate.middleware({ now: clock.now, staleWhileRevalidate: 30 }))
+    server.get('/news', async (_req, res) => {
+      version++
+      if (version === 2) await hold.promise
+      res.locals.cacheFor = 10
+      res.send(`version ${version}`)
+    })
+    const url = await listen(t, server)
+    t.equal((await request(url + '/news')).text, 'version 1')
+    clock.advance(11_000)
+    const refreshing = request(url + '/news')
+    await eventually(() => version === 2, 'the refresh runs')
+    t.equal((await request(url + '/news')).text, 'version 1', 'served stale while it runs')
+    hold.open()
+    t.equal((await refreshing).text, 'version 2')
+    t.equal((await request(url + '/news')).text, 'version 2')
+    t.equal(version, 2)
+  },
+)

@@ -10,7 +10,12 @@ import { gunzipSync } from 'node:zlib'
 import accelerator from '../../src/frameworks/fastify.js'
 import { MemoryStore } from '../../src/index.js'
 import { eventually, gate, manualClock, request } from '../fixtures/http.js'
-import { counter, jsonStoredThenHit, sameBytesTwice, servedStaleWhileRefreshing } from '../fixtures/frameworks.js'
+import {
+  counter,
+  jsonStoredThenHit,
+  sameBytesTwice,
+  servedStaleWhileRefreshing,
+} from '../fixtures/frameworks.js'
 
 async function start(t: Test, app: FastifyInstance): Promise<string> {
   t.teardown(() => app.close())
@@ -45,12 +50,16 @@ t.test('routes of every kind are cached; a hit skips validation and the handler'
     reply.tags = ['streams']
     reply.type('text/plain').send(Readable.from(['a', 'b', 'c']))
   })
-  app.get('/post/:id', {
-    config: { cacheFor: 60, tags: (request) => `post:${(request.params as { id: string }).id}` },
-  }, async (request) => {
-    count('post')
-    return `post ${(request.params as { id: string }).id}`
-  })
+  app.get(
+    '/post/:id',
+    {
+      config: { cacheFor: 60, tags: (request) => `post:${(request.params as { id: string }).id}` },
+    },
+    async (request) => {
+      count('post')
+      return `post ${(request.params as { id: string }).id}`
+    },
+  )
   app.get('/uncached', async () => {
     count('uncached')
     return 'fresh each time'
@@ -59,41 +68,61 @@ t.test('routes of every kind are cached; a hit skips validation and the handler'
 
   await jsonStoredThenHit(t, url, '/object')
   await sameBytesTwice(t, url, ['/string', '/buffer', '/stream', '/post/7', '/uncached'])
-  t.same(calls, {
-    object: 1, string: 1, buffer: 1, stream: 1, post: 1, uncached: 2,
-    preValidation: 7, onResponse: 14,
-  }, 'hits ran no validation and no handler; onResponse ran for every request')
+  t.same(
+    calls,
+    {
+      object: 1,
+      string: 1,
+      buffer: 1,
+      stream: 1,
+      post: 1,
+      uncached: 2,
+      preValidation: 7,
+      onResponse: 14,
+    },
+    'hits ran no validation and no handler; onResponse ran for every request',
+  )
   t.same(app.accelerator.stats().hits, 7)
   t.notOk(app.accelerator.stats().errors)
 })
 
-t.test('purges: by tag, by a route tag computed from the request, by URL, everything', async (t) => {
-  const { calls, count } = counter()
-  const app = Fastify()
-  await app.register(accelerator)
-  app.get('/post/:id', {
-    config: { cacheFor: 60, tags: (request) => `post:${(request.params as { id: string }).id}` },
-  }, async (request, reply) => {
-    count((request.params as { id: string }).id)
-    reply.tags = [...reply.tags as string[], 'posts']
-    return 'a post'
-  })
-  const url = await start(t, app)
-  await request(url + '/post/1')
-  await request(url + '/post/2')
-  t.equal(await app.accelerator.invalidateTags('post:1'), 1)
-  await request(url + '/post/1')
-  await request(url + '/post/2')
-  t.same(calls, { 1: 2, 2: 1 })
-  t.equal(await app.accelerator.invalidateTags(['posts']), 2, 'the tag the handler added')
-  t.equal(await app.accelerator.invalidate('/post/2'), 0, 'already gone')
-  await request(url + '/post/2')
-  t.equal(await app.accelerator.invalidate('/post/2'), 1)
-  await request(url + '/post/2')
-  await app.accelerator.clear()
-  await request(url + '/post/2')
-  t.same(calls, { 1: 2, 2: 4 })
-})
+t.test(
+  'purges: by tag, by a route tag computed from the request, by URL, everything',
+  async (t) => {
+    const { calls, count } = counter()
+    const app = Fastify()
+    await app.register(accelerator)
+    app.get(
+      '/post/:id',
+      {
+        config: {
+          cacheFor: 60,
+          tags: (request) => `post:${(request.params as { id: string }).id}`,
+        },
+      },
+      async (request, reply) => {
+        count((request.params as { id: string }).id)
+        reply.tags = [...(reply.tags as string[]), 'posts']
+        return 'a post'
+      },
+    )
+    const url = await start(t, app)
+    await request(url + '/post/1')
+    await request(url + '/post/2')
+    t.equal(await app.accelerator.invalidateTags('post:1'), 1)
+    await request(url + '/post/1')
+    await request(url + '/post/2')
+    t.same(calls, { 1: 2, 2: 1 })
+    t.equal(await app.accelerator.invalidateTags(['posts']), 2, 'the tag the handler added')
+    t.equal(await app.accelerator.invalidate('/post/2'), 0, 'already gone')
+    await request(url + '/post/2')
+    t.equal(await app.accelerator.invalidate('/post/2'), 1)
+    await request(url + '/post/2')
+    await app.accelerator.clear()
+    await request(url + '/post/2')
+    t.same(calls, { 1: 2, 2: 4 })
+  },
+)
 
 t.test('Vary: one entry per variant', async (t) => {
   const { calls, count } = counter()
@@ -107,8 +136,14 @@ t.test('Vary: one entry per variant', async (t) => {
   })
   const url = await start(t, app)
   for (let i = 0; i < 2; i++) {
-    t.equal((await request(url + '/greeting', { headers: { 'accept-language': 'fr' } })).text, 'bonjour')
-    t.equal((await request(url + '/greeting', { headers: { 'accept-language': 'en' } })).text, 'hello')
+    t.equal(
+      (await request(url + '/greeting', { headers: { 'accept-language': 'fr' } })).text,
+      'bonjour',
+    )
+    t.equal(
+      (await request(url + '/greeting', { headers: { 'accept-language': 'en' } })).text,
+      'hello',
+    )
   }
   t.same(calls, { fr: 1, en: 1 })
 })
@@ -125,7 +160,9 @@ t.test('a conditional request gets a 304 from the cache', async (t) => {
   await request(url + '/page')
   const hit = await request(url + '/page')
   t.ok(hit.headers.etag, 'a stored entry has an ETag, computed from the body')
-  const notModified = await request(url + '/page', { headers: { 'if-none-match': hit.headers.etag! } })
+  const notModified = await request(url + '/page', {
+    headers: { 'if-none-match': hit.headers.etag! },
+  })
   t.equal(notModified.status, 304)
   t.equal(notModified.body.length, 0)
   t.equal(notModified.headers.etag, hit.headers.etag)
@@ -133,28 +170,37 @@ t.test('a conditional request gets a 304 from the cache', async (t) => {
   t.equal(app.accelerator.stats().notModified, 1)
 })
 
-t.test('stale-while-revalidate: one request refreshes, the others get the stale copy', async (t) => {
-  const clock = manualClock()
-  let version = 0
-  const hold = gate()
-  const app = Fastify()
-  // Fastify's own register options are not the accelerator's (an unknown option would throw).
-  await app.register(accelerator, { now: clock.now, staleWhileRevalidate: 30, logLevel: 'warn' })
-  app.get('/news', { config: { cacheFor: 10 } }, async () => {
-    version++
-    if (version === 2) await hold.promise
-    return `version ${version}`
-  })
-  const url = await start(t, app)
-  const swr = /; hit; ttl=-1; detail=stale-while-revalidate/
-  const { refreshing } = await servedStaleWhileRefreshing(t, url, clock.advance, () => version, swr)
-  hold.open()
-  t.equal((await refreshing).text, 'version 2')
-  const fresh = await request(url + '/news')
-  t.equal(fresh.text, 'version 2')
-  t.match(fresh.headers['cache-status'], /; hit; ttl=/)
-  t.equal(version, 2)
-})
+t.test(
+  'stale-while-revalidate: one request refreshes, the others get the stale copy',
+  async (t) => {
+    const clock = manualClock()
+    let version = 0
+    const hold = gate()
+    const app = Fastify()
+    // Fastify's own register options are not the accelerator's (an unknown option would throw).
+    await app.register(accelerator, { now: clock.now, staleWhileRevalidate: 30, logLevel: 'warn' })
+    app.get('/news', { config: { cacheFor: 10 } }, async () => {
+      version++
+      if (version === 2) await hold.promise
+      return `version ${version}`
+    })
+    const url = await start(t, app)
+    const swr = /; hit; ttl=-1; detail=stale-while-revalidate/
+    const { refreshing } = await servedStaleWhileRefreshing(
+      t,
+      url,
+      clock.advance,
+      () => version,
+      swr,
+    )
+    hold.open()
+    t.equal((await refreshing).text, 'version 2')
+    const fresh = await request(url + '/news')
+    t.equal(fresh.text, 'version 2')
+    t.match(fresh.headers['cache-status'], /; hit; ttl=/)
+    t.equal(version, 2)
+  },
+)
 
 t.test('closes with the app', async (t) => {
   const app = Fastify()
@@ -168,7 +214,7 @@ t.test('closes with the app', async (t) => {
   t.equal(app.accelerator.stats().entries, 0, 'the store it made is closed and emptied')
 })
 
-t.test('what a request set before the route\'s config wins over it', async (t) => {
+t.test("what a request set before the route's config wins over it", async (t) => {
   const { calls, count } = counter()
   const app = Fastify()
   // Runs before the plugin's onRequest hook: registered first, on the same (root) context.
@@ -194,30 +240,33 @@ t.test('what a request set before the route\'s config wins over it', async (t) =
   t.equal(await app.accelerator.invalidateTags('by-hook'), 1)
 })
 
-t.test('@fastify/compress registered after it: the compressed bytes are stored per encoding', async (t) => {
-  const { calls, count } = counter()
-  const app = Fastify()
-  await app.register(accelerator)
-  await app.register(compress, { threshold: 0 })
-  const text = 'compressible '.repeat(200)
-  app.get('/text', { config: { cacheFor: 60 } }, async (_request, reply) => {
-    count('text')
-    reply.type('text/plain')
-    return text
-  })
-  const url = await start(t, app)
-  const gzip = { 'accept-encoding': 'gzip' }
-  const miss = await request(url + '/text', { headers: gzip })
-  t.equal(miss.headers['content-encoding'], 'gzip')
-  const hit = await request(url + '/text', { headers: gzip })
-  t.match(hit.headers['cache-status'], /; hit; ttl=/)
-  t.equal(hit.headers['content-encoding'], 'gzip')
-  t.equal(gunzipSync(hit.body).toString(), text)
-  const plain = await request(url + '/text', { headers: { 'accept-encoding': 'identity' } })
-  t.equal(plain.text, text, 'another variant')
-  await request(url + '/text', { headers: { 'accept-encoding': 'identity' } })
-  t.same(calls, { text: 2 })
-})
+t.test(
+  '@fastify/compress registered after it: the compressed bytes are stored per encoding',
+  async (t) => {
+    const { calls, count } = counter()
+    const app = Fastify()
+    await app.register(accelerator)
+    await app.register(compress, { threshold: 0 })
+    const text = 'compressible '.repeat(200)
+    app.get('/text', { config: { cacheFor: 60 } }, async (_request, reply) => {
+      count('text')
+      reply.type('text/plain')
+      return text
+    })
+    const url = await start(t, app)
+    const gzip = { 'accept-encoding': 'gzip' }
+    const miss = await request(url + '/text', { headers: gzip })
+    t.equal(miss.headers['content-encoding'], 'gzip')
+    const hit = await request(url + '/text', { headers: gzip })
+    t.match(hit.headers['cache-status'], /; hit; ttl=/)
+    t.equal(hit.headers['content-encoding'], 'gzip')
+    t.equal(gunzipSync(hit.body).toString(), text)
+    const plain = await request(url + '/text', { headers: { 'accept-encoding': 'identity' } })
+    t.equal(plain.text, text, 'another variant')
+    await request(url + '/text', { headers: { 'accept-encoding': 'identity' } })
+    t.same(calls, { text: 2 })
+  },
+)
 
 t.test('concurrent misses run the route once; HEAD is served from the GET entry', async (t) => {
   let calls = 0

@@ -5,7 +5,14 @@ import { Readable } from 'node:stream'
 import accelerator from '../../src/frameworks/koa.js'
 import { MemoryStore } from '../../src/index.js'
 import { eventually, gate, manualClock, request } from '../fixtures/http.js'
-import { counter, jsonStoredThenHit, listening, sameBytesTwice, servedStaleWhileRefreshing, variantsAndNotModified } from '../fixtures/frameworks.js'
+import {
+  counter,
+  jsonStoredThenHit,
+  listening,
+  sameBytesTwice,
+  servedStaleWhileRefreshing,
+  variantsAndNotModified,
+} from '../fixtures/frameworks.js'
 
 const start = (t: Test, app: Koa): Promise<string> => listening(t, app.listen(0, '127.0.0.1'))
 
@@ -46,7 +53,14 @@ t.test('bodies of every kind are cached; a hit runs no downstream middleware', a
   const head = await request(url + '/string', { method: 'HEAD' })
   t.equal(head.status, 200)
   t.equal(head.body.length, 0)
-  t.same(calls, { '/object': 1, '/string': 1, '/buffer': 1, '/stream': 1, '/async': 1, '/plain': 2 })
+  t.same(calls, {
+    '/object': 1,
+    '/string': 1,
+    '/buffer': 1,
+    '/stream': 1,
+    '/async': 1,
+    '/plain': 2,
+  })
 
   t.equal(await cache.invalidateTags(['objects', 'streams']), 2)
   await request(url + '/object')
@@ -55,7 +69,14 @@ t.test('bodies of every kind are cached; a hit runs no downstream middleware', a
   await request(url + '/buffer')
   await cache.clear()
   await request(url + '/string')
-  t.same(calls, { '/object': 2, '/string': 2, '/buffer': 2, '/stream': 2, '/async': 1, '/plain': 2 })
+  t.same(calls, {
+    '/object': 2,
+    '/string': 2,
+    '/buffer': 2,
+    '/stream': 2,
+    '/async': 1,
+    '/plain': 2,
+  })
   t.equal(cache.stats().hits, 8)
 })
 
@@ -76,29 +97,38 @@ t.test('Vary variants and a 304 from the cache', async (t) => {
   await variantsAndNotModified(t, url, calls)
 })
 
-t.test('stale-while-revalidate: one request refreshes, the others get the stale copy', async (t) => {
-  const clock = manualClock()
-  let version = 0
-  const hold = gate()
-  const cache = accelerator({ now: clock.now, staleWhileRevalidate: 30 })
-  t.teardown(() => cache.close())
-  const app = new Koa()
-  app.use(cache)
-  app.use(async (ctx) => {
-    version++
-    if (version === 2) await hold.promise
-    ctx.state.cacheFor = 10
-    ctx.body = `version ${version}`
-  })
-  const url = await start(t, app)
-  const { refreshing } = await servedStaleWhileRefreshing(t, url, clock.advance, () => version, /stale-while-revalidate/)
-  hold.open()
-  t.equal((await refreshing).text, 'version 2')
-  t.equal((await request(url + '/news')).text, 'version 2')
-  t.equal(version, 2)
-})
+t.test(
+  'stale-while-revalidate: one request refreshes, the others get the stale copy',
+  async (t) => {
+    const clock = manualClock()
+    let version = 0
+    const hold = gate()
+    const cache = accelerator({ now: clock.now, staleWhileRevalidate: 30 })
+    t.teardown(() => cache.close())
+    const app = new Koa()
+    app.use(cache)
+    app.use(async (ctx) => {
+      version++
+      if (version === 2) await hold.promise
+      ctx.state.cacheFor = 10
+      ctx.body = `version ${version}`
+    })
+    const url = await start(t, app)
+    const { refreshing } = await servedStaleWhileRefreshing(
+      t,
+      url,
+      clock.advance,
+      () => version,
+      /stale-while-revalidate/,
+    )
+    hold.open()
+    t.equal((await refreshing).text, 'version 2')
+    t.equal((await request(url + '/news')).text, 'version 2')
+    t.equal(version, 2)
+  },
+)
 
-t.test('a downstream error goes to Koa\'s error handling and is not stored', async (t) => {
+t.test("a downstream error goes to Koa's error handling and is not stored", async (t) => {
   let calls = 0
   const cache = accelerator()
   t.teardown(() => cache.close())

@@ -27,7 +27,7 @@ async function serve(t: Test, policy: CachePolicy, options: AccelerateOptions = 
 
 const idOf = (req: IncomingMessage) => new URL(req.url!, 'http://x').searchParams.get('id')
 
-t.test('the README\'s table, row by row', async (t) => {
+t.test("the README's table, row by row", async (t) => {
   t.test('static asset: a year in browsers, immutable; a day here', async (t) => {
     const policy = cachePolicy({ cacheFor: 86400, maxAge: 31536000, immutable: true })
     const { url, origin, clock } = await serve(t, policy)
@@ -49,7 +49,7 @@ t.test('the README\'s table, row by row', async (t) => {
     await request(url + '/post?id=7')
     const headers = { 'if-none-match': first.headers.etag! }
     const revalidated = await request(url + '/post?id=42', { headers })
-    t.equal(revalidated.status, 304, 'the browser\'s revalidation is answered from the cache')
+    t.equal(revalidated.status, 304, "the browser's revalidation is answered from the cache")
     t.match(revalidated.headers['cache-status'], /hit/)
     t.equal(origin.calls, 2)
     t.equal(await app.invalidateTags(['post:42']), 1, 'the tag function gave each page its tag')
@@ -106,7 +106,7 @@ t.test('the README\'s table, row by row', async (t) => {
   })
 })
 
-t.test('as Express middleware on a route, tags from the route\'s params', async (t) => {
+t.test("as Express middleware on a route, tags from the route's params", async (t) => {
   const acc = accelerate(() => undefined)
   t.teardown(() => acc.close())
   const calls: string[] = []
@@ -177,7 +177,7 @@ t.test('the handler has the last word: its res.cacheFor, res.tags and headers wi
   t.equal(await app.invalidateTags(['mine']), 1)
   t.equal(await app.invalidateTags(['more']), 1)
   // Adding to one response's list left the policy's alone.
-  t.equal(await app.invalidateTags(['policy']), 1, 'only /plain still has the policy\'s tag')
+  t.equal(await app.invalidateTags(['policy']), 1, "only /plain still has the policy's tag")
 })
 
 t.test('a policy without cacheFor stores nothing here, whatever its headers say', async (t) => {
@@ -233,25 +233,36 @@ t.test('misuse at request time gets an error that says what to do', async (t) =>
     res.status(500).send(err.message)
   })
   const url = await listen(t, app)
-  t.equal((await request(url + '/number')).text, 'cachePolicy: expected options.tags(req) to be ' +
-    'a string or an iterable of well-formed strings, got 42')
-  t.equal((await request(url + '/promise')).text, 'cachePolicy: expected options.tags(req) to ' +
-    'return tags, got a Promise; compute tags that need I/O in the handler and set res.tags')
+  t.equal(
+    (await request(url + '/number')).text,
+    'cachePolicy: expected options.tags(req) to be ' +
+      'a string or an iterable of well-formed strings, got 42',
+  )
+  t.equal(
+    (await request(url + '/promise')).text,
+    'cachePolicy: expected options.tags(req) to ' +
+      'return tags, got a Promise; compute tags that need I/O in the handler and set res.tags',
+  )
   await request(url + '/late')
-  t.same(errors, ['cachePolicy: the headers of GET /late were already sent; apply the policy ' +
-    'before the handler writes its response'])
+  t.same(errors, [
+    'cachePolicy: the headers of GET /late were already sent; apply the policy ' +
+      'before the handler writes its response',
+  ])
   const policy = cachePolicy({}) as unknown as (req: unknown, res?: unknown) => void
   t.throws(() => policy({ url: '/' }), {
     name: 'TypeError',
-    message: 'cachePolicy: expected to be called with (req, res[, next]) or (res), got ' +
+    message:
+      'cachePolicy: expected to be called with (req, res[, next]) or (res), got ' +
       'undefined for res',
   })
 })
 
 t.test('policy.cacheControl and policy.cacheFor say what it sends', async (t) => {
   const cases: Array<[CachePolicyOptions, string]> = [
-    [{ cacheFor: 5, maxAge: 1, sMaxage: 5, mustRevalidate: true },
-      'max-age=1, s-maxage=5, must-revalidate'],
+    [
+      { cacheFor: 5, maxAge: 1, sMaxage: 5, mustRevalidate: true },
+      'max-age=1, s-maxage=5, must-revalidate',
+    ],
     [{ cacheFor: 5, maxAge: 1, staleIfError: 60 }, 'max-age=1, stale-if-error=60'],
     [{ private: true, noStore: true }, 'private, no-store'],
     [{ private: true, noCache: true }, 'private, no-cache'],
@@ -265,49 +276,99 @@ t.test('policy.cacheControl and policy.cacheFor say what it sends', async (t) =>
 // Each contradiction refused, and (through a socket, below) what it does when written by hand.
 t.test('contradictions are refused with a TypeError that says why', async (t) => {
   const everything: CachePolicyOptions = {
-    noStore: true, maxAge: 1, sMaxage: 1, staleWhileRevalidate: 1, staleIfError: 1,
-    noCache: true, mustRevalidate: true, immutable: true,
+    noStore: true,
+    maxAge: 1,
+    sMaxage: 1,
+    staleWhileRevalidate: 1,
+    staleIfError: 1,
+    noCache: true,
+    mustRevalidate: true,
+    immutable: true,
   }
   const rows: Array<[string, CachePolicyOptions, string]> = [
-    ['server TTL with private', { cacheFor: 60, private: true }, 'cachePolicy: cacheFor with ' +
-      'private: this cache is shared by every client and never stores a private response (RFC ' +
-      '9111 §5.2.2.7), so it would silently not be cached; drop cacheFor for a per-user page, ' +
-      'or private if the page is the same for everyone'],
-    ['server TTL with noStore', { cacheFor: 60, noStore: true }, 'cachePolicy: noStore keeps ' +
-      'every cache (this one included) from storing the response, so cacheFor would never ' +
-      'apply; drop it, or noStore'],
-    ['everything with noStore', everything, 'so maxAge, sMaxage, staleWhileRevalidate, ' +
-      'staleIfError, noCache, mustRevalidate, immutable would never apply; drop them'],
+    [
+      'server TTL with private',
+      { cacheFor: 60, private: true },
+      'cachePolicy: cacheFor with ' +
+        'private: this cache is shared by every client and never stores a private response (RFC ' +
+        '9111 §5.2.2.7), so it would silently not be cached; drop cacheFor for a per-user page, ' +
+        'or private if the page is the same for everyone',
+    ],
+    [
+      'server TTL with noStore',
+      { cacheFor: 60, noStore: true },
+      'cachePolicy: noStore keeps ' +
+        'every cache (this one included) from storing the response, so cacheFor would never ' +
+        'apply; drop it, or noStore',
+    ],
+    [
+      'everything with noStore',
+      everything,
+      'so maxAge, sMaxage, staleWhileRevalidate, ' +
+        'staleIfError, noCache, mustRevalidate, immutable would never apply; drop them',
+    ],
     ['tags with noStore', { noStore: true, tags: ['t'] }, 'so tags would never apply'],
-    ['maxAge beyond cacheFor on a tagged response', { cacheFor: 60, tags: ['p'], maxAge: 3600 },
+    [
+      'maxAge beyond cacheFor on a tagged response',
+      { cacheFor: 60, tags: ['p'], maxAge: 3600 },
       'cachePolicy: maxAge (3600 s) is longer than cacheFor (60 s) on a tagged response: a tag ' +
-      'purge cannot reach browsers, which would keep the old response for up to 3600 s after ' +
-      'it; lower maxAge to at most 60, or pass allowStaleAfterPurge: true if that is acceptable'],
-    ['sMaxage beyond cacheFor on a tagged response', { cacheFor: 60, tags: ['p'], sMaxage: 600 },
+        'purge cannot reach browsers, which would keep the old response for up to 3600 s after ' +
+        'it; lower maxAge to at most 60, or pass allowStaleAfterPurge: true if that is acceptable',
+    ],
+    [
+      'sMaxage beyond cacheFor on a tagged response',
+      { cacheFor: 60, tags: ['p'], sMaxage: 600 },
       'sMaxage (600 s) is longer than cacheFor (60 s) on a tagged response: a tag purge ' +
-      'cannot reach caches in front of this one'],
-    ['tags without cacheFor', { tags: ['post:1'], maxAge: 60 }, 'cachePolicy: tags without ' +
-      'cacheFor: nothing is stored here without cacheFor, so a purge of these tags would have ' +
-      'nothing to drop; add cacheFor (seconds), or drop tags'],
-    ['sMaxage with private', { private: true, sMaxage: 60 }, 'cachePolicy: sMaxage with ' +
-      'private: private forbids the shared caches sMaxage is for from storing the response ' +
-      '(RFC 9111 §5.2.2.7); drop one of them'],
-    ['noCache with freshness', { noCache: true, maxAge: 60, staleWhileRevalidate: 10 },
+        'cannot reach caches in front of this one',
+    ],
+    [
+      'tags without cacheFor',
+      { tags: ['post:1'], maxAge: 60 },
+      'cachePolicy: tags without ' +
+        'cacheFor: nothing is stored here without cacheFor, so a purge of these tags would have ' +
+        'nothing to drop; add cacheFor (seconds), or drop tags',
+    ],
+    [
+      'sMaxage with private',
+      { private: true, sMaxage: 60 },
+      'cachePolicy: sMaxage with ' +
+        'private: private forbids the shared caches sMaxage is for from storing the response ' +
+        '(RFC 9111 §5.2.2.7); drop one of them',
+    ],
+    [
+      'noCache with freshness',
+      { noCache: true, maxAge: 60, staleWhileRevalidate: 10 },
       'cachePolicy: noCache makes every cache revalidate before each use (RFC 9111 §5.2.2.4), ' +
-      'which maxAge, staleWhileRevalidate would contradict; use maxAge: 0 with maxAge, ' +
-      'staleWhileRevalidate for "browsers revalidate, other caches may reuse", or drop them'],
-    ['noCache with immutable', { noCache: true, immutable: true }, 'which immutable would ' +
-      'contradict; use maxAge: 0 with immutable for "browsers revalidate, other caches may ' +
-      'reuse", or drop it'],
-    ['immutable without maxAge', { cacheFor: 60, immutable: true }, 'cachePolicy: immutable ' +
-      'without maxAge: immutable only spares revalidations while the response is fresh (RFC ' +
-      '8246), and without maxAge it never is; add maxAge (seconds)'],
-    ['mustRevalidate with a stale window', { cacheFor: 60, mustRevalidate: true, staleIfError: 9 },
+        'which maxAge, staleWhileRevalidate would contradict; use maxAge: 0 with maxAge, ' +
+        'staleWhileRevalidate for "browsers revalidate, other caches may reuse", or drop them',
+    ],
+    [
+      'noCache with immutable',
+      { noCache: true, immutable: true },
+      'which immutable would ' +
+        'contradict; use maxAge: 0 with immutable for "browsers revalidate, other caches may ' +
+        'reuse", or drop it',
+    ],
+    [
+      'immutable without maxAge',
+      { cacheFor: 60, immutable: true },
+      'cachePolicy: immutable ' +
+        'without maxAge: immutable only spares revalidations while the response is fresh (RFC ' +
+        '8246), and without maxAge it never is; add maxAge (seconds)',
+    ],
+    [
+      'mustRevalidate with a stale window',
+      { cacheFor: 60, mustRevalidate: true, staleIfError: 9 },
       'cachePolicy: mustRevalidate forbids using a stale response without revalidating it (RFC ' +
-      '9111 §5.2.2.2), while staleWhileRevalidate / staleIfError ask for it; drop one of them'],
-    ['Vary: * with cacheFor', { cacheFor: 60, vary: '*' }, 'cachePolicy: vary "*" with ' +
-      'cacheFor: a response with Vary: * is never stored (RFC 9110 §12.5.5); name the request ' +
-      'headers it varies on instead'],
+        '9111 §5.2.2.2), while staleWhileRevalidate / staleIfError ask for it; drop one of them',
+    ],
+    [
+      'Vary: * with cacheFor',
+      { cacheFor: 60, vary: '*' },
+      'cachePolicy: vary "*" with ' +
+        'cacheFor: a response with Vary: * is never stored (RFC 9110 §12.5.5); name the request ' +
+        'headers it varies on instead',
+    ],
   ]
   for (const [name, options, message] of rows) {
     t.throws(() => cachePolicy(options), { name: 'TypeError', message }, name)
@@ -315,9 +376,17 @@ t.test('contradictions are refused with a TypeError that says why', async (t) =>
   t.throws(() => noCache({ maxAge: 10 }), { name: 'TypeError', message: 'noCache makes every' })
 
   const allowed: Array<[string, CachePolicyOptions, string]> = [
-    ['when asked for explicitly', {
-      cacheFor: 60, tags: ['a'], maxAge: 3600, sMaxage: 3600, allowStaleAfterPurge: true,
-    }, 'max-age=3600, s-maxage=3600'],
+    [
+      'when asked for explicitly',
+      {
+        cacheFor: 60,
+        tags: ['a'],
+        maxAge: 3600,
+        sMaxage: 3600,
+        allowStaleAfterPurge: true,
+      },
+      'max-age=3600, s-maxage=3600',
+    ],
     ['up to cacheFor', { cacheFor: 60, tags: ['a'], maxAge: 60 }, 'max-age=60'],
     // Nothing purges an untagged response early, so browsers may keep it longer.
     ['untagged', { cacheFor: 60, maxAge: 3600 }, 'max-age=3600'],
@@ -378,9 +447,12 @@ t.test('option names and types are checked when the policy is made', async (t) =
     ['ttl', 'did you mean cacheFor?'],
     ['client_timeout', 'did you mean maxAge?'],
     ['public', 'did you mean sMaxage?'],
-    ['somethingElseEntirely', 'unknown option "somethingElseEntirely"; the options are ' +
-      'cacheFor, tags, maxAge, sMaxage, private, noCache, noStore, mustRevalidate, immutable, ' +
-      'staleWhileRevalidate, staleIfError, vary, allowStaleAfterPurge'],
+    [
+      'somethingElseEntirely',
+      'unknown option "somethingElseEntirely"; the options are ' +
+        'cacheFor, tags, maxAge, sMaxage, private, noCache, noStore, mustRevalidate, immutable, ' +
+        'staleWhileRevalidate, staleIfError, vary, allowStaleAfterPurge',
+    ],
   ]
   for (const [name, message] of unknown) {
     t.throws(() => cachePolicy({ [name]: 1 } as never), { name: 'TypeError', message }, name)
@@ -396,12 +468,16 @@ t.test('option names and types are checked when the policy is made', async (t) =
     [{ maxAge: 1.5 }, `expected options.maxAge ${whole} 1.5`],
     [{ staleIfError: -5 }, `expected options.staleIfError ${whole} -5`],
     [{ private: 'yes' }, 'expected options.private to be a boolean, got "yes"'],
-    [{ cacheFor: 1, tags: [1] }, 'expected options.tags to be a string or an iterable of ' +
-      'well-formed strings, got [1]'],
+    [
+      { cacheFor: 1, tags: [1] },
+      'expected options.tags to be a string or an iterable of ' + 'well-formed strings, got [1]',
+    ],
     [{ cacheFor: 1, tags: ['\uD800'] }, 'expected options.tags to be a string or an iterable'],
     [{ cacheFor: 1, tags: 5 }, 'got 5'],
-    [{ vary: 'Accept Language' }, 'expected options.vary to be header names (a string or a ' +
-      'list), got "Accept Language"'],
+    [
+      { vary: 'Accept Language' },
+      'expected options.vary to be header names (a string or a ' + 'list), got "Accept Language"',
+    ],
     [{ vary: 3 }, 'expected options.vary to be header names'],
   ]
   for (const [options, message] of bad) {
@@ -412,7 +488,8 @@ t.test('option names and types are checked when the policy is made', async (t) =
   t.equal(set.cacheFor, 1, 'a Set of tags, a comma-separated Vary')
   t.throws(() => noStore({ cacheFor: 1 }), {
     name: 'TypeError',
-    message: 'noStore: expected no options (nothing else applies to a response no cache keeps), ' +
+    message:
+      'noStore: expected no options (nothing else applies to a response no cache keeps), ' +
       'got an object',
   })
   t.throws(() => noCache(null as never), {

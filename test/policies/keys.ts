@@ -13,10 +13,12 @@ import { serve } from '../fixtures/transports.js'
 function rawGet(url: string, path: string, host: string): Promise<string | undefined> {
   const { hostname, port } = new URL(url)
   return new Promise((resolve, reject) => {
-    http.get({ host: hostname, port, path, headers: { host }, agent: false }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.headers['cache-status'] as string | undefined))
-    }).on('error', reject)
+    http
+      .get({ host: hostname, port, path, headers: { host }, agent: false }, (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.headers['cache-status'] as string | undefined))
+      })
+      .on('error', reject)
   })
 }
 
@@ -56,7 +58,11 @@ t.test('sortedQuery: one key for any order of names; the handler sees that order
   t.equal(origin.calls, 6, '`+` and `%2B` are one name to some parsers: they keep their order')
   await request(url + '/s?only=1')
   await request(url + '/s')
-  t.same(seen.slice(-2).map(({ url }) => url), ['/s?only=1', '/s'], 'nothing to sort: untouched')
+  t.same(
+    seen.slice(-2).map(({ url }) => url),
+    ['/s?only=1', '/s'],
+    'nothing to sort: untouched',
+  )
 })
 
 t.test('ignoreParams: ignored parameters never reach the handler nor its entry', async (t) => {
@@ -76,7 +82,7 @@ t.test('ignoreParams: ignored parameters never reach the handler nor its entry',
   const attack = await request(url + `/page?a=1&${payload}`)
   const victim = await request(url + '/page?a=1')
   t.equal(origin.calls, 1, 'the campaign link and the plain link share one entry')
-  t.notMatch(victim.text, /evil|script/, 'the victim gets no trace of the attacker\'s parameters')
+  t.notMatch(victim.text, /evil|script/, "the victim gets no trace of the attacker's parameters")
   t.equal(attack.text, '<a href="/next?a=1">next</a>')
   t.same(seen, ['/page?a=1'])
 
@@ -88,7 +94,10 @@ t.test('ignoreParams: ignored parameters never reach the handler nor its entry',
   const kept = ['utm=1', 'xutm_source=1', 'gclid2=1', 'UTM_SOURCE=1']
   for (const query of kept) await request(url + `/kept?${query}`)
   // Only the listed names and prefixes, case-sensitive like the parsers.
-  t.same(seen.slice(2), kept.map((query) => `/kept?${query}`))
+  t.same(
+    seen.slice(2),
+    kept.map((query) => `/kept?${query}`),
+  )
   await rawGet(url, '/empty?', 'h')
   t.equal(seen.at(-1), '/empty?', 'a query with nothing ignored is left as sent')
 })
@@ -116,37 +125,42 @@ t.test('in Express middleware mode, req.query and req.originalUrl are rewritten 
   const url = await listen(t, app)
   await request(url + '/blog/post?z=1&utm_source=x&a=2')
   await request(url + '/blog/post?a=2&z=1')
-  t.same(seen, [{
-    url: '/post?a=2&z=1',
-    originalUrl: '/blog/post?a=2&z=1',
-    query: { a: '2', z: '1' },
-  }])
+  t.same(seen, [
+    {
+      url: '/post?a=2&z=1',
+      originalUrl: '/blog/post?a=2&z=1',
+      query: { a: '2', z: '1' },
+    },
+  ])
 })
 
-t.test('in Express middleware mode, a router that rewrote req.url keeps its path; the query is the key\'s', async (t) => {
-  // A rewrite before the cache: req.url's path no longer ends req.originalUrl's. The key reads
-  // the whole URL; the handler gets the rewritten path with the query the key left.
-  const key = keys.ignoreParams(keys.trackingParams, keys.sortedQuery())
-  const acc = accelerate(() => undefined, { key })
-  t.teardown(() => acc.close())
-  const seen: unknown[] = []
-  const app = express()
-  app.use((req, _res, next) => {
-    req.url = req.url.replace(/^\/old\//, '/new/')
-    next()
-  })
-  app.use(acc.middleware)
-  app.get('/new/:page', (req, res) => {
-    seen.push([req.url, req.query])
-    res.locals.cacheFor = 60
-    res.send(`page ${String(req.query.utm_source)}`)
-  })
-  const url = await listen(t, app)
-  const first = await request(url + '/old/p?z=1&utm_source=evil&a=2')
-  t.equal(first.text, 'page undefined', 'the ignored parameter never reaches the handler')
-  t.match((await request(url + '/old/p?a=2&z=1')).headers['cache-status'], /hit/)
-  t.same(seen, [['/new/p?a=2&z=1', { a: '2', z: '1' }]])
-})
+t.test(
+  "in Express middleware mode, a router that rewrote req.url keeps its path; the query is the key's",
+  async (t) => {
+    // A rewrite before the cache: req.url's path no longer ends req.originalUrl's. The key reads
+    // the whole URL; the handler gets the rewritten path with the query the key left.
+    const key = keys.ignoreParams(keys.trackingParams, keys.sortedQuery())
+    const acc = accelerate(() => undefined, { key })
+    t.teardown(() => acc.close())
+    const seen: unknown[] = []
+    const app = express()
+    app.use((req, _res, next) => {
+      req.url = req.url.replace(/^\/old\//, '/new/')
+      next()
+    })
+    app.use(acc.middleware)
+    app.get('/new/:page', (req, res) => {
+      seen.push([req.url, req.query])
+      res.locals.cacheFor = 60
+      res.send(`page ${String(req.query.utm_source)}`)
+    })
+    const url = await listen(t, app)
+    const first = await request(url + '/old/p?z=1&utm_source=evil&a=2')
+    t.equal(first.text, 'page undefined', 'the ignored parameter never reaches the handler')
+    t.match((await request(url + '/old/p?a=2&z=1')).headers['cache-status'], /hit/)
+    t.same(seen, [['/new/p?a=2&z=1', { a: '2', z: '1' }]])
+  },
+)
 
 t.test('in Express middleware mode, a request the cache bypasses keeps its URL', async (t) => {
   const key = keys.ignoreParams(keys.trackingParams, () => undefined)
@@ -220,9 +234,11 @@ t.test('composed: tracking parameters dropped, query sorted, host mapped', async
 t.test('a key function that throws gets the request back as it was', async (t) => {
   const errors: Error[] = []
   const { url, seen } = await reflecting(t, {
-    key: keys.sortedQuery(keys.hostAliases({ 'www.example.com': 'example.com' }, () => {
-      throw new Error('key failed')
-    })),
+    key: keys.sortedQuery(
+      keys.hostAliases({ 'www.example.com': 'example.com' }, () => {
+        throw new Error('key failed')
+      }),
+    ),
     onError: (err) => void errors.push(err),
   })
   await request(url + '/p?b=1&a=2', { headers: { host: 'www.example.com' } })
@@ -240,33 +256,52 @@ t.test('plain request objects (what invalidate() builds) are read, never changed
   t.equal(req.headers, headers)
   const at = (url: string | undefined) => ({ url, headers: { host: 'h' } }) as KeyRequest
   t.equal(keys.sortedQuery()(at('/p?b&a')), defaultKey(at('/p?a&b')))
-  t.equal(keys.ignoreParams(['x'])(at(undefined)), 'h/', 'no url at all: the default key\'s `/`')
+  t.equal(keys.ignoreParams(['x'])(at(undefined)), 'h/', "no url at all: the default key's `/`")
 })
 
 t.test('bad arguments are refused when the key function is made', async (t) => {
   const chain = { 'a.example': 'b.example', 'b.example': 'c.example' }
   const cases: Array<[() => unknown, string]> = [
-    [() => keys.ignoreParams('utm_*' as never), 'keys.ignoreParams: expected names to be a list ' +
-      `of parameter names or prefixes ending in * ('utm_*'), got "utm_*"`],
+    [
+      () => keys.ignoreParams('utm_*' as never),
+      'keys.ignoreParams: expected names to be a list ' +
+        `of parameter names or prefixes ending in * ('utm_*'), got "utm_*"`,
+    ],
     [() => keys.ignoreParams(['utm_*_x']), 'got ["utm_*_x"]'],
     [() => keys.ignoreParams(['']), 'got [""]'],
     [() => keys.ignoreParams([1] as never), 'got [1]'],
-    [() => keys.sortedQuery('nope' as never), 'keys.sortedQuery: expected base to be a key ' +
-      'function (req) => string | undefined, got "nope"'],
+    [
+      () => keys.sortedQuery('nope' as never),
+      'keys.sortedQuery: expected base to be a key ' +
+        'function (req) => string | undefined, got "nope"',
+    ],
     [() => keys.ignoreParams([], null as never), 'keys.ignoreParams: expected base to be a key'],
-    [() => keys.hostAliases({}), 'keys.hostAliases: expected an object mapping aliases to ' +
-      "canonical hosts ({ 'www.example.com': 'example.com' }), got an object"],
+    [
+      () => keys.hostAliases({}),
+      'keys.hostAliases: expected an object mapping aliases to ' +
+        "canonical hosts ({ 'www.example.com': 'example.com' }), got an object",
+    ],
     [() => keys.hostAliases([] as never), 'got []'],
     [() => keys.hostAliases(null as never), 'got null'],
-    [() => keys.hostAliases({ 'a b': 'example.com' }), 'expected the alias to be a host name ' +
-      '(with a port if not the default), got "a b"'],
-    [() => keys.hostAliases({ 'www.example.com': 5 } as never), 'expected the canonical host of ' +
-      '"www.example.com" to be a host name (with a port if not the default), got 5'],
+    [
+      () => keys.hostAliases({ 'a b': 'example.com' }),
+      'expected the alias to be a host name ' + '(with a port if not the default), got "a b"',
+    ],
+    [
+      () => keys.hostAliases({ 'www.example.com': 5 } as never),
+      'expected the canonical host of ' +
+        '"www.example.com" to be a host name (with a port if not the default), got 5',
+    ],
     [() => keys.hostAliases({ 'www.example.com': '' }), 'got ""'],
-    [() => keys.hostAliases(chain), '"a.example" maps to "b.example", itself an alias of ' +
-      '"c.example"; map every alias to its canonical host directly'],
-    [() => keys.hostAliases({ 'b.example': 'c.example', 'a.example': 'b.example' }),
-      '"a.example" maps to "b.example", itself an alias of "c.example"'],
+    [
+      () => keys.hostAliases(chain),
+      '"a.example" maps to "b.example", itself an alias of ' +
+        '"c.example"; map every alias to its canonical host directly',
+    ],
+    [
+      () => keys.hostAliases({ 'b.example': 'c.example', 'a.example': 'b.example' }),
+      '"a.example" maps to "b.example", itself an alias of "c.example"',
+    ],
     [() => keys.hostAliases({ 'a.example': 'a.example' }, 'x' as never), 'expected base to be'],
   ]
   for (const [make, message] of cases) t.throws(make, { name: 'TypeError', message })
@@ -285,20 +320,28 @@ t.test('the key helpers on the request objects Node makes', async (t) => {
   t.equal(req.url, '/p?a=1&b=1')
 })
 
-t.test('hostAliases over HTTP/2: the handler sees the canonical Host (rawHeaders is a getter there)', async (t) => {
-  const seen: (string | undefined)[] = []
-  const app = accelerate((req, res) => {
-    const raw = req.rawHeaders.findIndex((name, i) => i % 2 === 0 && name.toLowerCase() === 'host')
-    seen.push(`${req.headers.host} ${req.rawHeaders[raw + 1]}`)
-    res.cacheFor = 60
-    res.end('ok')
-  }, { key: keys.hostAliases({ 'www.example.com': 'example.com' }) })
-  t.teardown(() => app.close())
-  const served = await serve(t, 'h2c', app)
-  const alias = await served.request('/p', { headers: { host: 'www.example.com' } })
-  t.equal(alias.status, 200)
-  t.equal(alias.body.toString(), 'ok')
-  t.same(seen, ['example.com example.com'], 'headers, rawHeaders')
-  const canonical = await served.request('/p', { headers: { host: 'example.com' } })
-  t.match(canonical.headers['cache-status'], /hit/)
-})
+t.test(
+  'hostAliases over HTTP/2: the handler sees the canonical Host (rawHeaders is a getter there)',
+  async (t) => {
+    const seen: (string | undefined)[] = []
+    const app = accelerate(
+      (req, res) => {
+        const raw = req.rawHeaders.findIndex(
+          (name, i) => i % 2 === 0 && name.toLowerCase() === 'host',
+        )
+        seen.push(`${req.headers.host} ${req.rawHeaders[raw + 1]}`)
+        res.cacheFor = 60
+        res.end('ok')
+      },
+      { key: keys.hostAliases({ 'www.example.com': 'example.com' }) },
+    )
+    t.teardown(() => app.close())
+    const served = await serve(t, 'h2c', app)
+    const alias = await served.request('/p', { headers: { host: 'www.example.com' } })
+    t.equal(alias.status, 200)
+    t.equal(alias.body.toString(), 'ok')
+    t.same(seen, ['example.com example.com'], 'headers, rawHeaders')
+    const canonical = await served.request('/p', { headers: { host: 'example.com' } })
+    t.match(canonical.headers['cache-status'], /hit/)
+  },
+)

@@ -95,10 +95,13 @@ t.test('a policy inside the wrapped handler: the stale entry is served, unrefres
 /** A plain http server (no accelerator) running `wrapped`; records what the handler saw. */
 async function plain(t: Test, etag: EtagValue) {
   const seen: Array<{ method: string; etag: unknown }> = []
-  const wrapped = withEtag(() => etag, (req: IncomingMessage, res: ServerResponse) => {
-    seen.push({ method: req.method!, etag: res.getHeader('etag') })
-    res.end('ran')
-  })
+  const wrapped = withEtag(
+    () => etag,
+    (req: IncomingMessage, res: ServerResponse) => {
+      seen.push({ method: req.method!, etag: res.getHeader('etag') })
+      res.end('ran')
+    },
+  )
   const url = await listen(t, (req, res) => void wrapped(req, res))
   return { url, seen }
 }
@@ -183,15 +186,24 @@ t.test('what etagFn may return', async (t) => {
 
   const errors: Error[] = []
   const onError = (err: Error) => void errors.push(err)
-  const app = accelerate(withEtag(() => 'has space' as string, () => 'never'), { onError })
+  const app = accelerate(
+    withEtag(
+      () => 'has space' as string,
+      () => 'never',
+    ),
+    { onError },
+  )
   t.teardown(() => app.close())
   const url = await listen(t, app)
   t.equal((await request(url)).status, 500)
-  t.match(errors, [{
-    name: 'TypeError',
-    message: 'withEtag: expected etagFn to return an entity-tag ("v1", W/"v1"), a bare value of ' +
-      'visible ASCII, or undefined, got "has space"',
-  }])
+  t.match(errors, [
+    {
+      name: 'TypeError',
+      message:
+        'withEtag: expected etagFn to return an entity-tag ("v1", W/"v1"), a bare value of ' +
+        'visible ASCII, or undefined, got "has space"',
+    },
+  ])
   t.throws(() => withEtag('"v1"' as never, () => undefined), {
     name: 'TypeError',
     message: 'withEtag: expected etagFn to be a function, got "\\"v1\\""',
@@ -204,8 +216,14 @@ t.test('what etagFn may return', async (t) => {
 
 t.test('a sync etagFn keeps the handler sync; an async one returns its promise', async (t) => {
   const results: unknown[] = []
-  const sync = withEtag(() => '"s"', () => 'returned')
-  const later = withEtag(async () => '"a"', () => 'returned')
+  const sync = withEtag(
+    () => '"s"',
+    () => 'returned',
+  )
+  const later = withEtag(
+    async () => '"a"',
+    () => 'returned',
+  )
   const url = await listen(t, (req, res) => {
     const result = (req.url === '/sync' ? sync : later)(req, res)
     results.push(result)

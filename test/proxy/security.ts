@@ -233,7 +233,10 @@ t.test('--upstream http://origin/api: no path reaches anything outside /api', as
   }
   const outside = reached.filter((path) => !resolved(path).startsWith('/api/'))
   t.same(outside, [], 'the origin resolved every path it got inside /api')
-  t.same(reached.map(resolved), INSIDE.map((path) => resolved('/api' + path)))
+  t.same(
+    reached.map(resolved),
+    INSIDE.map((path) => resolved('/api' + path)),
+  )
 })
 
 t.test('without a path prefix, dot segments go on as sent (and are keyed as sent)', async (t) => {
@@ -290,7 +293,7 @@ async function reflectingOrigin(t: Test) {
   return { url, evil }
 }
 
-t.test('a client\'s override headers reach neither the origin nor what others get', async (t) => {
+t.test("a client's override headers reach neither the origin nor what others get", async (t) => {
   const origin = await reflectingOrigin(t)
   const { url } = await proxyTo(t, origin.url)
   for (const name of [...OVERRIDES, ...METHOD_OVERRIDES]) {
@@ -347,7 +350,7 @@ t.test('a method override on a GET never reaches the origin; on a POST it does',
   t.same(performed, ['GET', 'PUT'])
 })
 
-t.test('--trust-forwarded-headers: a front proxy\'s override headers go on', async (t) => {
+t.test("--trust-forwarded-headers: a front proxy's override headers go on", async (t) => {
   const origin = await listen(t, (req, res) => res.end(JSON.stringify(req.headers)))
   const { url } = await proxyTo(t, origin, { trustForwardedHeaders: true })
   const front = {
@@ -377,9 +380,15 @@ t.test('a Vary header named in Connection does not select a variant it did not m
     res.end('data')
   })
   const { url } = await proxyTo(t, origin)
-  await rawRequest(url, { target: '/api', lines: [['Origin', APP], ['Connection', 'Origin']] })
+  await rawRequest(url, {
+    target: '/api',
+    lines: [
+      ['Origin', APP],
+      ['Connection', 'Origin'],
+    ],
+  })
   const victim = await rawRequest(url, { target: '/api', lines: [['Origin', APP]] })
-  t.equal(victim.headers['access-control-allow-origin'], APP, 'the app\'s requests still pass CORS')
+  t.equal(victim.headers['access-control-allow-origin'], APP, "the app's requests still pass CORS")
   const plain = await rawRequest(url, { target: '/api' })
   t.match(plain.headers['cache-status'], HIT, 'the attack filled the variant without Origin')
 })
@@ -406,10 +415,14 @@ t.test('two Host lines are a 400: an origin reading the last cannot render for i
 })
 
 t.test('Connection: close, host does not take the Host away from the origin', async (t) => {
-  const origin = await listenWith(t, (req, res) => {
-    res.writeHead(200, { 'cache-control': 'max-age=60' })
-    res.end(`rendered for ${req.headers.host ?? 'the default site'}`)
-  }, { requireHostHeader: false })
+  const origin = await listenWith(
+    t,
+    (req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' })
+      res.end(`rendered for ${req.headers.host ?? 'the default site'}`)
+    },
+    { requireHostHeader: false },
+  )
   const { url } = await proxyTo(t, origin)
   const lines = [['Connection', 'close, host']] as const
   await rawRequest(url, { target: '/p', host: 'example.com', lines })
@@ -417,7 +430,7 @@ t.test('Connection: close, host does not take the Host away from the origin', as
   t.equal(victim.text, 'rendered for example.com')
 })
 
-t.test('the origin gets the Host the cache keyed on: canonical, or the target\'s', async (t) => {
+t.test("the origin gets the Host the cache keyed on: canonical, or the target's", async (t) => {
   const origin = await listen(t, (req, res) => {
     res.writeHead(200, { 'cache-control': 'max-age=60' })
     res.end(`rendered for ${req.headers.host} ${req.headers['x-forwarded-host']} at ${req.url}`)
@@ -432,8 +445,12 @@ t.test('the origin gets the Host the cache keyed on: canonical, or the target\'s
   t.equal((await get('/p', 'example.com:8080')).text, other, 'another port: another site')
   // Over plain HTTP, :443 is not the default port: another origin, keyed and forwarded as one.
   const tls = await get('/p', 'example.com:443')
-  t.equal(tls.text, 'rendered for example.com:443 example.com:443 at /p', ':443 over HTTP: its own page')
-  t.match(tls.headers['cache-status'], /fwd=miss/, 'not example.com\'s entry')
+  t.equal(
+    tls.text,
+    'rendered for example.com:443 example.com:443 at /p',
+    ':443 over HTTP: its own page',
+  )
+  t.match(tls.headers['cache-status'], /fwd=miss/, "not example.com's entry")
   t.match((await get('/p', 'example.com')).headers['cache-status'], HIT, 'which is still there')
   t.equal((await get('/v6', '[::1]:80')).text, 'rendered for [::1] [::1] at /v6', 'an IPv6 literal')
   // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host.
@@ -447,7 +464,7 @@ t.test('the origin gets the Host the cache keyed on: canonical, or the target\'s
   t.equal(old.text, 'rendered for example.com example.com at /r', 'HTTP/1.0 without a Host line')
   const none = await http10('GET /r HTTP/1.0')
   const upstream = `rendered for ${new URL(origin).host} undefined at /r`
-  t.equal(none.text, upstream, 'HTTP/1.0 without any Host: the upstream\'s')
+  t.equal(none.text, upstream, "HTTP/1.0 without any Host: the upstream's")
 })
 
 // ---------------------------------------------------------------------------------------------

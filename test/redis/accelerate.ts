@@ -10,7 +10,11 @@ import { counted, eventually, gate, listen, manualClock, request } from '../fixt
 const server = sharedRedis(t)
 let run = 0
 async function store(t: Test) {
-  const redis = new RedisStore({ timeoutMs: PATIENT_MS, url: server.url, prefix: `e2e:${process.pid}:${run++}:` })
+  const redis = new RedisStore({
+    timeoutMs: PATIENT_MS,
+    url: server.url,
+    prefix: `e2e:${process.pid}:${run++}:`,
+  })
   await redis.ready()
   t.teardown(async () => {
     await redis.clear()
@@ -31,7 +35,8 @@ t.test('hits, variants and invalidate(url) on Redis', async (t) => {
   })
   const app = accelerate(origin, { store: await store(t) })
   const base = await listen(t, app)
-  for (const headers of [{}, { 'accept-encoding': 'gzip' }, {}, { 'accept-encoding': 'gzip' }]) await request(base + '/v', { headers })
+  for (const headers of [{}, { 'accept-encoding': 'gzip' }, {}, { 'accept-encoding': 'gzip' }])
+    await request(base + '/v', { headers })
   t.equal(origin.calls, 2, 'two variants, two renders, two hits')
   const zipped = await request(base + '/v', { headers: { 'accept-encoding': 'gzip' } })
   t.equal(zipped.headers['content-encoding'], 'gzip')

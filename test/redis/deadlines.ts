@@ -11,10 +11,11 @@ import { startRedis } from '../fixtures/redis-server.js'
 const timers = () => process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
 
 /** What a command came to: its reply, or its error's message. */
-const outcome = (command: Command) => command.promise.then(
-  (reply: unknown) => ({ reply }),
-  (err: Error) => ({ error: err.message }),
-)
+const outcome = (command: Command) =>
+  command.promise.then(
+    (reply: unknown) => ({ reply }),
+    (err: Error) => ({ error: err.message }),
+  )
 
 t.test('50 hits in flight arm no timer each, and are all answered', async (t) => {
   const server = await startRedis(t)
@@ -25,16 +26,27 @@ t.test('50 hits in flight arm no timer each, and are all answered', async (t) =>
   t.ok(await store.set('k', entry, await store.checkpoint()))
   const before = timers()
   const gets = Array.from({ length: 50 }, () => store.get('k'))
-  t.ok(timers() - before <= 1, `at most one timer for 50 GETs in flight (${timers() - before} more)`)
+  t.ok(
+    timers() - before <= 1,
+    `at most one timer for 50 GETs in flight (${timers() - before} more)`,
+  )
   const got = await Promise.all(gets)
-  t.same(got.map((hit) => hit?.body.toString()), Array(50).fill('hello'), 'every GET is a hit')
+  t.same(
+    got.map((hit) => hit?.body.toString()),
+    Array(50).fill('hello'),
+    'every GET is a hit',
+  )
 })
 
 t.test('each command is rejected once past its own deadline, not before, not after', async (t) => {
   let now = 0
   const deadlines = new Deadlines(() => now)
   t.teardown(() => deadlines.clear())
-  const [answered, first, second] = [new Command('get', ['a']), new Command('get', ['b']), new Command('get', ['c'])]
+  const [answered, first, second] = [
+    new Command('get', ['a']),
+    new Command('get', ['b']),
+    new Command('get', ['c']),
+  ]
   deadlines.add(answered, 5)
   deadlines.add(first, 5)
   answered.resolve(Buffer.from('ok'))
@@ -45,8 +57,16 @@ t.test('each command is rejected once past its own deadline, not before, not aft
   t.same(await outcome(first), { error: 'Command timed out' }, 'the first, at its deadline')
   t.equal(second.isSettled, false, 'the second is not due yet')
   now = 8
-  t.same(await outcome(second), { error: 'Command timed out' }, 'the second, at its own deadline (the timer was set again)')
-  t.same(await outcome(answered), { reply: Buffer.from('ok') }, 'an answered command keeps its reply')
+  t.same(
+    await outcome(second),
+    { error: 'Command timed out' },
+    'the second, at its own deadline (the timer was set again)',
+  )
+  t.same(
+    await outcome(answered),
+    { reply: Buffer.from('ok') },
+    'an answered command keeps its reply',
+  )
 })
 
 t.test('a long queue of answered commands is dropped, the unanswered ones kept', async (t) => {
@@ -62,22 +82,28 @@ t.test('a long queue of answered commands is dropped, the unanswered ones kept',
   now = 10
   const unanswered = await Promise.all([...commands.slice(1050), last].map(outcome))
   t.equal(unanswered.length, 51)
-  t.ok(unanswered.every((result) => 'error' in result && result.error === 'Command timed out'), 'every unanswered command timed out')
+  t.ok(
+    unanswered.every((result) => 'error' in result && result.error === 'Command timed out'),
+    'every unanswered command timed out',
+  )
   t.same(await outcome(commands[0]!), { reply: null }, 'answered ones keep their replies')
 })
 
-t.test('clear() forgets every command: a timer set afterwards rejects only what came after', async (t) => {
-  let now = 0
-  const deadlines = new Deadlines(() => now)
-  t.teardown(() => deadlines.clear())
-  const cleared = new Command('get', ['before'])
-  deadlines.add(cleared, 5)
-  deadlines.clear()
-  const after = new Command('get', ['after'])
-  deadlines.add(after, 5)
-  now = 10
-  t.same(await outcome(after), { error: 'Command timed out' })
-  t.equal(cleared.isSettled, false, 'the command cleared is left to its connection')
-  cleared.resolve(null)
-  t.same(await outcome(cleared), { reply: null })
-})
+t.test(
+  'clear() forgets every command: a timer set afterwards rejects only what came after',
+  async (t) => {
+    let now = 0
+    const deadlines = new Deadlines(() => now)
+    t.teardown(() => deadlines.clear())
+    const cleared = new Command('get', ['before'])
+    deadlines.add(cleared, 5)
+    deadlines.clear()
+    const after = new Command('get', ['after'])
+    deadlines.add(after, 5)
+    now = 10
+    t.same(await outcome(after), { error: 'Command timed out' })
+    t.equal(cleared.isSettled, false, 'the command cleared is left to its connection')
+    cleared.resolve(null)
+    t.same(await outcome(cleared), { reply: null })
+  },
+)

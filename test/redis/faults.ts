@@ -20,7 +20,10 @@ async function app(t: Test, store: RedisStore) {
     res.cacheFor = 60
     return `render ${origin.calls}`
   })
-  const accelerator = accelerate(origin, { store, onError: (err, { op }) => errors.push(`${op}: ${err.message}`) })
+  const accelerator = accelerate(origin, {
+    store,
+    onError: (err, { op }) => errors.push(`${op}: ${err.message}`),
+  })
   const url = await listen(t, accelerator)
   t.teardown(() => store.close())
   return { url, origin, errors }
@@ -36,14 +39,22 @@ async function allAnswered(t: Test, url: string, n: number, label: string): Prom
     slowest = Math.max(slowest, performance.now() - started)
     replies.push(reply)
   }
-  t.ok(replies.every((reply) => reply.status === 200 && reply.text.startsWith('render')), `${label}: all ${n} answered`)
-  t.comment(`${label}: the slowest took ${Math.round(slowest)} ms (store timeout ${TIMEOUT_MS} ms, handler ${HANDLER_MS} ms)`)
+  t.ok(
+    replies.every((reply) => reply.status === 200 && reply.text.startsWith('render')),
+    `${label}: all ${n} answered`,
+  )
+  t.comment(
+    `${label}: the slowest took ${Math.round(slowest)} ms (store timeout ${TIMEOUT_MS} ms, handler ${HANDLER_MS} ms)`,
+  )
   return replies
 }
 
 /** Requests until one is a hit again. */
 async function cachingResumes(t: Test, url: string): Promise<void> {
-  await eventually(async () => /hit/.test(String((await request(url)).headers['cache-status'])), 'a hit after the outage')
+  await eventually(
+    async () => /hit/.test(String((await request(url)).headers['cache-status'])),
+    'a hit after the outage',
+  )
   t.pass('caching resumed by itself')
 }
 
@@ -54,14 +65,24 @@ t.test('Redis paused (SIGSTOP): misses within the timeout, then caching resumes'
   const { url, errors } = await app(t, store)
   // On a loaded machine one of the first commands may outlast the 100 ms timeout: a miss, not a
   // failure of what this test is about.
-  await eventually(async () => /hit/.test(String((await request(url + '/')).headers['cache-status'])), 'a hit')
+  await eventually(
+    async () => /hit/.test(String((await request(url + '/')).headers['cache-status'])),
+    'a hit',
+  )
   t.pass('cached before the outage')
   server.pause()
   const replies = await allAnswered(t, url + '/', 15, 'paused')
-  t.ok(replies.every((reply) => /fwd=miss/.test(String(reply.headers['cache-status']))), 'as misses')
+  t.ok(
+    replies.every((reply) => /fwd=miss/.test(String(reply.headers['cache-status']))),
+    'as misses',
+  )
   // Which command meets the pause first (the lookup, or the previous request's store write)
   // depends on scheduling; that one times out and the rest are not sent.
-  t.match(errors.join('\n'), new RegExp(`(get|set): RedisStore ${server.url}: command timed out after ${TIMEOUT_MS} ms`), 'the timeout was reported, naming the server')
+  t.match(
+    errors.join('\n'),
+    new RegExp(`(get|set): RedisStore ${server.url}: command timed out after ${TIMEOUT_MS} ms`),
+    'the timeout was reported, naming the server',
+  )
   server.resume()
   await cachingResumes(t, url + '/')
 })
@@ -87,7 +108,7 @@ t.test('Redis never reachable: every request answered, the store keeps trying', 
   t.equal(origin.calls, 10)
 })
 
-t.test('a client passed in without timeouts still gets the store\'s deadline', async (t) => {
+t.test("a client passed in without timeouts still gets the store's deadline", async (t) => {
   const server = await startRedis(t)
   const client = new Redis(server.url) // ioredis defaults: offline queue on, no command timeout
   t.teardown(() => client.disconnect())

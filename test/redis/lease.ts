@@ -7,7 +7,13 @@ import { MemoryStore } from '../../stores/memory.js'
 import { accelerate } from '../../src/index.js'
 import type { CacheEntry, LeaseClaim } from '../../src/store.js'
 import { Cluster } from 'ioredis'
-import { startRedis, startCluster, freePort, PATIENT_MS, type RedisServer } from '../fixtures/redis-server.js'
+import {
+  startRedis,
+  startCluster,
+  freePort,
+  PATIENT_MS,
+  type RedisServer,
+} from '../fixtures/redis-server.js'
 import { gate, listen, request, eventually } from '../fixtures/http.js'
 
 let redis!: RedisServer
@@ -16,7 +22,12 @@ t.before(async () => {
 })
 
 const newStore = (t: Test, options: ConstructorParameters<typeof RedisStore>[0] = {}) => {
-  const store = new RedisStore({ url: redis.url, prefix: `lease:${t.name.length}:${Math.random()}:`, timeoutMs: 5000, ...options })
+  const store = new RedisStore({
+    url: redis.url,
+    prefix: `lease:${t.name.length}:${Math.random()}:`,
+    timeoutMs: 5000,
+    ...options,
+  })
   t.teardown(() => store.close())
   return store
 }
@@ -32,7 +43,7 @@ t.test('a lease: held by one, busy for the others until released, then free', as
   const busy = (await two.lease!('k', 10_000, true)) as Busy
   const other = (await two.lease!('k', 10_000, false)) as Busy
   t.equal(busy.kind, 'busy')
-  t.equal((await busy.wait(1)), 'timeout', 'a short wait ends at its bound')
+  t.equal(await busy.wait(1), 'timeout', 'a short wait ends at its bound')
   const again = (await two.lease!('k', 10_000)) as Busy
   await held.release()
   await held.release() // twice: nothing more
@@ -44,7 +55,7 @@ t.test('a lease: held by one, busy for the others until released, then free', as
   await mine.release(true)
 })
 
-t.test('alone: the holder\'s response could not be shared', async (t) => {
+t.test("alone: the holder's response could not be shared", async (t) => {
   const prefix = `lease:alone:${process.pid}:`
   const one = newStore(t, { prefix })
   const two = newStore(t, { prefix })
@@ -57,7 +68,16 @@ t.test('alone: the holder\'s response could not be shared', async (t) => {
 t.test('ifAbsent: an entry stored at the key answers stored', async (t) => {
   const store = newStore(t)
   const now = Date.now()
-  const entry: CacheEntry = { status: 200, headers: { etag: '"1"', date: new Date(now).toUTCString(), 'content-length': '1' }, body: Buffer.from('x'), tags: [], storedAt: now, initialAge: 0, staleAt: now + 60_000, expiresAt: now + 60_000 }
+  const entry: CacheEntry = {
+    status: 200,
+    headers: { etag: '"1"', date: new Date(now).toUTCString(), 'content-length': '1' },
+    body: Buffer.from('x'),
+    tags: [],
+    storedAt: now,
+    initialAge: 0,
+    staleAt: now + 60_000,
+    expiresAt: now + 60_000,
+  }
   t.ok(await store.set('k', entry, await store.checkpoint()))
   t.same(await store.lease!('k', 1000, true), { kind: 'stored' })
   t.equal((await store.lease!('k', 1000, false)).kind, 'held')
@@ -94,19 +114,34 @@ t.test('a release after close does nothing; a closed store wakes its waiters', a
 t.test('lease: false; bad options and arguments', async (t) => {
   const store = newStore(t, { lease: false })
   t.equal(store.lease, undefined)
-  t.throws(() => new RedisStore({ url: redis.url, lease: 'yes' as never }), { message: "expected options.lease to be a boolean, got 'yes'" })
-  await t.rejects(newStore(t).lease!('k', 0), { message: 'expected lease ttlMs to be a positive integer, got 0' })
+  t.throws(() => new RedisStore({ url: redis.url, lease: 'yes' as never }), {
+    message: "expected options.lease to be a boolean, got 'yes'",
+  })
+  await t.rejects(newStore(t).lease!('k', 0), {
+    message: 'expected lease ttlMs to be a positive integer, got 0',
+  })
 })
 
 t.test('no subscriber: a claim fails within the timeout, naming the server', async (t) => {
   const port = await freePort()
   const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 50 })
   t.teardown(() => store.close())
-  await t.rejects(store.lease!('k', 1000), { message: `RedisStore redis://127.0.0.1:${port}: lease notifications are not subscribed (their connection is down); generating without waiting for other processes`, outage: true })
-  await t.rejects(store.lease!('k', 1000), RedisStoreError, 'and again, on the same connection trying')
+  await t.rejects(store.lease!('k', 1000), {
+    message: `RedisStore redis://127.0.0.1:${port}: lease notifications are not subscribed (their connection is down); generating without waiting for other processes`,
+    outage: true,
+  })
+  await t.rejects(
+    store.lease!('k', 1000),
+    RedisStoreError,
+    'and again, on the same connection trying',
+  )
   const closed = new RedisStore({ url: redis.url })
   await closed.close()
-  await t.rejects(closed.lease!('k', 1000), { message: `RedisStore ${redis.url}: closed (close() was called)` }, 'closed: nothing connected')
+  await t.rejects(
+    closed.lease!('k', 1000),
+    { message: `RedisStore ${redis.url}: closed (close() was called)` },
+    'closed: nothing connected',
+  )
 })
 
 t.test('Redis paused: a claim times out (fail open)', async (t) => {
@@ -127,20 +162,25 @@ t.test('Redis paused: a claim times out (fail open)', async (t) => {
   await held!.release().catch(() => {})
 })
 
-t.test('on a Redis Cluster: the lease lives in the entry\'s slot, its release reaches every node\'s subscribers', async (t) => {
-  const cluster = new Cluster(await startCluster(t))
-  t.teardown(() => cluster.disconnect())
-  const [one, two] = [0, 1].map(() => new RedisStore({ client: cluster, prefix: 'cl:', timeoutMs: PATIENT_MS }))
-  t.teardown(() => Promise.all([one!.close(), two!.close()]))
-  for (const key of ['a', 'b', 'c', 'd']) {
-    const held = (await one!.lease!(key, 10_000, true)) as Held
-    t.equal(held.kind, 'held', key)
-    const busy = (await two!.lease!(key, 10_000, true)) as Busy
-    t.equal(busy.kind, 'busy')
-    await held.release()
-    t.equal(await busy.wait(PATIENT_MS), 'released')
-  }
-})
+t.test(
+  "on a Redis Cluster: the lease lives in the entry's slot, its release reaches every node's subscribers",
+  async (t) => {
+    const cluster = new Cluster(await startCluster(t))
+    t.teardown(() => cluster.disconnect())
+    const [one, two] = [0, 1].map(
+      () => new RedisStore({ client: cluster, prefix: 'cl:', timeoutMs: PATIENT_MS }),
+    )
+    t.teardown(() => Promise.all([one!.close(), two!.close()]))
+    for (const key of ['a', 'b', 'c', 'd']) {
+      const held = (await one!.lease!(key, 10_000, true)) as Held
+      t.equal(held.kind, 'held', key)
+      const busy = (await two!.lease!(key, 10_000, true)) as Busy
+      t.equal(busy.kind, 'busy')
+      await held.release()
+      t.equal(await busy.wait(PATIENT_MS), 'released')
+    }
+  },
+)
 
 /** A MemoryStore whose lease answers what the test queues. */
 class Leasing extends MemoryStore {
@@ -161,19 +201,30 @@ class Leasing extends MemoryStore {
   }
 }
 
-const busyWith = (wake: 'released' | 'alone' | 'expired' | 'timeout', before?: () => void): (() => Promise<LeaseClaim>) =>
+const busyWith =
+  (
+    wake: 'released' | 'alone' | 'expired' | 'timeout',
+    before?: () => void,
+  ): (() => Promise<LeaseClaim>) =>
   async () => ({ kind: 'busy', wait: async () => (before?.(), wake) })
 
 async function app(t: Test, store: Leasing, coalesceTimeoutMs = 5000) {
   const errors: string[] = []
   let renders = 0
   const hold = gate()
-  const accelerated = accelerate(async (req, res) => {
-    renders++
-    res.cacheFor = 60
-    if (req.headers['x-hold'] === '1') await hold.promise
-    return `render ${renders}`
-  }, { store, coalesceTimeoutMs, onError: (err, { op }) => void errors.push(`${op}: ${err.message}`) })
+  const accelerated = accelerate(
+    async (req, res) => {
+      renders++
+      res.cacheFor = 60
+      if (req.headers['x-hold'] === '1') await hold.promise
+      return `render ${renders}`
+    },
+    {
+      store,
+      coalesceTimeoutMs,
+      onError: (err, { op }) => void errors.push(`${op}: ${err.message}`),
+    },
+  )
   t.teardown(() => accelerated.close())
   const url = await listen(t, accelerated)
   return { url, errors, renders: () => renders, hold, accelerated }
@@ -182,17 +233,27 @@ async function app(t: Test, store: Leasing, coalesceTimeoutMs = 5000) {
 t.test('core: held, the lease is released once the entry is stored', async (t) => {
   const store = new Leasing()
   const released: Array<boolean | undefined> = []
-  store.answers.push(async () => ({ kind: 'held', release: async (alone) => void released.push(alone) }))
+  store.answers.push(async () => ({
+    kind: 'held',
+    release: async (alone) => void released.push(alone),
+  }))
   const { url } = await app(t, store)
   t.equal((await request(url + '/a')).text, 'render 1')
   await eventually(() => released.length === 1, 'released')
   t.same(released, [false])
-  t.same(store.asked.map(([, ifAbsent]) => ifAbsent), [true], 'asked once, unless an entry is stored')
+  t.same(
+    store.asked.map(([, ifAbsent]) => ifAbsent),
+    [true],
+    'asked once, unless an entry is stored',
+  )
 })
 
 t.test('core: a release that fails is reported', async (t) => {
   const store = new Leasing()
-  store.answers.push(async () => ({ kind: 'held', release: () => Promise.reject(new Error('release failed')) }))
+  store.answers.push(async () => ({
+    kind: 'held',
+    release: () => Promise.reject(new Error('release failed')),
+  }))
   const { url, errors } = await app(t, store)
   await request(url + '/a')
   await eventually(() => errors.length === 1, 'reported')
@@ -207,26 +268,47 @@ t.test('core: a claim that fails is reported, and the request generates at once'
   t.match(errors, ['lease: claim failed'])
 })
 
-t.test('core: woken with the entry stored meanwhile, a hit for the request and its waiters', async (t) => {
-  const store = new Leasing()
-  const now = Date.now()
-  const entry: CacheEntry = { status: 200, headers: { etag: '"o"', date: new Date(now).toUTCString(), 'content-length': '5' }, body: Buffer.from('other'), tags: [], storedAt: now, initialAge: 0, staleAt: now + 60_000, expiresAt: now + 60_000 }
-  const woken = gate()
-  store.answers.push(async () => ({ kind: 'busy', wait: async () => (await woken.promise, 'released') }))
-  const { url, renders, accelerated } = await app(t, store)
-  const stats = () => accelerated.stats()
-  const first = request(url + '/a')
-  await eventually(() => store.asked.length === 1, 'claimed')
-  const second = request(url + '/a')
-  await eventually(() => stats().coalesced === 1, 'the second waits on the first')
-  // Another process stores the entry (the key as the default key function makes it).
-  await store.set(store.asked[0]![0], entry, await store.checkpoint())
-  woken.open()
-  const replies = await Promise.all([first, second])
-  t.same(replies.map((reply) => reply.text), ['other', 'other'])
-  t.ok(replies.every((reply) => /; hit/.test(String(reply.headers['cache-status']))), 'hits')
-  t.equal(renders(), 0)
-})
+t.test(
+  'core: woken with the entry stored meanwhile, a hit for the request and its waiters',
+  async (t) => {
+    const store = new Leasing()
+    const now = Date.now()
+    const entry: CacheEntry = {
+      status: 200,
+      headers: { etag: '"o"', date: new Date(now).toUTCString(), 'content-length': '5' },
+      body: Buffer.from('other'),
+      tags: [],
+      storedAt: now,
+      initialAge: 0,
+      staleAt: now + 60_000,
+      expiresAt: now + 60_000,
+    }
+    const woken = gate()
+    store.answers.push(async () => ({
+      kind: 'busy',
+      wait: async () => (await woken.promise, 'released'),
+    }))
+    const { url, renders, accelerated } = await app(t, store)
+    const stats = () => accelerated.stats()
+    const first = request(url + '/a')
+    await eventually(() => store.asked.length === 1, 'claimed')
+    const second = request(url + '/a')
+    await eventually(() => stats().coalesced === 1, 'the second waits on the first')
+    // Another process stores the entry (the key as the default key function makes it).
+    await store.set(store.asked[0]![0], entry, await store.checkpoint())
+    woken.open()
+    const replies = await Promise.all([first, second])
+    t.same(
+      replies.map((reply) => reply.text),
+      ['other', 'other'],
+    )
+    t.ok(
+      replies.every((reply) => /; hit/.test(String(reply.headers['cache-status']))),
+      'hits',
+    )
+    t.equal(renders(), 0)
+  },
+)
 
 t.test('core: stored, then nothing fresh on a second look: the next claim holds it', async (t) => {
   const store = new Leasing()
@@ -235,46 +317,63 @@ t.test('core: stored, then nothing fresh on a second look: the next claim holds 
   store.answers.push(async () => ({ kind: 'held', release: async () => {} }))
   const { url } = await app(t, store)
   t.equal((await request(url + '/a')).text, 'render 1')
-  t.same(store.asked.map(([, ifAbsent]) => ifAbsent), [true, false, false])
+  t.same(
+    store.asked.map(([, ifAbsent]) => ifAbsent),
+    [true, false, false],
+  )
 })
 
 t.test('core: woken alone, or at the bound, or with the store down: generates', async (t) => {
-  for (const [wake, failGet] of [['alone', false], ['timeout', false], ['released', true]] as const) {
+  for (const [wake, failGet] of [
+    ['alone', false],
+    ['timeout', false],
+    ['released', true],
+  ] as const) {
     const store = new Leasing()
     store.answers.push(busyWith(wake, () => void (store.failGet = failGet)))
     const { url, renders, errors } = await app(t, store)
     t.equal((await request(url + '/a')).text, 'render 1', wake)
     t.equal(renders(), 1)
     t.equal(store.asked.length, 1, `${wake}: no second claim`)
-    t.same(errors, failGet ? ['get: get failed'] : [], failGet ? 'the failed lookup reported' : 'nothing reported')
+    t.same(
+      errors,
+      failGet ? ['get: get failed'] : [],
+      failGet ? 'the failed lookup reported' : 'nothing reported',
+    )
   }
 })
 
-t.test('core: no lease for no-store requests, without a wait bound, for a hedge, or past the bound', async (t) => {
-  const store = new Leasing()
-  const { url } = await app(t, store)
-  await request(url + '/a', { headers: { 'cache-control': 'no-store' } })
-  const unbounded = await app(t, store, 0)
-  await request(unbounded.url + '/b')
-  t.same(store.asked, [], 'not asked')
-  // A generation slower than the bound: the request after it hedges without asking.
-  const slow = await app(t, store, 50)
-  store.answers.push(async () => ({ kind: 'held', release: async () => {} }))
-  const first = request(slow.url + '/c', { headers: { 'x-hold': '1' } })
-  await eventually(() => slow.renders() === 1, 'the first renders')
-  store.answers.push(busyWith('expired'))
-  const hedge = await request(slow.url + '/c')
-  t.equal(hedge.text, 'render 2', 'the hedge generated')
-  slow.hold.open()
-  await first
-  t.equal(store.asked.length, 1, 'one claim: the hedge asked for none')
-  store.answers.length = 0
-})
+t.test(
+  'core: no lease for no-store requests, without a wait bound, for a hedge, or past the bound',
+  async (t) => {
+    const store = new Leasing()
+    const { url } = await app(t, store)
+    await request(url + '/a', { headers: { 'cache-control': 'no-store' } })
+    const unbounded = await app(t, store, 0)
+    await request(unbounded.url + '/b')
+    t.same(store.asked, [], 'not asked')
+    // A generation slower than the bound: the request after it hedges without asking.
+    const slow = await app(t, store, 50)
+    store.answers.push(async () => ({ kind: 'held', release: async () => {} }))
+    const first = request(slow.url + '/c', { headers: { 'x-hold': '1' } })
+    await eventually(() => slow.renders() === 1, 'the first renders')
+    store.answers.push(busyWith('expired'))
+    const hedge = await request(slow.url + '/c')
+    t.equal(hedge.text, 'render 2', 'the hedge generated')
+    slow.hold.open()
+    await first
+    t.equal(store.asked.length, 1, 'one claim: the hedge asked for none')
+    store.answers.length = 0
+  },
+)
 
 t.test('core: close while holding a lease releases it', async (t) => {
   const store = new Leasing()
   const released: Array<boolean | undefined> = []
-  store.answers.push(async () => ({ kind: 'held', release: async (alone) => void released.push(alone) }))
+  store.answers.push(async () => ({
+    kind: 'held',
+    release: async (alone) => void released.push(alone),
+  }))
   const { url, accelerated, renders, hold } = await app(t, store)
   const first = request(url + '/a', { headers: { 'x-hold': '1' } }).catch(() => undefined)
   await eventually(() => renders() === 1, 'rendering')

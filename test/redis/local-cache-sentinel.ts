@@ -10,16 +10,26 @@ import { eventually } from '../fixtures/http.js'
 t.test('a failover: copies dropped, then kept and invalidated on the new master', async (t) => {
   const set = await startSentinel(t)
   const store = () => {
-    const store = new RedisStore({ clientOptions: { sentinels: [set.sentinel], name: set.name }, prefix: 'lcs:', timeoutMs: 2000, localCache: { maxBytes: 1 << 20 } })
+    const store = new RedisStore({
+      clientOptions: { sentinels: [set.sentinel], name: set.name },
+      prefix: 'lcs:',
+      timeoutMs: 2000,
+      localCache: { maxBytes: 1 << 20 },
+    })
     t.teardown(() => store.close())
     return store
   }
   const [a, b] = [store(), store()]
   const local = localCacheOf(a)!
   // Either store may be between masters: a failed command is tried again.
-  const put = (text: string) => b.checkpoint().then((since) => b.set('page', makeEntry({ body: Buffer.from(text) }), since)).catch(() => false)
+  const put = (text: string) =>
+    b
+      .checkpoint()
+      .then((since) => b.set('page', makeEntry({ body: Buffer.from(text) }), since))
+      .catch(() => false)
   const read = async () => (await a.get('page').catch(() => undefined))?.body.toString()
-  const kept = (text: string) => eventually(async () => (await read()) === text && local.has('page'), `A keeps ${text}`)
+  const kept = (text: string) =>
+    eventually(async () => (await read()) === text && local.has('page'), `A keeps ${text}`)
   await eventually(() => local.live && localCacheOf(b)!.live, 'both streams up')
   await eventually(() => put('v1'), 'v1 stored')
   await kept('v1')

@@ -23,9 +23,31 @@ t.before(async () => {
 
 let prefixes = 0
 /** A store with a local cache, on `prefix`, closed at teardown; resolves once its stream is up. */
-async function localStore(t: Test, prefix: string, options: { maxBytes?: number; maxEntries?: number; timeoutMs?: number; now?: () => number; url?: string } = {}): Promise<RedisStore> {
-  const { maxBytes = 1024 * 1024, maxEntries, timeoutMs = PATIENT_MS, now, url = server.url } = options
-  const store = new RedisStore({ url, prefix, timeoutMs, ...(now ? { now } : {}), localCache: { maxBytes, ...(maxEntries ? { maxEntries } : {}) } })
+async function localStore(
+  t: Test,
+  prefix: string,
+  options: {
+    maxBytes?: number
+    maxEntries?: number
+    timeoutMs?: number
+    now?: () => number
+    url?: string
+  } = {},
+): Promise<RedisStore> {
+  const {
+    maxBytes = 1024 * 1024,
+    maxEntries,
+    timeoutMs = PATIENT_MS,
+    now,
+    url = server.url,
+  } = options
+  const store = new RedisStore({
+    url,
+    prefix,
+    timeoutMs,
+    ...(now ? { now } : {}),
+    localCache: { maxBytes, ...(maxEntries ? { maxEntries } : {}) },
+  })
   t.teardown(() => store.close())
   await eventually(() => local(store).live, 'the invalidation stream is up')
   return store
@@ -44,8 +66,17 @@ function local(store: RedisStore): LocalCache {
 const body = (entry: CacheEntry | undefined) => entry?.body.toString()
 
 /** Stores `text` at `key` through `store`; returns its entry as stored. */
-async function put(store: RedisStore, key: string, text: string, tags: string[] = ['t']): Promise<void> {
-  const stored = await store.set(key, makeEntry({ body: Buffer.from(text), tags }), await store.checkpoint())
+async function put(
+  store: RedisStore,
+  key: string,
+  text: string,
+  tags: string[] = ['t'],
+): Promise<void> {
+  const stored = await store.set(
+    key,
+    makeEntry({ body: Buffer.from(text), tags }),
+    await store.checkpoint(),
+  )
   if (!stored) throw new Error(`${key} not stored`)
 }
 
@@ -55,7 +86,10 @@ async function put(store: RedisStore, key: string, text: string, tags: string[] 
  */
 async function held(t: Test, store: RedisStore, key: string, text: string): Promise<CacheEntry> {
   // (A store with a short timeout may time out on a loaded machine: that read is tried again.)
-  await eventually(async () => body(await store.get(key).catch(() => undefined)) === text && local(store).has(key), `${key} read and kept`)
+  await eventually(
+    async () => body(await store.get(key).catch(() => undefined)) === text && local(store).has(key),
+    `${key} read and kept`,
+  )
   t.ok(local(store).has(key), `read ${text} and kept a local copy`)
   const hit = await store.get(key)
   t.equal(hit, await store.get(key), 'hits return the local copy itself')
@@ -63,11 +97,18 @@ async function held(t: Test, store: RedisStore, key: string, text: string): Prom
 }
 
 // Everything a store promises in one process (no stale resurrection included) holds with copies.
-t.test('the store conformance suite, with a local cache', async (t) => storeConformance(t, async () => {
-  const store = new RedisStore({ url: server.url, prefix: `lc${++prefixes}:`, timeoutMs: PATIENT_MS, localCache: { maxBytes: 1 << 20 } })
-  await eventually(() => local(store).live, 'the invalidation stream is up')
-  return store
-}))
+t.test('the store conformance suite, with a local cache', async (t) =>
+  storeConformance(t, async () => {
+    const store = new RedisStore({
+      url: server.url,
+      prefix: `lc${++prefixes}:`,
+      timeoutMs: PATIENT_MS,
+      localCache: { maxBytes: 1 << 20 },
+    })
+    await eventually(() => local(store).live, 'the invalidation stream is up')
+    return store
+  }),
+)
 
 t.test('a hit is served from memory: with Redis paused, the copy still answers', async (t) => {
   const [a] = await pair(t)
@@ -84,7 +125,9 @@ t.test('a hit is served from memory: with Redis paused, the copy still answers',
 
 // Each way an entry can change in Redis, made by process B: A's copy is gone once A's stream
 // has answered one command sent after the change returned (sync), and A reads what is there.
-const changes: Array<[string, (b: RedisStore, prefix: string) => Promise<unknown>, string | undefined]> = [
+const changes: Array<
+  [string, (b: RedisStore, prefix: string) => Promise<unknown>, string | undefined]
+> = [
   ['an overwrite', (b) => put(b, 'page', 'v2'), 'v2'],
   ['a delete', (b) => b.delete('page'), undefined],
   ['an invalidation of its tag', (b) => b.invalidateTags(['t']), undefined],
@@ -92,10 +135,14 @@ const changes: Array<[string, (b: RedisStore, prefix: string) => Promise<unknown
   ['a clear()', (b) => b.clear(), undefined],
   ['a clear() of its key prefix', (b) => b.clear('pa'), undefined],
   // (Made by neither process: B syncs too before its copy is checked.)
-  ['an expiry in Redis', async (_, prefix) => {
-    await raw.pexpire(`${prefix}{k:page}v`, 1)
-    await eventually(async () => (await raw.exists(`${prefix}{k:page}v`)) === 0, 'expired')
-  }, undefined],
+  [
+    'an expiry in Redis',
+    async (_, prefix) => {
+      await raw.pexpire(`${prefix}{k:page}v`, 1)
+      await eventually(async () => (await raw.exists(`${prefix}{k:page}v`)) === 0, 'expired')
+    },
+    undefined,
+  ],
   ['a FLUSHALL', () => raw.flushall(), undefined],
 ]
 for (const [what, change, after] of changes) {
@@ -110,7 +157,8 @@ for (const [what, change, after] of changes) {
     t.notOk(local(a).has('page'), 'A dropped its copy')
     const now = await a.get('page')
     t.equal(body(now), after)
-    if (what.startsWith('a soft')) t.equal(now?.softInvalidated, true, 'A reads the softly invalidated entry')
+    if (what.startsWith('a soft'))
+      t.equal(now?.softInvalidated, true, 'A reads the softly invalidated entry')
     // And in B, the process that made the change, without waiting for anything.
     t.notOk(local(b).has('page'), 'B dropped its own copy when the change returned')
   })
@@ -180,21 +228,29 @@ t.test('the stream lost: copies dropped, reads bypass them, and tracking resumes
   t.equal(body(await a.get('page')), 'v3')
 })
 
-t.test('Redis killed and restarted: nothing local is served meanwhile, then copies come back', async (t) => {
-  const [a] = await pair(t)
-  await put(a, 'page', 'v1')
-  await held(t, a, 'page', 'v1')
-  await server.kill()
-  await eventually(() => !local(a).live, 'the stream is lost')
-  t.equal(local(a).size().entries, 0)
-  await t.rejects(a.get('page'), /RedisStore/, 'a read goes to Redis (and fails), not to a copy')
-  // invalidateTags while the stream is down: nothing to wait for.
-  await t.rejects(a.invalidateTags(['t']))
-  await server.restart()
-  await eventually(() => local(a).live, 'the stream is back')
-  await eventually(async () => (await a.set('page', makeEntry({ body: Buffer.from('v2') }), await a.checkpoint())) === true, 'stored again')
-  await held(t, a, 'page', 'v2')
-})
+t.test(
+  'Redis killed and restarted: nothing local is served meanwhile, then copies come back',
+  async (t) => {
+    const [a] = await pair(t)
+    await put(a, 'page', 'v1')
+    await held(t, a, 'page', 'v1')
+    await server.kill()
+    await eventually(() => !local(a).live, 'the stream is lost')
+    t.equal(local(a).size().entries, 0)
+    await t.rejects(a.get('page'), /RedisStore/, 'a read goes to Redis (and fails), not to a copy')
+    // invalidateTags while the stream is down: nothing to wait for.
+    await t.rejects(a.invalidateTags(['t']))
+    await server.restart()
+    await eventually(() => local(a).live, 'the stream is back')
+    await eventually(
+      async () =>
+        (await a.set('page', makeEntry({ body: Buffer.from('v2') }), await a.checkpoint())) ===
+        true,
+      'stored again',
+    )
+    await held(t, a, 'page', 'v2')
+  },
+)
 
 t.test('a stream that does not answer in time is taken for lost', async (t) => {
   const prefix = `lc${++prefixes}:`
@@ -236,7 +292,10 @@ t.test('local copies stay within maxBytes and maxEntries, least recently used fi
   t.notOk(local(a).has('big'), 'but not kept')
   const few = await localStore(t, prefix, { maxEntries: 2 })
   for (const key of ['k1', 'k2', 'k3']) await few.get(key)
-  t.same(['k1', 'k2', 'k3'].map((key) => local(few).has(key as string)), [false, true, true])
+  t.same(
+    ['k1', 'k2', 'k3'].map((key) => local(few).has(key as string)),
+    [false, true, true],
+  )
   t.ok(local(few).size().bytes < 3 * 2000)
 })
 
@@ -252,7 +311,12 @@ t.test('a copy past its expiresAt is not served', async (t) => {
 
 t.test('a Redis that refuses tracking: the store works, without local copies', async (t) => {
   await raw.call('ACL', 'SETUSER', 'noclient', 'on', 'nopass', '~*', '&*', '+@all', '-client')
-  const store = new RedisStore({ url: `redis://noclient@127.0.0.1:${server.port}`, prefix: `lc${++prefixes}:`, timeoutMs: PATIENT_MS, localCache: { maxBytes: 1 << 20 } })
+  const store = new RedisStore({
+    url: `redis://noclient@127.0.0.1:${server.port}`,
+    prefix: `lc${++prefixes}:`,
+    timeoutMs: PATIENT_MS,
+    localCache: { maxBytes: 1 << 20 },
+  })
   t.teardown(() => store.close())
   await store.ready()
   await put(store, 'page', 'v1')
@@ -263,64 +327,116 @@ t.test('a Redis that refuses tracking: the store works, without local copies', a
 
 t.test('an ACL user with the rule the README gives keeps copies', async (t) => {
   const prefix = `lc${++prefixes}:`
-  await raw.call('ACL', 'SETUSER', 'lcuser', 'on', 'nopass', 'resetkeys', `~${prefix}*`, 'resetchannels', '&__redis__:invalidate', '-@all', ...'+info +get +set +del +unlink +incr +time +getrange +setrange +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval +client|id +client|tracking +subscribe +ping'.split(' '))
+  await raw.call(
+    'ACL',
+    'SETUSER',
+    'lcuser',
+    'on',
+    'nopass',
+    'resetkeys',
+    `~${prefix}*`,
+    'resetchannels',
+    '&__redis__:invalidate',
+    '-@all',
+    ...'+info +get +set +del +unlink +incr +time +getrange +setrange +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval +client|id +client|tracking +subscribe +ping'.split(
+      ' ',
+    ),
+  )
   const a = await localStore(t, prefix, { url: `redis://lcuser@127.0.0.1:${server.port}` })
   await put(a, 'page', 'v1')
   await held(t, a, 'page', 'v1')
 })
 
 t.test('options.localCache is checked', async (t) => {
-  for (const bad of [null, 5, {}, { maxBytes: 0 }, { maxBytes: 1.5 }, { maxBytes: 10, maxEntries: -1 }]) {
-    t.throws(() => new RedisStore({ url: server.url, localCache: bad as never }), TypeError, JSON.stringify(bad))
+  for (const bad of [
+    null,
+    5,
+    {},
+    { maxBytes: 0 },
+    { maxBytes: 1.5 },
+    { maxBytes: 10, maxEntries: -1 },
+  ]) {
+    t.throws(
+      () => new RedisStore({ url: server.url, localCache: bad as never }),
+      TypeError,
+      JSON.stringify(bad),
+    )
   }
   const cluster = new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true })
   t.teardown(() => cluster.disconnect())
-  t.throws(() => new RedisStore({ client: cluster, localCache: { maxBytes: 1000 } }), { name: 'TypeError', message: /not supported on a Redis Cluster/ })
+  t.throws(() => new RedisStore({ client: cluster, localCache: { maxBytes: 1000 } }), {
+    name: 'TypeError',
+    message: /not supported on a Redis Cluster/,
+  })
 })
 
-t.test('a client passed in: its duplicate carries the stream, and the client stays open', async (t) => {
-  const client = new Redis(server.url)
-  t.teardown(() => client.quit())
-  const prefix = `lc${++prefixes}:`
-  const store = new RedisStore({ client, prefix, timeoutMs: PATIENT_MS, localCache: { maxBytes: 1 << 20 } })
-  await eventually(() => local(store).live, 'live')
-  await put(store, 'page', 'v1')
-  await held(t, store, 'page', 'v1')
-  await store.close()
-  t.notOk(local(store).live)
-  t.equal(client.status, 'ready')
-})
+t.test(
+  'a client passed in: its duplicate carries the stream, and the client stays open',
+  async (t) => {
+    const client = new Redis(server.url)
+    t.teardown(() => client.quit())
+    const prefix = `lc${++prefixes}:`
+    const store = new RedisStore({
+      client,
+      prefix,
+      timeoutMs: PATIENT_MS,
+      localCache: { maxBytes: 1 << 20 },
+    })
+    await eventually(() => local(store).live, 'live')
+    await put(store, 'page', 'v1')
+    await held(t, store, 'page', 'v1')
+    await store.close()
+    t.notOk(local(store).live)
+    t.equal(client.status, 'ready')
+  },
+)
 
-t.test('another OS process: its copy goes when this one invalidates, over many rounds', async (t) => {
-  const prefix = `lc${++prefixes}:`
-  const a = await localStore(t, prefix)
-  const child = fork(fileURLToPath(new URL('../fixtures/local-cache-process.ts', import.meta.url)), [], { env: { ...process.env, ACC_REDIS_URL: server.url, ACC_PREFIX: prefix }, execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  t.teardown(() => new Promise<void>((resolve) => {
-    if (child.exitCode !== null) return resolve()
-    child.once('exit', () => resolve())
-    child.kill('SIGTERM')
-  }))
-  // The child says hello once its stream is up.
-  await new Promise<void>((resolve, reject) => {
-    child.once('message', () => resolve())
-    child.once('exit', (code) => reject(new Error(`the child exited with ${code}`)))
-  })
-  const replies: Array<(reply: { body?: string; held: boolean }) => void> = []
-  child.on('message', (reply: { body?: string; held: boolean }) => replies.shift()!(reply))
-  const ask = (op: string, key = 'page') => new Promise<{ body?: string; held: boolean }>((resolve) => {
-    replies.push(resolve)
-    child.send({ op, key })
-  })
-  let stale = 0
-  for (let round = 1; round <= 50; round++) {
-    await put(a, 'page', `v${round}`)
-    t.equal((await ask('get')).body, `v${round}`)
-    const second = await ask('get')
-    if (!second.held || second.body !== `v${round}`) t.fail(`round ${round}: the child kept no copy`)
-    await a.invalidateTags(['t'])
-    await ask('sync')
-    const after = await ask('get')
-    if (after.body !== undefined) stale++
-  }
-  t.equal(stale, 0, 'no stale local hit in 50 rounds of invalidate-then-read')
-})
+t.test(
+  'another OS process: its copy goes when this one invalidates, over many rounds',
+  async (t) => {
+    const prefix = `lc${++prefixes}:`
+    const a = await localStore(t, prefix)
+    const child = fork(
+      fileURLToPath(new URL('../fixtures/local-cache-process.ts', import.meta.url)),
+      [],
+      {
+        env: { ...process.env, ACC_REDIS_URL: server.url, ACC_PREFIX: prefix },
+        execArgv: process.execArgv,
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    )
+    t.teardown(
+      () =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null) return resolve()
+          child.once('exit', () => resolve())
+          child.kill('SIGTERM')
+        }),
+    )
+    // The child says hello once its stream is up.
+    await new Promise<void>((resolve, reject) => {
+      child.once('message', () => resolve())
+      child.once('exit', (code) => reject(new Error(`the child exited with ${code}`)))
+    })
+    const replies: Array<(reply: { body?: string; held: boolean }) => void> = []
+    child.on('message', (reply: { body?: string; held: boolean }) => replies.shift()!(reply))
+    const ask = (op: string, key = 'page') =>
+      new Promise<{ body?: string; held: boolean }>((resolve) => {
+        replies.push(resolve)
+        child.send({ op, key })
+      })
+    let stale = 0
+    for (let round = 1; round <= 50; round++) {
+      await put(a, 'page', `v${round}`)
+      t.equal((await ask('get')).body, `v${round}`)
+      const second = await ask('get')
+      if (!second.held || second.body !== `v${round}`)
+        t.fail(`round ${round}: the child kept no copy`)
+      await a.invalidateTags(['t'])
+      await ask('sync')
+      const after = await ask('get')
+      if (after.body !== undefined) stale++
+    }
+    t.equal(stale, 0, 'no stale local hit in 50 rounds of invalidate-then-read')
+  },
+)

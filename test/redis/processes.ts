@@ -11,13 +11,22 @@ import { eventually, request } from '../fixtures/http.js'
 const script = fileURLToPath(new URL('../fixtures/app-process.ts', import.meta.url))
 
 /** Starts an app process (with this one's TypeScript loader); resolves its base URL. */
-async function appProcess(t: Test, env: Record<string, string>): Promise<{ url: string; pid: number }> {
-  const child = spawn(process.execPath, [...process.execArgv, script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => new Promise<void>((resolve) => {
-    if (child.exitCode !== null) return resolve()
-    child.once('exit', () => resolve())
-    child.kill('SIGTERM')
-  }))
+async function appProcess(
+  t: Test,
+  env: Record<string, string>,
+): Promise<{ url: string; pid: number }> {
+  const child = spawn(process.execPath, [...process.execArgv, script], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve()
+        child.once('exit', () => resolve())
+        child.kill('SIGTERM')
+      }),
+  )
   const line = await new Promise<string>((resolve, reject) => {
     let out = ''
     child.stdout.on('data', (chunk: Buffer) => {
@@ -40,7 +49,12 @@ const get = (url: string) => request(url, { headers: site })
  * without ever running the handler (a 504 while nothing is stored).
  */
 async function stored(url: string): Promise<void> {
-  await eventually(async () => (await request(url, { headers: { ...site, 'cache-control': 'only-if-cached' } })).status === 200, `${url} stored`)
+  await eventually(
+    async () =>
+      (await request(url, { headers: { ...site, 'cache-control': 'only-if-cached' } })).status ===
+      200,
+    `${url} stored`,
+  )
 }
 
 // Two app processes for every subtest, started before the first one runs (subtests are still
@@ -57,7 +71,7 @@ t.test('a hit in one process for what the other stored', async (t) => {
   t.equal(first.text, `rendered by ${a.pid}, render 1`)
   await stored(b.url + '/page?tag=page')
   const hit = await get(b.url + '/page?tag=page')
-  t.equal(hit.text, `rendered by ${a.pid}, render 1`, 'B serves A\'s response')
+  t.equal(hit.text, `rendered by ${a.pid}, render 1`, "B serves A's response")
   t.match(hit.headers['cache-status'], /; hit;/)
 })
 
@@ -71,17 +85,21 @@ t.test('an invalidation in one process reaches the other', async (t) => {
   t.match(regenerated.text, new RegExp(`rendered by ${a.pid}`))
 })
 
-t.test('a generation that began before another process\'s invalidation is not stored', async (t) => {
+t.test("a generation that began before another process's invalidation is not stored", async (t) => {
   // A starts rendering /slow and sends its first chunk, then waits.
   const slow = new Promise<string>((resolve, reject) => {
-    const req = http.get(a.url + '/slow?tag=slow', { headers: { ...site, 'x-hold': '1' } }, (res) => {
-      let text = ''
-      res.on('data', (chunk: Buffer) => {
-        text += chunk.toString()
-        started()
-      })
-      res.on('end', () => resolve(text))
-    })
+    const req = http.get(
+      a.url + '/slow?tag=slow',
+      { headers: { ...site, 'x-hold': '1' } },
+      (res) => {
+        let text = ''
+        res.on('data', (chunk: Buffer) => {
+          text += chunk.toString()
+          started()
+        })
+        res.on('end', () => resolve(text))
+      },
+    )
     req.on('error', reject)
   })
   let started!: () => void
@@ -89,10 +107,14 @@ t.test('a generation that began before another process\'s invalidation is not st
   // The data changes: B invalidates the tag while A is still generating.
   await post(b.url + '/invalidate?tag=slow')
   t.equal(await post(a.url + '/release'), 'released')
-  t.match(await slow, new RegExp(`rendered by ${a.pid}`), 'the client that asked gets A\'s render')
+  t.match(await slow, new RegExp(`rendered by ${a.pid}`), "the client that asked gets A's render")
   // A's store write, whatever it was, has landed once A is drained.
   t.equal(await post(a.url + '/drain'), 'drained')
   const fromB = await get(b.url + '/slow?tag=slow')
-  t.match(fromB.text, new RegExp(`rendered by ${b.pid}`), 'B regenerates: A\'s render was never stored')
+  t.match(
+    fromB.text,
+    new RegExp(`rendered by ${b.pid}`),
+    "B regenerates: A's render was never stored",
+  )
   t.match(fromB.headers['cache-status'], /fwd=miss/)
 })

@@ -8,20 +8,31 @@
 import t, { type Test } from 'tap'
 import { Readable } from 'node:stream'
 import { accelerate, type Handler } from '../../src/index.js'
-import { TRANSPORTS, serve, type Exchange, type Served, type Transport } from '../fixtures/transports.js'
+import {
+  TRANSPORTS,
+  serve,
+  type Exchange,
+  type Served,
+  type Transport,
+} from '../fixtures/transports.js'
 
 // Multibyte UTF-8 across HTTP/2 DATA frames (16 KiB) and HTTP/1.1 chunks: a doubled, cut or
 // re-encoded body cannot pass for this one.
 const TEXT = 'héllo wörld ✓ 0123456789 '.repeat(1000)
 const BYTES = Buffer.from(TEXT)
 const halves = (): [Buffer, Buffer] => [BYTES.subarray(0, 10_000), BYTES.subarray(10_000)]
-const pieces = (): Buffer[] => [BYTES.subarray(0, 1), BYTES.subarray(1, 17_000), BYTES.subarray(17_000)]
+const pieces = (): Buffer[] => [
+  BYTES.subarray(0, 1),
+  BYTES.subarray(1, 17_000),
+  BYTES.subarray(17_000),
+]
 
 /** How a handler gives its body, each the way users write it. */
 const STYLES: Record<string, Handler> = {
   'res.end(buffer)': (_req, res) => void res.end(BYTES),
   'res.end(string)': (_req, res) => void res.end(TEXT),
-  'res.end(string, encoding, callback)': (_req, res) => void res.end(BYTES.toString('base64'), 'base64', () => {}),
+  'res.end(string, encoding, callback)': (_req, res) =>
+    void res.end(BYTES.toString('base64'), 'base64', () => {}),
   'res.write + res.end(data)': (_req, res) => {
     const [a, b] = halves()
     res.write(a)
@@ -64,15 +75,29 @@ function origin(style: Handler) {
 function exact(t: Test, reply: Exchange, what: string) {
   t.equal(reply.status, 200, `${what}: 200`)
   t.ok(reply.complete, `${what}: the response ended cleanly`)
-  t.equal(reply.body.length, BYTES.length, `${what}: ${reply.body.length} bytes, want ${BYTES.length}`)
+  t.equal(
+    reply.body.length,
+    BYTES.length,
+    `${what}: ${reply.body.length} bytes, want ${BYTES.length}`,
+  )
   t.ok(reply.body.equals(BYTES), `${what}: the handler's bytes, exactly`)
-  if (reply.headers['content-length'] !== undefined) t.equal(reply.headers['content-length'], String(BYTES.length), `${what}: Content-Length says so`)
+  if (reply.headers['content-length'] !== undefined)
+    t.equal(
+      reply.headers['content-length'],
+      String(BYTES.length),
+      `${what}: Content-Length says so`,
+    )
 }
 
 function headOnly(t: Test, reply: Exchange, what: string) {
   t.equal(reply.status, 200, `${what}: 200`)
   t.equal(reply.body.length, 0, `${what}: no body`)
-  if (reply.headers['content-length'] !== undefined) t.equal(reply.headers['content-length'], String(BYTES.length), `${what}: the GET's Content-Length`)
+  if (reply.headers['content-length'] !== undefined)
+    t.equal(
+      reply.headers['content-length'],
+      String(BYTES.length),
+      `${what}: the GET's Content-Length`,
+    )
 }
 
 function notModified(t: Test, reply: Exchange, what: string) {
@@ -90,7 +115,11 @@ async function exercise(t: Test, served: Served, runs: (path: string) => number)
   exact(t, await served.request('/k'), 'second hit')
   headOnly(t, await served.request('/k', { method: 'HEAD' }), 'HEAD hit')
   const etag = String(miss.headers.etag ?? hit.headers.etag)
-  notModified(t, await served.request('/k', { headers: { 'if-none-match': etag } }), '304 from the cache')
+  notModified(
+    t,
+    await served.request('/k', { headers: { 'if-none-match': etag } }),
+    '304 from the cache',
+  )
   t.equal(runs('/k'), 1, 'hits, HEAD and 304 never ran the handler')
 
   // A HEAD miss: no body to this client; the GETs after it get every byte.
@@ -105,13 +134,25 @@ async function exercise(t: Test, served: Served, runs: (path: string) => number)
   else exact(t, conditional, 'conditional miss')
   exact(t, await served.request('/conditional'), 'GET after a conditional miss')
   exact(t, await served.request('/conditional'), 'second GET after a conditional miss')
-  notModified(t, await served.request('/conditional', { headers: { 'if-none-match': etag } }), '304 after a conditional miss')
+  notModified(
+    t,
+    await served.request('/conditional', { headers: { 'if-none-match': etag } }),
+    '304 after a conditional miss',
+  )
 
   // The handler's own ETag: a 304 on the miss, before any body (lazy when returned).
-  notModified(t, await served.request('/own-etag', { headers: { 'if-none-match': '"v1"' } }), 'lazy 304 on a miss')
+  notModified(
+    t,
+    await served.request('/own-etag', { headers: { 'if-none-match': '"v1"' } }),
+    'lazy 304 on a miss',
+  )
   exact(t, await served.request('/own-etag'), 'GET after a lazy 304')
   exact(t, await served.request('/own-etag'), 'second GET after a lazy 304')
-  notModified(t, await served.request('/own-etag', { headers: { 'if-none-match': '"v1"' } }), '304 after a lazy 304')
+  notModified(
+    t,
+    await served.request('/own-etag', { headers: { 'if-none-match': '"v1"' } }),
+    '304 after a lazy 304',
+  )
 }
 
 for (const transport of TRANSPORTS) {
