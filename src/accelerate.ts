@@ -23,7 +23,7 @@ import { Flights } from './core/flights.js'
 import type { Generation, Settled } from './core/generation.js'
 import { dropChanged } from './core/drop-changed.js'
 import { handlerRunner, sendStatus } from './core/run-handler.js'
-import { memoize, type MemoizeOptions } from './memoize/memoize.js'
+import { memoizeIn, type AppMemoizeOptions } from './memoize/memoize.js'
 import { generator, noCounts, type Miss, type Run } from './core/generate.js'
 import { observedStore, responded, servedEntry, withDiagnostics } from './core/diagnostics.js'
 import { leader } from './core/lease.js'
@@ -31,8 +31,6 @@ import { lookupIn } from './core/lookup.js'
 import { middleware } from './core/middleware.js'
 import { Refreshes } from './core/refresh.js'
 import { Purges } from './core/purges.js'
-
-type Memo<A extends unknown[]> = Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>
 
 /** Wraps `handler` (a `(req, res)` listener) in a response cache. */
 export function accelerate(handler: Handler, options?: AccelerateOptions): Accelerator {
@@ -233,8 +231,10 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
         return purges.sealing(done)
       },
       clear: () => purges.sealing(store.clear(prefix)),
-      memoize: <A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: Memo<A>) =>
-        memoize(fn, { now: opts.now, onError: report, ...options, store, keyPrefix: prefix }),
+      memoize: <A extends unknown[], R>(
+        fn: (...args: A) => R | Promise<R>,
+        options?: AppMemoizeOptions<A>,
+      ) => memoizeIn(prefix, fn, { now: opts.now, onError: report, ...options, store }),
       stats: (): Stats => ({ ...counts, ...store.size?.() }),
       async close() {
         if (closed) return

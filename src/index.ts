@@ -1,6 +1,11 @@
 /** node-accelerator: an HTTP response cache inside your Node.js process. */
 export { accelerate } from './accelerate.js'
-export { memoize, type MemoizeOptions, type Memoized } from './memoize/memoize.js'
+export {
+  memoize,
+  type MemoizeOptions,
+  type AppMemoizeOptions,
+  type Memoized,
+} from './memoize/memoize.js'
 export type { AcceleratedResponse, Accelerator, Handler, Stats } from './types.js'
 export type { AccelerateOptions } from './core/options.js'
 export type { Body } from './core/body.js'

@@ -2,7 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { InvalidateOptions } from './store.js'
 import type { Body } from './core/body.js'
-import type { MemoizeOptions, Memoized } from './memoize/memoize.js'
+import type { AppMemoizeOptions, Memoized } from './memoize/memoize.js'
+import type { InvalidateUrlOptions } from './core/invalidation.js'
 
 /** The response a handler gets: Node's, plus what it may tell the cache. */
 export type AcceleratedResponse = ServerResponse & {
@@ -65,7 +66,7 @@ export interface Accelerator {
    * that URL (its host wins over `host`). A path with `host`: that URL. A path alone: that path
    * and query under every host it is stored under. Keyed as written, never resolved.
    */
-  invalidate(url: string, options?: { method?: string; host?: string }): Promise<number>
+  invalidate(url: string, options?: InvalidateUrlOptions): Promise<number>
   /** Drops every entry of this accelerator's namespace. */
   clear(): Promise<void>
   stats(): Stats
@@ -74,6 +75,6 @@ export interface Accelerator {
   /** {@link memoize} on this accelerator's store, namespace, clock and onError. */
   memoize<A extends unknown[], R>(
     fn: (...args: A) => R | Promise<R>,
-    options?: Omit<MemoizeOptions<A>, 'store' | 'keyPrefix'>,
+    options?: AppMemoizeOptions<A>,
   ): Memoized<A, Awaited<R>>
 }

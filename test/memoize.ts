@@ -653,26 +653,23 @@ t.test('options.key replaces the argument key', async (t) => {
   })
 })
 
-t.test(
-  'tags that are not an array of strings reject the call before the function runs',
-  async (t) => {
-    const { fn, runs } = recorded()
-    const m = memoize(fn, {
-      store: new MemoryStore(),
-      tags: (id: unknown) => (id === 1 ? ['ok', 2] : 'one') as string[],
+t.test('tags that are not strings reject the call before the function runs', async (t) => {
+  const { fn, runs } = recorded()
+  const m = memoize(fn, {
+    store: new MemoryStore(),
+    tags: (id: unknown) => (id === 1 ? ['ok', 2] : 7) as string[],
+  })
+  const calls = [m(1), m(1)]
+  for (const call of calls)
+    await t.rejects(call, {
+      name: 'TypeError',
+      message: 'expected options.tags to return strings (an iterable or one), got ["ok", 2]',
     })
-    const calls = [m(1), m(1)]
-    for (const call of calls)
-      await t.rejects(call, {
-        name: 'TypeError',
-        message: 'expected options.tags to return an array of strings, got ["ok", 2]',
-      })
-    await t.rejects(m(2), {
-      message: 'expected options.tags to return an array of strings, got "one"',
-    })
-    t.equal(runs.length, 0)
-  },
-)
+  await t.rejects(m(2), {
+    message: 'expected options.tags to return strings (an iterable or one), got 7',
+  })
+  t.equal(runs.length, 0)
+})
 
 t.test('namespaces keep functions apart', async (t) => {
   const store = new MemoryStore()
@@ -725,17 +722,38 @@ t.test('namespaces keep functions apart', async (t) => {
   t.equal(await memoize(async () => 1, { store, namespace: 'anonymous' })(), 1)
 })
 
-t.test('keyPrefix: app.memoize results are cleared with the accelerator namespace', async (t) => {
+t.test('tags as any iterable of strings, or one string, given or returned', async (t) => {
   const store = new MemoryStore()
-  const app = accelerate(() => 'page', { store, namespace: 'app' })
+  const app = accelerate(() => 'page', { store })
   const { fn, runs } = recorded()
-  const m = memoize(fn, { store, keyPrefix: 'app\0' })
-  await m(1)
-  t.ok(await store.get('app\0\0memo\0query\0' + '1'))
-  await app.clear()
-  t.equal(await m(1), 'run 2')
-  t.equal(runs.length, 2)
+  function* once() {
+    yield 'gen:a'
+    yield 'gen:b'
+  }
+  const bySet = memoize(fn, { store, namespace: 'set', tags: new Set(['set:a']) })
+  const byString = memoize(fn, { store, namespace: 'string', tags: 'one' })
+  const byGenerator = memoize(fn, { store, namespace: 'generator', tags: once() })
+  const returned = memoize(fn, { store, namespace: 'returned', tags: (id) => `id:${id}` })
+  for (const m of [bySet, byString, byGenerator, returned]) await m(1)
+  await byGenerator(2) // the generator was read once, when memoize() was called
+  t.same((await store.get('\0memo\0generator\0' + '2'))?.tags, ['gen:a', 'gen:b'])
+  t.equal(runs.length, 5)
+  for (const tag of ['set:a', 'one', 'gen:b', 'id:1']) await app.invalidateTags(tag)
+  for (const m of [bySet, byString, byGenerator, returned]) await m(1)
+  t.equal(runs.length, 9, 'each dropped by its tag')
 })
+
+t.test(
+  'keyPrefix is not an option: app.memoize keeps its results under its namespace',
+  async (t) => {
+    const store = new MemoryStore()
+    const { fn } = recorded()
+    t.throws(() => memoize(fn, { store, keyPrefix: 'app\0' } as never), {
+      name: 'TypeError',
+      message: 'unknown option "keyPrefix" for memoize(): did you mean namespace?',
+    })
+  },
+)
 
 t.test(
   "app.memoize: the accelerator's store and namespace, dropped by its tags and its clear()",
@@ -802,22 +820,21 @@ t.test('option TypeErrors', async (t) => {
     [
       fn,
       { store, bogus: 1 },
-      'unknown option "bogus" for memoize(): the options are store, cacheFor, ttl, tags, key, namespace, keyPrefix, now, onError',
+      'unknown option "bogus" for memoize(): the options are store, cacheFor, ttl, tags, key, namespace, now, onError',
     ],
     [
       fn,
-      { store, tags: 'post:1' },
-      'expected options.tags to be an array of strings or a function, got "post:1"',
+      { store, tags: 5 },
+      'expected options.tags to be strings (an iterable or one) or a function, got 5',
     ],
     [
       fn,
       { store, tags: [1] },
-      'expected options.tags to be an array of strings or a function, got [1]',
+      'expected options.tags to be strings (an iterable or one) or a function, got [1]',
     ],
     [fn, { store, key: 'id' }, 'expected options.key to be a function, got "id"'],
     [fn, { store, now: 5 }, 'expected options.now to be a function, got 5'],
     [fn, { store, onError: true }, 'expected options.onError to be a function, got true'],
-    [fn, { store, keyPrefix: 1 }, 'expected options.keyPrefix to be a string, got 1'],
     [
       fn,
       { store, namespace: '' },

@@ -2,12 +2,12 @@
  * memoize(): a function's results cached in a {@link CacheStore} by its arguments, as ordinary
  * entries, so that `invalidateTags` drops them together with the pages built from them.
  *
- * Store keys: `keyPrefix + '\0memo\0' + namespace + '\0' + argument key` (a host never starts
+ * Store keys: `prefix + '\0memo\0' + namespace + '\0' + argument key` (a host never starts
  * with NUL, so no page key can collide, and `clear()` is one `store.clear(prefix)`). Entries:
  * status 200, `content-type: application/x-memoized`, a body of one type byte and the value.
  */
 import { createHash } from 'node:crypto'
-import { isTag } from '../http/tags.js'
+import { isTag, tagList } from '../http/tags.js'
 import type { CacheEntry, CacheStore } from '../store.js'
 import { describe, suggestOption } from '../lib/describe.js'
 import { logOncePerBurst, safeReporter, type ErrorHandler, type ErrorOp } from '../core/report.js'
@@ -20,14 +20,15 @@ export interface MemoizeOptions<A extends unknown[]> {
   cacheFor?: number
   /** @deprecated the old name of {@link cacheFor} (seconds too); giving both is an error. */
   ttl?: number
-  /** Tags of each result, for `invalidateTags`: an array, or a function of the arguments. @default [] */
-  tags?: readonly string[] | ((...args: A) => readonly string[])
+  /**
+   * Tags of each result, for `invalidateTags`: any iterable of strings (an array, a Set) or one
+   * string, or a function of the arguments returning one. @default []
+   */
+  tags?: Iterable<string> | string | ((...args: A) => Iterable<string> | string)
   /** The argument key, replacing the default stable serialisation of the arguments. */
   key?: (...args: A) => string
   /** Keeps this function's results apart from other functions'; no NUL. @default fn.name (a TypeError when it is empty) */
   namespace?: string
-  /** Prepended to every store key: `app.memoize` passes its namespace's prefix, so `app.clear()` drops results too. @default '' */
-  keyPrefix?: string
   /** The clock, epoch milliseconds. @default Date.now */
   now?: () => number
   /** Receives store failures and results that cannot be stored (the call still succeeds). @default logs the first of each burst */
@@ -49,7 +50,6 @@ const KNOWN_OPTIONS: readonly string[] = [
   'tags',
   'key',
   'namespace',
-  'keyPrefix',
   'now',
   'onError',
 ]
@@ -62,6 +62,7 @@ const SYNONYMS: Readonly<Record<string, string>> = {
   keyfn: 'key',
   hash: 'key',
   prefix: 'namespace',
+  keyprefix: 'namespace',
 }
 
 /** The content type of memoized entries; the body's first byte says how the rest is encoded. */
@@ -87,6 +88,21 @@ export function memoize<A extends unknown[], R>(
   fn: (...args: A) => R | Promise<R>,
   options: MemoizeOptions<A>,
 ): Memoized<A, Awaited<R>> {
+  return memoizeIn('', fn, options)
+}
+
+/** What `app.memoize(fn, options)` takes: {@link MemoizeOptions} without the store (its own). */
+export type AppMemoizeOptions<A extends unknown[]> = Omit<MemoizeOptions<A>, 'store'>
+
+/**
+ * {@link memoize} with every store key under `keyPrefix`: `app.memoize` passes its namespace's
+ * prefix, so that `app.clear()` drops the results too.
+ */
+export function memoizeIn<A extends unknown[], R>(
+  keyPrefix: string,
+  fn: (...args: A) => R | Promise<R>,
+  options: MemoizeOptions<A>,
+): Memoized<A, Awaited<R>> {
   if (typeof fn !== 'function')
     throw new TypeError(`expected fn to be a function, got ${describe(fn)}`)
   if (options === null || typeof options !== 'object') {
@@ -107,7 +123,7 @@ export function memoize<A extends unknown[], R>(
     const both = `got cacheFor ${describe(options.cacheFor)} and ttl ${describe(options.ttl)}`
     throw new TypeError(`expected options.cacheFor or its old name options.ttl, not both: ${both}`)
   }
-  const { store, tags = [], keyPrefix = '' } = options
+  const { store, tags = [] } = options
   const ttlName = options.cacheFor === undefined && options.ttl !== undefined ? 'ttl' : 'cacheFor'
   const ttl = options.cacheFor ?? options.ttl ?? 300
   if (store === null || typeof store !== 'object')
@@ -122,9 +138,11 @@ export function memoize<A extends unknown[], R>(
     throw new TypeError(
       `expected options.${ttlName} to be a number of seconds > 0, got ${describe(ttl)}`,
     )
-  if (typeof tags !== 'function' && !isStrings(tags))
+  // An iterable is read once, here (a generator could not be read again for the next call).
+  const fixed = typeof tags === 'function' ? undefined : tagsOf(tags)
+  if (fixed === undefined && typeof tags !== 'function')
     throw new TypeError(
-      `expected options.tags to be an array of strings or a function, got ${describe(tags)}`,
+      `expected options.tags to be strings (an iterable or one) or a function, got ${describe(tags)}`,
     )
   for (const name of ['key', 'now', 'onError'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function')
@@ -134,8 +152,6 @@ export function memoize<A extends unknown[], R>(
   }
   const { key, now = Date.now } = options
   const report = safeReporter(options.onError ?? logOncePerBurst(now), () => {})
-  if (typeof keyPrefix !== 'string')
-    throw new TypeError(`expected options.keyPrefix to be a string, got ${describe(keyPrefix)}`)
   const namespace = options.namespace ?? fn.name
   if (options.namespace === undefined && namespace === '')
     throw new TypeError(
@@ -163,10 +179,11 @@ export function memoize<A extends unknown[], R>(
   }
 
   async function run(k: string, args: A): Promise<Awaited<R>> {
-    const list = typeof tags === 'function' ? tags(...args) : tags
-    if (!isStrings(list))
+    const given = typeof tags === 'function' ? tags(...args) : undefined
+    const list = fixed ?? tagsOf(given)
+    if (list === undefined)
       throw new TypeError(
-        `expected options.tags to return an array of strings, got ${describe(list)}`,
+        `expected options.tags to return strings (an iterable or one), got ${describe(given)}`,
       )
     try {
       const entry = await store.get(k)
@@ -235,8 +252,10 @@ export function memoize<A extends unknown[], R>(
   })
 }
 
-function isStrings(value: unknown): value is readonly string[] {
-  return Array.isArray(value) && value.every(isTag)
+/** Tags as given (an iterable of strings, or one string) as a fresh array; undefined if not tags. */
+function tagsOf(value: unknown): string[] | undefined {
+  const list = tagList(value)
+  return list?.every(isTag) ? [...(list as string[])] : undefined
 }
 
 function claim(store: CacheStore, prefix: string, source: string): void {
