@@ -13,7 +13,7 @@ import { subscribe, unsubscribe, tracingChannel } from 'node:diagnostics_channel
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, register as defaultRegistry } from 'prom-client'
 import type { Accelerator, Stats } from './types.js'
-import { describe } from './lib/describe.js'
+import { describe, rejectUnknown } from './lib/describe.js'
 import { CHANNELS, INVALIDATION_KINDS, OUTCOMES, STORE_OPS, storeOf } from './core/diagnostics.js'
 import type {
   EvictMessage,
@@ -58,6 +58,11 @@ export function registerMetrics(
   if (!(registry instanceof Registry)) {
     throw new TypeError(`expected registry to be a prom-client Registry, got ${describe(registry)}`)
   }
+  if (options === null || typeof options !== 'object')
+    throw new TypeError(
+      `expected registerMetrics()'s options to be an object, got ${describe(options)}`,
+    )
+  rejectUnknown(options, ['now'], 'registerMetrics()')
   if (options.now !== undefined && typeof options.now !== 'function') {
     throw new TypeError(
       `expected options.now to be a function returning milliseconds, got ${describe(options.now)}`,

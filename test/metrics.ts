@@ -353,6 +353,13 @@ t.test('bad arguments are TypeErrors naming them', async (t) => {
       message: 'expected options.now to be a function returning milliseconds, got 5',
     },
   )
+  const app = accelerate(() => 'x')
+  t.throws(() => registerMetrics(app, new Registry(), { prefix: 'x' } as never), {
+    message: 'unknown option "prefix" for registerMetrics(): the only option is now',
+  })
+  t.throws(() => registerMetrics(app, new Registry(), 5 as never), {
+    message: "expected registerMetrics()'s options to be an object, got 5",
+  })
 })
 
 t.test('the default registry; HEAD; a collector that throws is a 500 that says so', async (t) => {

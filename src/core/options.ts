@@ -1,5 +1,5 @@
 /** `accelerate()` options: their types, defaults, and the TypeErrors that name a bad one. */
-import { describe, suggestOption } from '../lib/describe.js'
+import { describe, rejectUnknown } from '../lib/describe.js'
 import type { IncomingMessage } from 'node:http'
 import type { CacheStore } from '../store.js'
 import { defaultKey, NAMESPACE_SEPARATOR, type KeyFunction } from './key.js'
@@ -175,11 +175,7 @@ export function resolveOptions(options: AccelerateOptions = {}): ResolvedOptions
     now,
   }
   // A misspelt or invented option would otherwise change nothing and say nothing.
-  for (const name of Object.keys(options)) {
-    if (Object.hasOwn(resolved, name)) continue
-    const hint = suggestOption(name, Object.keys(resolved), OPTION_SYNONYMS)
-    throw new TypeError(`unknown option "${name}" for accelerate(): ${hint}`)
-  }
+  rejectUnknown(options, Object.keys(resolved), 'accelerate()', OPTION_SYNONYMS)
   return resolved
 }
 

@@ -32,6 +32,7 @@ export function suggestOption(
     if (distance < bestDistance) [best, bestDistance] = [option, distance]
   }
   if (bestDistance <= Math.max(2, folded.length / 3)) return `did you mean ${best}?`
+  if (known.length === 1) return `the only option is ${known[0]}`
   return `the options are ${known.join(', ')}`
 }
 
@@ -52,4 +53,22 @@ function editDistance(a: string, b: string): number {
     row = next
   }
   return row[b.length]!
+}
+
+/**
+ * Throws a TypeError for the first option `options` has that is not in `known` (own keys only),
+ * naming it and what it was probably meant to be: a misspelt or invented option would otherwise
+ * change nothing and say nothing.
+ */
+export function rejectUnknown(
+  options: object,
+  known: readonly string[],
+  where: string,
+  synonyms: Readonly<Record<string, string>> = {},
+): void {
+  for (const name of Object.keys(options)) {
+    if (known.includes(name)) continue
+    const hint = suggestOption(name, known, synonyms)
+    throw new TypeError(`unknown option ${JSON.stringify(name)} for ${where}: ${hint}`)
+  }
 }

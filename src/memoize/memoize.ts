@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto'
 import { isTag, tagList } from '../http/tags.js'
 import type { CacheEntry, CacheStore } from '../store.js'
-import { describe, suggestOption } from '../lib/describe.js'
+import { describe, rejectUnknown } from '../lib/describe.js'
 import { logOncePerBurst, safeReporter, type ErrorHandler, type ErrorOp } from '../core/report.js'
 
 /** Options of {@link memoize}. */
@@ -112,13 +112,7 @@ export function memoizeIn<A extends unknown[], R>(
       `expected options to be an object with a store (${how}), got ${describe(options)}`,
     )
   }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.includes(name)) {
-      throw new TypeError(
-        `unknown option "${name}" for memoize(): ${suggestOption(name, KNOWN_OPTIONS, SYNONYMS)}`,
-      )
-    }
-  }
+  rejectUnknown(options, KNOWN_OPTIONS, 'memoize()', SYNONYMS)
   if (options.cacheFor !== undefined && options.ttl !== undefined) {
     const both = `got cacheFor ${describe(options.cacheFor)} and ttl ${describe(options.ttl)}`
     throw new TypeError(`expected options.cacheFor or its old name options.ttl, not both: ${both}`)

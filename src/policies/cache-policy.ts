@@ -12,7 +12,7 @@
  * `must-revalidate` keep the accelerator's own stale options from applying to the response.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe, suggestOption } from '../lib/describe.js'
+import { describe, rejectUnknown } from '../lib/describe.js'
 import { isTag } from '../http/tags.js'
 import { varyNames } from '../http/vary.js'
 
@@ -114,14 +114,7 @@ export function cachePolicy<Req extends IncomingMessage = IncomingMessage>(
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new TypeError(`cachePolicy: expected an options object, got ${describe(options)}`)
   }
-  for (const name of Object.keys(options)) {
-    if (!(KNOWN as readonly string[]).includes(name)) {
-      const what = JSON.stringify(name)
-      throw new TypeError(
-        `cachePolicy: unknown option ${what}; ${suggestOption(name, KNOWN, SYNONYMS)}`,
-      )
-    }
-  }
+  rejectUnknown(options, KNOWN, 'cachePolicy()', SYNONYMS)
   const o = checked(options as CachePolicyOptions)
   refuseContradictions(o)
   const cacheControl = directives(o)

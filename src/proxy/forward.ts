@@ -18,6 +18,7 @@ import {
   type Refusal,
 } from './proxy-request.js'
 import { quoteEntityTags } from '../http/conditional.js'
+import { describe, rejectUnknown } from '../lib/describe.js'
 import { selectingSet } from '../http/index.js'
 
 /** Options of {@link forward}. */
@@ -35,6 +36,8 @@ export interface ForwardOptions {
    */
   trustForwardedHeaders?: boolean
 }
+
+const FORWARD_OPTIONS = ['agent', 'via', 'trustForwardedHeaders']
 
 /**
  * The forwarding handler, with `close()` to release its upstream connections. Its promise never
@@ -55,10 +58,11 @@ export interface Forwarder {
 }
 
 /** A handler that sends every request on to `upstream` (an http: or https: URL). */
-export function forward(
-  upstream: string | URL,
-  { agent, via = '1.1 node-accelerator', trustForwardedHeaders = false }: ForwardOptions = {},
-): Forwarder {
+export function forward(upstream: string | URL, options: ForwardOptions = {}): Forwarder {
+  if (options === null || typeof options !== 'object')
+    throw new TypeError(`expected forward()'s options to be an object, got ${describe(options)}`)
+  rejectUnknown(options, FORWARD_OPTIONS, 'forward()', { trustproxy: 'trustForwardedHeaders' })
+  const { agent, via = '1.1 node-accelerator', trustForwardedHeaders = false } = options
   let target: URL
   try {
     target = new URL(upstream)

@@ -27,8 +27,12 @@ export function purgeApi(
   app: Pick<Accelerator, 'invalidate' | 'invalidateTags'>,
   token: string,
 ): (req: IncomingMessage, res: ServerResponse) => boolean {
-  if (typeof token !== 'string' || token === '')
-    throw new TypeError(`expected a purge token, got ${JSON.stringify(token)}`)
+  // (A token that is a string is never echoed: error messages end up in logs.)
+  if (typeof token !== 'string' || token === '') {
+    const got = token === '' ? 'an empty string' : describe(token)
+    const how = 'purgeApi(app, process.env.PURGE_TOKEN), a long random secret'
+    throw new TypeError(`expected purgeApi's token to be a non-empty string (${how}), got ${got}`)
+  }
   const expected = digest(token)
   return (req, res) => {
     // http.Server always sets req.url; an absolute-form target counts by its path.

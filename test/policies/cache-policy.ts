@@ -440,7 +440,7 @@ t.test('written by hand, the refused combinations silently do something else', a
 
 t.test('option names and types are checked when the policy is made', async (t) => {
   const unknown: Array<[string, string]> = [
-    ['maxage', 'cachePolicy: unknown option "maxage"; did you mean maxAge?'],
+    ['maxage', 'unknown option "maxage" for cachePolicy(): did you mean maxAge?'],
     ['s_maxage', 'did you mean sMaxage?'],
     ['stale-while-revalidate', 'did you mean staleWhileRevalidate?'],
     ['mustRevaldate', 'did you mean mustRevalidate?'],
@@ -449,7 +449,7 @@ t.test('option names and types are checked when the policy is made', async (t) =
     ['public', 'did you mean sMaxage?'],
     [
       'somethingElseEntirely',
-      'unknown option "somethingElseEntirely"; the options are ' +
+      'unknown option "somethingElseEntirely" for cachePolicy(): the options are ' +
         'cacheFor, tags, maxAge, sMaxage, private, noCache, noStore, mustRevalidate, immutable, ' +
         'staleWhileRevalidate, staleIfError, vary, allowStaleAfterPurge',
     ],

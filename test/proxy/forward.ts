@@ -239,6 +239,17 @@ t.test('forward() names a bad upstream', async (t) => {
     name: 'TypeError',
     message: 'expected upstream to be an http(s) URL, got "ftp://example.com/"',
   })
+  t.throws(() => forward('http://example.com', { timeout: 5 } as never), {
+    name: 'TypeError',
+    message:
+      'unknown option "timeout" for forward(): the options are agent, via, trustForwardedHeaders',
+  })
+  t.throws(() => forward('http://example.com', { trust_proxy: true } as never), {
+    message: 'unknown option "trust_proxy" for forward(): did you mean trustForwardedHeaders?',
+  })
+  t.throws(() => forward('http://example.com', null as never), {
+    message: "expected forward()'s options to be an object, got null",
+  })
 })
 
 /** An origin speaking raw HTTP/1.1 on a TCP socket, to misbehave in ways http.Server will not. */

@@ -123,8 +123,19 @@ t.test(
     const { purgeApi } = await import('../../src/proxy/purge.js')
     t.throws(() => purgeApi({ invalidate: async () => 0, invalidateTags: async () => 0 }, ''), {
       name: 'TypeError',
-      message: 'expected a purge token, got ""',
+      message:
+        "expected purgeApi's token to be a non-empty string (purgeApi(app, process.env.PURGE_TOKEN), a long random secret), got an empty string",
     })
+    t.throws(
+      () =>
+        purgeApi({ invalidate: async () => 0, invalidateTags: async () => 0 }, {
+          token: 's',
+        } as never),
+      {
+        name: 'TypeError',
+        message: /, got an object$/,
+      },
+    )
     const purge = purgeApi(
       {
         invalidate: async (url) =>
