@@ -20,23 +20,25 @@
 // - A sample that needs Redis reads `process.env.REDIS_URL` (each gets a private redis-server);
 //   one that needs an origin reads `process.env.UPSTREAM_URL` (a server answering `s-maxage=60`).
 //
-// How: each program is written under .tap/ (inside the package, so bare imports resolve from its
-// node_modules), and run in a child process by test/fixtures/docs-run.ts, which resolves
-// 'node-accelerator' through package.json's "exports" to the sources (never a stale dist/),
-// moves fixed ports to free ones, drives the server and exits. Three run at a time. The child's
-// environment carries no coverage variables: samples add nothing to coverage.
+// How: the package's sources (src/, stores/) and the runner are compiled to JavaScript
+// (TypeScript's transpileModule: no type check, as tsx) into a scratch tree under .tap/, inside
+// the package so that bare imports resolve from its node_modules; each program is compiled to a
+// .mjs file there and run by plain node (no loader to start: a third of the CPU time) in a child
+// process, test/fixtures/docs-run.ts, which resolves 'node-accelerator' through package.json's
+// "exports" to that tree (so to the working tree's sources, never a stale dist/), moves fixed
+// ports to free ones, drives the server and exits. Three run at a time.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pLimit from 'p-limit'
+import ts from 'typescript'
 import { startRedis } from './fixtures/redis-server.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const RUNNER = join(root, 'test/fixtures/docs-run.ts')
 /** Blocks marked `not run` across all docs; each needs a reason. Keep it small. */
 const MAX_NOT_RUN = 2
 /** A bound that ends a stuck sample, not a guess of the machine's speed. */
@@ -101,23 +103,57 @@ export interface Outcome {
   output: string
 }
 
-/** Runs one program in a child process (see the top of this file). */
+/** TypeScript (or JavaScript) to an ES module, types dropped; `verbatim` as tsconfig.json says. */
+function compile(code: string, fileName: string, verbatim: boolean): string {
+  const compilerOptions = {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ESNext,
+    verbatimModuleSyntax: verbatim,
+  }
+  return ts.transpileModule(code, { fileName, compilerOptions }).outputText
+}
+
+/** Every .ts file under `dir`, relative to the root. */
+function sourcesUnder(dir: string): string[] {
+  return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) => {
+    const rel = `${dir}/${entry.name}`
+    if (entry.isDirectory()) return sourcesUnder(rel)
+    return rel.endsWith('.ts') ? [rel] : []
+  })
+}
+
+/** Compiles the package, the runner and its fixtures into `tree` (see the top of this file). */
+export function build(tree: string): void {
+  const files = [
+    ...sourcesUnder('src'),
+    ...sourcesUnder('stores'),
+    'test/fixtures/docs-run.ts',
+    'test/fixtures/docs-redis.ts',
+    'test/fixtures/redis-server.ts',
+  ]
+  for (const file of files) {
+    const out = join(tree, file.replace(/\.ts$/, '.js'))
+    mkdirSync(dirname(out), { recursive: true })
+    writeFileSync(out, compile(readFileSync(join(root, file), 'utf8'), file, true))
+  }
+  writeFileSync(join(tree, 'package.json'), readFileSync(join(root, 'package.json')))
+  mkdirSync(join(tree, 'samples'), { recursive: true })
+}
+
+/** Runs one program in a child process, with the package compiled into `tree` by build(). */
 export async function run(
   program: Program,
-  dir: string,
+  tree: string,
   env: Record<string, string> = {},
 ): Promise<Outcome> {
   const name = program.where.replace(/[^\w.-]/g, '_')
-  const file = join(dir, `${name}.ts`)
-  writeFileSync(file, program.code)
-  const clean: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env))
-    if (value !== undefined && !/^(NODE_V8_COVERAGE|NODE_OPTIONS|_?TAP)/.test(key))
-      clean[key] = value
-  const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, file], {
+  const file = join(tree, 'samples', `${name}.mjs`)
+  writeFileSync(file, compile(program.code, `${name}.ts`, false))
+  const runner = join(tree, 'test/fixtures/docs-run.js')
+  const child = spawn(process.execPath, [runner, file], {
     cwd: root,
     env: {
-      ...clean,
+      ...process.env,
       ...env,
       DOCS_PATH: program.path,
       ...(program.host ? { DOCS_HOST: program.host } : {}),
@@ -154,6 +190,7 @@ const scratch = join(root, '.tap')
 mkdirSync(scratch, { recursive: true })
 const dir = mkdtempSync(join(scratch, 'docs-samples-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+t.before(() => build(dir))
 
 // An origin for samples that forward (UPSTREAM_URL): every path is cacheable.
 const origin = http.createServer((req, res) => {
