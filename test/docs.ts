@@ -4,8 +4,9 @@
 // The convention, for whoever writes docs:
 // - Each ```ts / ```typescript / ```js / ```javascript block is a complete program: it imports
 //   what it uses from 'node-accelerator' (or node-accelerator/redis, /http, /proxy, /metrics,
-//   /fastify, /koa, /fetch, or a dev dependency such as express), defines what it calls, and
-//   runs with `node --import tsx`. Shell, promql and plain ``` blocks are not run.
+//   /fastify, /koa, /fetch, or a dev dependency such as express), and defines what it calls. It
+//   is compiled as TypeScript (types dropped, not checked) and run on Node. Shell, promql and
+//   plain ``` blocks are not run.
 // - A sample that starts a server may listen on a fixed port (`listen(3000)`): here it listens
 //   on a free one, and the test sends GET / twice to the first server it started, expecting a
 //   2xx and then a hit (Cache-Status `hit`, or X-Cache: HIT). A sample that starts no server
@@ -29,7 +30,15 @@
 // ports to free ones, drives the server and exits. Three run at a time.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
@@ -250,6 +259,54 @@ for (const program of runnable)
       })
     },
   )
+
+/** The anchors GitHub gives a markdown file's headings (lower-cased, punctuation dropped). */
+export function anchors(markdown: string): Set<string> {
+  const found = new Set<string>()
+  let fenced = false
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) fenced = !fenced
+    const heading = fenced ? null : /^#+ (.*)$/.exec(line)
+    if (!heading) continue
+    const slug = heading[1]!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/ /g, '-')
+    found.add(slug).add(slug.replace(/-+$/, ''))
+  }
+  return found
+}
+
+t.test('every relative link of the docs names a file, and a heading in it', async (t) => {
+  const pages = [
+    'README.md',
+    'examples/README.md',
+    'bench/README.md',
+    ...readdirSync(join(root, 'docs'))
+      .filter((name) => name.endsWith('.md'))
+      .map((name) => `docs/${name}`),
+  ]
+  const broken: string[] = []
+  for (const page of pages) {
+    const text = readFileSync(join(root, page), 'utf8')
+    for (const [, link] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^(https?|mailto):/.test(link!)) continue
+      const [path, fragment] = link!.split('#') as [string, string | undefined]
+      const target = path === '' ? join(root, page) : join(root, dirname(page), path)
+      if (!existsSync(target)) broken.push(`${page}: ${link} (no such file)`)
+      else if (
+        fragment &&
+        target.endsWith('.md') &&
+        !anchors(readFileSync(target, 'utf8')).has(fragment)
+      )
+        broken.push(`${page}: ${link} (no such heading)`)
+    }
+  }
+  t.same(broken, [])
+  const sample = '# A `b({ c })`: d\n```\n# not a heading\n```\n## Ça va?\n'
+  t.same([...anchors(sample)], ['a-b-c--d', 'ça-va'])
+})
 
 t.test('the conventions', async (t) => {
   t.test('blocks, directives and continuations are read as documented', async (t) => {
