@@ -119,6 +119,8 @@ function compile(code: string, fileName: string, verbatim: boolean): string {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.ESNext,
     verbatimModuleSyntax: verbatim,
+    // As tsconfig.json: NestJS's decorators are TypeScript's legacy ones.
+    experimentalDecorators: true,
   }
   return ts.transpileModule(code, { fileName, compilerOptions }).outputText
 }
