@@ -3,7 +3,7 @@
  * whether the handler ran, the whole response's time), one per purge and per background refresh,
  * and each process's `app.stats()`, streamed to every open dashboard as Server-Sent Events.
  *
- * Where it comes from: the accelerator's `node:diagnostics_channel` channels (README "Metrics and
+ * Where it comes from: the accelerator's `node:diagnostics_channel` channels (docs/operations.md, "Metrics and
  * tracing"), the same ones a tracer would use: `node-accelerator:response` says what the cache
  * did for a request, `node-accelerator:generate` when the handler really ran for it. Nothing in
  * the handler reports on itself, so a hit cannot pretend.

@@ -13,7 +13,7 @@ export type { CacheEntry, CacheStore, Checkpoint, InvalidateOptions, StoreSize }
 export type { ErrorContext, ErrorHandler, ErrorOp } from './core/report.js'
 export type { InvalidateUrlOptions } from './core/invalidation.js'
 export type { KeyRequest, KeyFunction } from './core/key.js'
-// Tracing: the diagnostics channels' names and what they carry (README: "Metrics and tracing").
+// Tracing: the diagnostics channels' names and what they carry (docs/operations.md, "Metrics and tracing").
 export { CHANNELS } from './core/diagnostics.js'
 export type {
   EvictMessage,
@@ -23,7 +23,7 @@ export type {
   ResponseMessage,
   StoreContext,
 } from './core/diagnostics.js'
-// Cache policies per route, conditional handlers, and key helpers (README: "Cache policies").
+// Cache policies per route, conditional handlers, and key helpers (docs/policies.md).
 export {
   cachePolicy,
   noCache,

@@ -50,7 +50,7 @@ export interface MemoryStoreOptions {
   /**
    * The most bytes the store holds, in bytes as {@link entryBytes} counts them: what its entries
    * cost in the heap, so that the store's part of the heap stays within about `maxBytes` (see
-   * the README for the factor measured under floods of tags, variants and URLs). @default 64 MiB
+   * docs/stores.md for the factor measured under floods of tags, variants and URLs). @default 64 MiB
    */
   maxBytes?: number
   /**

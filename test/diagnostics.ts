@@ -1,7 +1,7 @@
 // Tracing through node:diagnostics_channel, tested by subscribing: one response message per
 // response with its key and outcome, a trace around each generation (its async context reaching the
 // handler), traces around store calls and invalidations, MemoryStore evictions, each message
-// naming its accelerator; and the OpenTelemetry-style subscriber of the README.
+// naming its accelerator; and the OpenTelemetry-style subscriber of docs/operations.md.
 import t, { type Test } from 'tap'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { createRequire } from 'node:module'
@@ -384,10 +384,10 @@ t.test('nobody subscribing: nothing is traced, the store is called as it is', as
 })
 
 t.test(
-  "README: the cache outcome on each request's HTTP server span, waiters included",
+  "docs/operations.md: the cache outcome on each request's HTTP server span, waiters included",
   async (t) => {
     // What OpenTelemetry's HTTP instrumentation gives: a span per incoming request (its requestHook
-    // is where the README's example keeps the span by request).
+    // is where docs/operations.md's example keeps the span by request).
     const spans = new WeakMap<IncomingMessage, { attributes: Record<string, unknown> }>()
     const onResponse = (message: unknown) => {
       const { req, outcome } = message as ResponseMessage

@@ -1,6 +1,6 @@
 // The architecture as import rules: every relative import in src/ and stores/ is read off the
 // files and checked against the layer it crosses into, so an edge that breaks a layer fails here
-// (README "Internals" and docs/internals.md describe the layers).
+// (docs/internals.md describes the layers).
 import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'

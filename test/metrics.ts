@@ -202,7 +202,7 @@ t.test(
       'accelerator_invalidated_entries_total{kind="url"}': 0,
       'accelerator_invalidated_entries_total{kind="clear"}': 0,
     })
-    // A path alone is one tag invalidation in the store (README: "Invalidating by URL").
+    // A path alone is one tag invalidation in the store (docs/invalidation.md, "Invalidating by URL").
     t.equal(after.get('accelerator_store_duration_seconds_count{op="invalidateTags"}'), 3)
     t.equal(after.get('accelerator_store_duration_seconds_count{op="clear"}'), 1)
     t.equal(after.get('accelerator_store_entries'), 0)

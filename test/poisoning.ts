@@ -168,7 +168,7 @@ t.test('through the proxy: an absolute-form target whose authority is not the Ho
 // ---------------------------------------------------------------------------------------------
 // Unkeyed inputs: everything but the Host, the path and the query. A handler that reflects one
 // into a stored response lets whoever sends it choose what everyone else gets. That is documented
-// behaviour (README, "unkeyed" headers): keying them is the handler's responsibility.
+// behaviour (docs/security.md, "unkeyed" headers): keying them is the handler's responsibility.
 
 /** Reflects X-Forwarded-Host into an absolute link, as apps behind a load balancer do. */
 const forwardedHostPage: Handler = (req, res) => {

@@ -1,6 +1,6 @@
 /**
  * Tracing without a dependency: what the accelerator does, published on `node:diagnostics_channel`
- * (README "Metrics and tracing"). The core only publishes; metrics (src/metrics.ts), OpenTelemetry
+ * (docs/operations.md, "Metrics and tracing"). The core only publishes; metrics (src/metrics.ts), OpenTelemetry
  * or a log subscribe. Nobody subscribing costs one `hasSubscribers` read per call: no message is
  * built, no promise chained, so the hit path pays nothing measurable.
  *

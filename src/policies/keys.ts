@@ -2,7 +2,7 @@
  * Cache-key helpers: key functions that normalise a request (its query, its Host) and hand it to
  * another key function, `defaultKey` unless given, so they compose.
  *
- * The rule they keep (README, "Security"): two requests that share a key must be one request to
+ * The rule they keep (docs/security.md): two requests that share a key must be one request to
  * the handler, or a request could get a response made from something its own request did not
  * say (a reflected `utm_source`, say). So each helper rewrites the request the handler then
  * gets, in place, the way it rewrote the key's: the handler sees the sorted query, never an

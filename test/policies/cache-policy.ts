@@ -1,5 +1,5 @@
 // cachePolicy(): one declaration sets this cache's TTL and tags and the browser's Cache-Control.
-// Every policy of the README's table, through a real socket, with a counter on the origin.
+// Every policy of docs/policies.md's table, through a real socket, with a counter on the origin.
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import express from 'express'
@@ -27,7 +27,7 @@ async function serve(t: Test, policy: CachePolicy, options: AccelerateOptions = 
 
 const idOf = (req: IncomingMessage) => new URL(req.url!, 'http://x').searchParams.get('id')
 
-t.test("the README's table, row by row", async (t) => {
+t.test("docs/policies.md's table, row by row", async (t) => {
   t.test('static asset: a year in browsers, immutable; a day here', async (t) => {
     const policy = cachePolicy({ cacheFor: 86400, maxAge: 31536000, immutable: true })
     const { url, origin, clock } = await serve(t, policy)

@@ -10,7 +10,7 @@ import { listen, manualClock, request } from '../fixtures/http.js'
 
 /**
  * withEtag over counters: `etag` is what etagFn returns; the handler's body is lazy. The policy
- * is applied before withEtag, as the README says: a 304 from withEtag never runs the handler,
+ * is applied before withEtag, as docs/policies.md says: a 304 from withEtag never runs the handler,
  * so only a TTL set outside it reaches the cache when it refreshes a stale entry.
  */
 function counters(etag: () => EtagValue | Promise<EtagValue>, policyInside = false) {

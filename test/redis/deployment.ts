@@ -1,4 +1,4 @@
-// What a production Redis asks of the store, each as the README documents it: TLS (rediss://),
+// What a production Redis asks of the store, each as docs/stores.md documents it: TLS (rediss://),
 // an ACL user allowed exactly the store's commands, and a TTL on every key the store writes
 // (so that maxmemory-policy volatile-lru can always evict, and does).
 import t, { type Test } from 'tap'
@@ -9,7 +9,7 @@ import { makeEntry, storeConformance } from '../fixtures/store-conformance.js'
 import { startRedis, startTlsRedis, PATIENT_MS } from '../fixtures/redis-server.js'
 import { counted, listen, request } from '../fixtures/http.js'
 
-/** The ACL rule of the README's "ACL" section, word for word. */
+/** The ACL rule of docs/stores.md's "ACL" section, word for word. */
 export const STORE_ACL =
   '~acc:* resetchannels -@all +info +get +set +del +unlink +incr +time +getrange +setrange +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval'
 

@@ -325,7 +325,7 @@ t.test('a Redis that refuses tracking: the store works, without local copies', a
   t.notOk(local(store).has('page'))
 })
 
-t.test('an ACL user with the rule the README gives keeps copies', async (t) => {
+t.test('an ACL user with the rule docs/stores.md gives keeps copies', async (t) => {
   const prefix = `lc${++prefixes}:`
   await raw.call(
     'ACL',

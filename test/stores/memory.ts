@@ -366,7 +366,7 @@ t.test('close empties the store, declines later sets, and is idempotent', async 
 
 // Issue 22, item 5: maxBytes bounds the heap. Each flood stores three budgets' worth of entries
 // of one hostile shape in a 4 MiB store; the heap the store holds once it is full must stay
-// within HEAP_FACTOR × maxBytes (the README states it), and the store's own count within
+// within HEAP_FACTOR × maxBytes (docs/stores.md states it), and the store's own count within
 // maxBytes. Before, tags counted their length only (2,400 Surrogate-Keys cost 8 times what they
 // counted), as did headers and keys, and an entry's objects a flat 256 bytes.
 const FLOOD_BUDGET = 4 * 1024 * 1024
