@@ -211,16 +211,29 @@ export class LocalCache {
     return this.#lru.has(key)
   }
 
+  /**
+   * The store's `peek` (see CacheStore.peek): the local copy, at once, when one is held and not
+   * past its `expiresAt`; else `null` (ask `get`, which reads Redis). Never `undefined`: only
+   * Redis knows that nothing is stored. A copy is held only while the stream is live (losing it
+   * drops them all, see `#lost`) and only until a message about its key has been read, the same
+   * test `get` makes, at the same moment: a peek made after an invalidation was applied (after
+   * the purge returned in this process, after `sync()` in another) cannot see the old copy.
+   */
+  peek(key: string): CacheEntry | null {
+    const held = this.#lru.get(key)
+    if (held === undefined) return null
+    if (this.#now() < held.entry.expiresAt) return held.entry
+    this.drop(key)
+    return null
+  }
+
   /** The local copy, else `read(key)` from Redis, kept when nothing changed it meanwhile. */
   get(
     key: string,
     read: (key: string) => Promise<CacheEntry | undefined>,
   ): Promise<CacheEntry | undefined> {
-    const held = this.#lru.get(key)
-    if (held !== undefined) {
-      if (this.#now() < held.entry.expiresAt) return Promise.resolve(held.entry)
-      this.drop(key)
-    }
+    const held = this.peek(key)
+    if (held !== null) return Promise.resolve(held)
     if (!this.#live) return read(key)
     return this.#fill(key, read)
   }

@@ -142,6 +142,11 @@ export class RedisStore implements CacheStore {
   /** See {@link CacheStore.lease}; absent with `lease: false`. */
   readonly lease?: (key: string, ttlMs: number, ifAbsent?: boolean) => Promise<LeaseClaim>
   readonly #metas = new Map<string, { bytes: Buffer; meta: Meta }>()
+  /**
+   * With `localCache` only (see {@link CacheStore.peek}): the local copy at once, or `null` when
+   * none is held or the invalidation stream is down (then `get` asks Redis).
+   */
+  readonly peek?: (key: string) => CacheEntry | null
 
   constructor(options: RedisStoreOptions = {}) {
     if (typeof options !== 'object' || options === null)
@@ -228,8 +233,10 @@ export class RedisStore implements CacheStore {
       const leases = (this.#leases = new Leases(host))
       this.lease = (key, ttlMs, ifAbsent = false) => leases.claim(key, ttlMs, ifAbsent)
     }
-    if (local !== undefined)
-      attachLocalCache(this, target as Redis, { ...local, prefix, now, timeoutMs })
+    if (local !== undefined) {
+      const cache = attachLocalCache(this, target as Redis, { ...local, prefix, now, timeoutMs })
+      this.peek = (key) => cache.peek(key)
+    }
   }
 
   /**
