@@ -94,7 +94,7 @@ export function localCacheOf(store: object): LocalCache | undefined {
  * Checks the `localCache` option before the store creates anything; returns it with defaults.
  * `client`: the client passed to the store, if any.
  */
-export function localCacheOptions(value: unknown, client: unknown): Required<LocalCacheOptions> {
+export function localCacheOptions(value: unknown): Required<LocalCacheOptions> {
   if (typeof value !== 'object' || value === null)
     throw new TypeError(`expected options.localCache to be { maxBytes }, got ${inspect(value)}`)
   const { maxBytes, maxEntries = 10_000 } = value as LocalCacheOptions
@@ -107,11 +107,6 @@ export function localCacheOptions(value: unknown, client: unknown): Required<Loc
         `expected options.localCache.${name} to be a positive integer, got ${inspect(n)}`,
       )
   }
-  // A Cluster needs a stream per master, following resharding and failovers: not built yet.
-  if (client instanceof Cluster)
-    throw new TypeError(
-      'options.localCache is not supported on a Redis Cluster yet (it needs an invalidation stream per master); use a single Redis or Sentinel, or drop localCache',
-    )
   return { maxBytes, maxEntries }
 }
 
@@ -122,7 +117,7 @@ export function localCacheOptions(value: unknown, client: unknown): Required<Loc
  */
 export function attachLocalCache(
   store: Wrapped,
-  client: Redis,
+  client: Redis | Cluster,
   options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number },
 ): LocalCache {
   const local = new LocalCache(client, options)
@@ -148,9 +143,13 @@ export function attachLocalCache(
 
 /** Local copies of one store's entries, kept exact by an invalidation stream (see the top). */
 export class LocalCache {
-  readonly #stream: Redis
+  /**
+   * The streams, by the server they hear: one (`''`) on a single Redis or Sentinel, one per
+   * master (`host:port`) on a Cluster.
+   */
+  readonly #streams = new Map<string, Stream>()
   /** The store's client, whose reads fill the copies. */
-  readonly #client: Redis
+  readonly #client: Redis | Cluster
   readonly #heartbeat: NodeJS.Timeout
   /** Redis key names of entries are `<entryPrefix><key>}v` (redis.ts's key layout). */
   readonly #entryPrefix: string
@@ -160,16 +159,12 @@ export class LocalCache {
   readonly #lru: LRUMapWithDeleteClass<string, Held>
   #bytes = 0
   readonly #flights = new Map<string, Flight>()
-  /** Whether tracking is on and the stream subscribed: only then are copies kept and served. */
-  #live = false
-  /** Bumped when the stream is lost or flushed: reads sent before then keep nothing. */
+  /** Bumped when a stream is lost, or the Cluster's nodes change, or Redis is flushed: reads sent before then keep nothing. */
   #epoch = 0
-  /** Bumped on each connection of the stream: a setup for an older one does nothing. */
-  #session = 0
   #closed = false
 
   constructor(
-    client: Redis,
+    client: Redis | Cluster,
     options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number },
   ) {
     this.#entryPrefix = `${options.prefix}{k:`
@@ -178,27 +173,74 @@ export class LocalCache {
     this.#timeoutMs = options.timeoutMs
     this.#lru = new LRUMapWithDelete(options.maxEntries)
     this.#client = client
+    if (client instanceof Cluster) {
+      // Every master's invalidations come from that master: a stream on each. Any change of
+      // the nodes drops every copy, and copies are kept again once each master's stream is up.
+      for (const event of ['ready', 'refresh', '+node', '-node']) client.on(event, this.#onTopology)
+      this.#onTopology()
+    } else this.#open('', client)
+    this.#heartbeat = setInterval(() => void this.sync(), HEARTBEAT_MS).unref()
+  }
+
+  /** Opens the stream that hears `server` (a duplicate of its client). */
+  #open(key: string, server: Redis): void {
     // Subscriptions and commands are never replayed by ioredis: each connection is set up
     // afresh on 'ready' (tracking first, which a subscribed RESP2 connection cannot send).
     // RESP2: under RESP3 Redis sends `invalidate` pushes, which ioredis 6 drops (its
     // DataHandler.returnPush passes on pub/sub pushes only); under RESP2 they are messages.
-    this.#stream = client.duplicate({
+    const redis = server.duplicate({
       protocol: 2,
       autoResubscribe: false,
       autoResendUnfulfilledCommands: false,
       enableOfflineQueue: false,
       lazyConnect: false,
+      // A Cluster's node connections may be told not to reconnect (they are recreated); a stream
+      // reconnects until it is closed or its node leaves.
+      ...(key === '' ? {} : { retryStrategy: reconnectDelay }),
     })
-    this.#stream.on('error', () => {}) // a lost stream is handled on 'close'; the store reports Redis's errors
-    this.#stream.on('ready', this.#onReady)
-    this.#stream.on('close', this.#onClose)
-    this.#stream.on('messageBuffer', this.#onMessage)
-    this.#heartbeat = setInterval(() => void this.sync(), HEARTBEAT_MS).unref()
+    const stream: Stream = { redis, live: false, session: 0 }
+    this.#streams.set(key, stream)
+    redis.on('error', () => {}) // a lost stream is handled on 'close'; the store reports Redis's errors
+    redis.on('ready', () => this.#onReady(stream))
+    redis.on('close', () => this.#onClose(stream))
+    redis.on('messageBuffer', this.#onMessage)
   }
 
-  /** Whether local copies are kept and served now. */
+  /**
+   * The Cluster's nodes may have changed (a node added or removed, a failover, a new slot map):
+   * a stream for each master, and every copy dropped when the masters changed or a node came or
+   * went. Copies are kept again once each master's stream is up (see `live`).
+   */
+  readonly #onTopology = (node?: unknown): void => {
+    const masters = new Map(
+      (this.#client as Cluster)
+        .nodes('master')
+        .map((redis) => [`${redis.options.host}:${redis.options.port}`, redis]),
+    )
+    let changed = node !== undefined // '+node' and '-node' name the node; 'ready' and 'refresh' do not
+    for (const [key, stream] of this.#streams) {
+      if (masters.has(key)) continue
+      changed = true
+      this.#streams.delete(key)
+      stream.live = false
+      stream.redis.disconnect()
+    }
+    for (const [key, redis] of masters) {
+      if (this.#streams.has(key)) continue
+      changed = true
+      this.#open(key, redis)
+    }
+    if (changed) this.#lost()
+  }
+
+  /**
+   * Whether local copies are kept and served now: every stream (one per master on a Cluster)
+   * has tracking on and is subscribed.
+   */
   get live(): boolean {
-    return this.#live
+    if (this.#streams.size === 0) return false
+    for (const stream of this.#streams.values()) if (!stream.live) return false
+    return true
   }
 
   /** How many copies, and the bytes they count. */
@@ -234,7 +276,7 @@ export class LocalCache {
   ): Promise<CacheEntry | undefined> {
     const held = this.peek(key)
     if (held !== null) return Promise.resolve(held)
-    if (!this.#live) return read(key)
+    if (!this.live) return read(key)
     return this.#fill(key, read)
   }
 
@@ -258,7 +300,7 @@ export class LocalCache {
       entry !== undefined &&
       !flight.invalidated &&
       epoch === this.#epoch &&
-      this.#live &&
+      this.live &&
       this.#sameServer()
     )
       this.#keep(key, entry)
@@ -271,7 +313,9 @@ export class LocalCache {
    * on another would hear of no change.
    */
   #sameServer(): boolean {
-    const [read, heard] = [this.#client.stream, this.#stream.stream]
+    // On a Cluster, every master has its stream (checked by `live`), whichever one was read.
+    if (this.#client instanceof Cluster) return true
+    const [read, heard] = [this.#client.stream, this.#streams.get('')!.redis.stream]
     return read.remoteAddress === heard.remoteAddress && read.remotePort === heard.remotePort
   }
 
@@ -315,34 +359,39 @@ export class LocalCache {
   }
 
   /**
-   * Resolves once every invalidation Redis sent this stream before now has been applied: a PING
-   * on the stream, answered after them. A stream that does not answer within the timeout is
+   * Resolves once every invalidation Redis sent the streams before now has been applied: a PING
+   * on each stream, answered after them. A stream that does not answer within the timeout is
    * taken for lost: copies dropped, and a new connection.
    */
   async sync(): Promise<void> {
-    if (!this.#live) return
-    const session = this.#session
+    await Promise.all([...this.#streams.values()].map((stream) => this.#ping(stream)))
+  }
+
+  async #ping(stream: Stream): Promise<void> {
+    if (!stream.live) return
+    const session = stream.session
     try {
-      await deadline(this.#stream.ping(), this.#timeoutMs)
+      await deadline(stream.redis.ping(), this.#timeoutMs)
     } catch {
-      if (session === this.#session && !this.#closed) {
+      if (session === stream.session && !this.#closed) {
+        stream.live = false
         this.#lost()
-        this.#stream.disconnect(true)
+        stream.redis.disconnect(true)
       }
     }
   }
 
-  readonly #onReady = (): void => {
-    const session = ++this.#session
-    this.#enable(session).catch(() => {
+  #onReady(stream: Stream): void {
+    const session = ++stream.session
+    this.#enable(stream, session).catch(() => {
       // Refused (an old Redis, an ACL without CLIENT): stay bypassed on this connection; a
       // reconnect tries again.
     })
   }
 
-  async #enable(session: number): Promise<void> {
-    const id = await this.#stream.client('ID')
-    await this.#stream.call(
+  async #enable(stream: Stream, session: number): Promise<void> {
+    const id = await stream.redis.client('ID')
+    await stream.redis.call(
       'CLIENT',
       'TRACKING',
       'ON',
@@ -352,17 +401,18 @@ export class LocalCache {
       'PREFIX',
       this.#entryPrefix,
     )
-    await this.#stream.subscribe(CHANNEL)
-    if (session === this.#session && !this.#closed) this.#live = true
+    await stream.redis.subscribe(CHANNEL)
+    if (session === stream.session && !this.#closed) stream.live = true
   }
 
-  readonly #onClose = (): void => {
-    this.#session++
+  #onClose(stream: Stream): void {
+    stream.session++
+    stream.live = false
     this.#lost()
   }
 
+  /** A stream lost (or the nodes changed): every copy goes, and reads in flight keep nothing. */
   #lost(): void {
-    this.#live = false
     this.#dropAll()
   }
 
@@ -382,7 +432,27 @@ export class LocalCache {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#heartbeat)
+    if (this.#client instanceof Cluster)
+      for (const event of ['ready', 'refresh', '+node', '-node'])
+        this.#client.off(event, this.#onTopology)
+    for (const stream of this.#streams.values()) {
+      stream.live = false
+      stream.redis.disconnect()
+    }
     this.#lost()
-    this.#stream.disconnect()
   }
+}
+
+/** One connection hearing one server's invalidations. */
+interface Stream {
+  readonly redis: Redis
+  /** Tracking on and subscribed, on this connection. */
+  live: boolean
+  /** Bumped on each connection and loss: a setup for an older one does nothing. */
+  session: number
+}
+
+/** How long a Cluster master's stream waits before reconnecting (as the store's own client). */
+function reconnectDelay(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 6), 2000)
 }
