@@ -5,35 +5,59 @@
  * our own.
  *
  * **The invalidation stream.** One extra connection per store (a duplicate of the store's
- * client) runs `CLIENT ID`, `CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
- * <prefix>{k:` and `SUBSCRIBE __redis__:invalidate` (RESP2, see the constructor). From then on Redis sends it the
- * name of every key under the prefix's entries that changes, whoever changes it and however:
- * an overwrite, a commit, a soft purge (SETRANGE), a delete or UNLINK, an expiry or eviction, a
- * FLUSHALL (a null message: everything goes). Broadcast mode, because tracking follows the
- * connection that read a key, and reads go over the store's own connection, which stays
- * untouched; the stream's connection tracks for itself, so tracking lives and dies with the
- * stream. The price: every process hears of every entry written under the prefix, read or not.
+ * client; on a Redis Cluster, one per master, a duplicate of that master's connection) runs
+ * `CLIENT ID`, `CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX <prefix>{k:` and
+ * `SUBSCRIBE __redis__:invalidate <prefix>#fence <prefix>#fenced` (RESP2, see `#open`). From
+ * then on Redis sends it the name of every key under the prefix's entries that changes on that
+ * server, whoever changes it and however: an overwrite, a commit, a soft purge (SETRANGE), a
+ * delete or UNLINK, an expiry or eviction, a FLUSHALL (a null message: everything goes).
+ * Broadcast mode, because tracking follows the connection that read a key, and reads go over
+ * the store's own connection, which stays untouched; the stream's connection tracks for itself,
+ * so tracking lives and dies with the stream. The price: every process hears of every entry
+ * written under the prefix, read or not.
  *
  * **Fills.** A miss marks its key in flight, then reads Redis as the store always does. The
- * entry read is kept only if, when its reply is back, the stream has been up since before the
+ * entry read is kept only if, when its reply is back, every stream has been up since before the
  * read was sent and no invalidation of that key arrived meanwhile: the reply and the
  * invalidation travel on two connections, so a change made just after the read may be heard
  * before the read's reply (the classic client-side caching race).
  *
- * **Loss.** When the stream's connection closes (or before it is first up), every local copy is
- * dropped and reads go to Redis, unkept, until it is back and tracking is on again. A stream
- * that does not answer within the store's timeout is taken for lost (and reconnected).
+ * **Loss.** When a stream's connection closes (or before it is first up), every local copy is
+ * dropped and reads go to Redis, unkept, until every stream is back and tracking is on again. A
+ * stream that does not answer a PING within the store's timeout (a heartbeat every second) is
+ * taken for lost (and reconnected). On a Cluster, a node added to or removed from the client's
+ * pool, or a change of the masters, drops every copy too, and a stream is opened on each new
+ * master.
  *
- * **The guarantee.** Redis queues an invalidation message to every stream before it answers
- * anything sent after the change (BCAST messages are queued before the replies of that event
- * loop turn are written). So in the process that made a change, nothing removed by it is served
- * locally once the call that made it has returned (set, delete and clear drop that process's
- * copies themselves; invalidateTags waits for a PING on its stream, which comes back after the
- * messages). In every other process: within one round trip, precisely, no copy is served once
- * that process has had an answer on its stream to any command sent there after the change
- * returned to its caller (see `sync()`). Until then, a copy may be served for as long as the
- * message takes to be read from the socket.
+ * **The fence.** `invalidateTags`, `delete` and `clear` resolve only once every local cache of
+ * the prefix, in every process, has applied them: after its Redis commands, the store publishes
+ * a nonce on `<prefix>#fence` on each stream's server (PUBLISH answers how many subscribers got
+ * it there: one per live stream), and waits, within the store's timeout, until that many have
+ * answered on `<prefix>#fenced`. Each cache answers a fence when its stream on that server reads
+ * it (not before: the fence comes after that server's invalidations on the same connection).
+ *
+ * **The guarantee.** Let P be any process whose stream was subscribed when the fence of a call
+ * `invalidateTags(T)`, `delete(k)` or `clear(p)` was published. Once that call has returned to
+ * its caller, in whatever process, without its fence running out of time, P serves no local
+ * copy (by `get` or `peek`) of an entry that the call removed or marked stale. Proof:
+ * (1) the call's commands changed the keys before the fence was sent (they are awaited first);
+ * Redis queues the BCAST invalidation messages for a change before it next reads from any
+ * client (`trackingBroadcastInvalidationMessages` in `beforeSleep`), so before it executes the
+ * PUBLISH, whose message is queued after them on P's stream; one connection's messages arrive in
+ * order. (2) P handles a connection's messages in order, each synchronously in the socket's data
+ * callback; an invalidation drops the copy and marks the key's reads in flight so that they keep
+ * nothing. (3) P answers the fence only while handling it, so after (2); the call resolves only
+ * once every subscriber counted by PUBLISH answered, so P had dropped the copy before. (4) A
+ * read P sends afterwards reaches Redis after the change; one in flight keeps nothing (2); one
+ * whose stream was lost meanwhile keeps nothing (Fills, Loss). A process whose stream was not
+ * subscribed at the PUBLISH holds no copy (Loss) and keeps only reads sent once it is.
+ * Exceptions: a process that does not answer within the timeout (stalled, partitioned) does not
+ * hold the call longer: it may serve the copy until it reads its stream, which its heartbeat
+ * requires within the timeout after it runs again. An overwrite by `set` is not fenced: another
+ * process serves the version it replaced at most until its stream has answered a command sent
+ * after the `set` returned (see `sync()`: one round trip).
  */
+import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { inspect } from 'node:util'
 import { Cluster, Redis } from 'ioredis'
@@ -130,13 +154,23 @@ export function attachLocalCache(
   const close = store.close.bind(store)
   store.get = (key) => local.get(key, get)
   // An overwrite, a delete, a clear: this process knows the keys, and drops its copies itself
-  // (also when the call failed half-way: what Redis did is unknown).
+  // (also when the call failed half-way: what Redis did is unknown). A delete, a clear and a tag
+  // invalidation then wait for every other process to have applied it (a fence, see the top);
+  // an overwrite does not (other processes may serve the version it replaced for a round trip).
   store.set = (key, entry, since) => set(key, entry, since).finally(() => local.drop(key))
-  store.delete = (key) => remove(key).finally(() => local.drop(key))
-  store.clear = (keyPrefix = '') => clear(keyPrefix).finally(() => local.dropPrefix(keyPrefix))
-  // Tags: the keys are known to Redis only; its messages for them come before an answer to a PING.
+  store.delete = (key) =>
+    remove(key).finally(() => {
+      local.drop(key)
+      return local.fence()
+    })
+  store.clear = (keyPrefix = '') =>
+    clear(keyPrefix).finally(() => {
+      local.dropPrefix(keyPrefix)
+      return local.fence()
+    })
+  // Tags: the keys are known to Redis only; its messages for them come before the fence's.
   store.invalidateTags = (tags, options) =>
-    invalidateTags(tags, options).finally(() => local.sync())
+    invalidateTags(tags, options).finally(() => local.fence())
   store.close = () => close().finally(() => local.close())
   return local
 }
@@ -153,6 +187,15 @@ export class LocalCache {
   readonly #heartbeat: NodeJS.Timeout
   /** Redis key names of entries are `<entryPrefix><key>}v` (redis.ts's key layout). */
   readonly #entryPrefix: string
+  /** Fences (see `fence`) go out on the first channel, and are answered on the second. */
+  readonly #fenceChannel: string
+  readonly #ackChannel: string
+  /** Names this cache in its answers to fences. */
+  readonly #id = randomUUID()
+  readonly #fences = new Map<
+    string,
+    { expected: number; answered: Set<string>; done: () => void }
+  >()
   readonly #maxBytes: number
   readonly #now: () => number
   readonly #timeoutMs: number
@@ -168,6 +211,8 @@ export class LocalCache {
     options: Required<LocalCacheOptions> & { prefix: string; now: () => number; timeoutMs: number },
   ) {
     this.#entryPrefix = `${options.prefix}{k:`
+    this.#fenceChannel = `${options.prefix}#fence`
+    this.#ackChannel = `${options.prefix}#fenced`
     this.#maxBytes = options.maxBytes
     this.#now = options.now
     this.#timeoutMs = options.timeoutMs
@@ -198,12 +243,14 @@ export class LocalCache {
       // reconnects until it is closed or its node leaves.
       ...(key === '' ? {} : { retryStrategy: reconnectDelay }),
     })
-    const stream: Stream = { redis, live: false, session: 0 }
+    const stream: Stream = { key, redis, publisher: server, live: false, session: 0 }
     this.#streams.set(key, stream)
-    redis.on('error', () => {}) // a lost stream is handled on 'close'; the store reports Redis's errors
+    redis.on('error', ignore) // a lost stream is handled on 'close'; the store reports Redis's errors
     redis.on('ready', () => this.#onReady(stream))
     redis.on('close', () => this.#onClose(stream))
-    redis.on('messageBuffer', this.#onMessage)
+    redis.on('messageBuffer', (channel: Buffer, message: Buffer | Buffer[] | null) =>
+      this.#onMessage(stream, channel, message),
+    )
   }
 
   /**
@@ -401,7 +448,7 @@ export class LocalCache {
       'PREFIX',
       this.#entryPrefix,
     )
-    await stream.redis.subscribe(CHANNEL)
+    await stream.redis.subscribe(CHANNEL, this.#fenceChannel, this.#ackChannel)
     if (session === stream.session && !this.#closed) stream.live = true
   }
 
@@ -416,16 +463,82 @@ export class LocalCache {
     this.#dropAll()
   }
 
-  // Only CHANNEL is subscribed to; its keys all start with the tracked prefix (BCAST PREFIX).
-  readonly #onMessage = (_channel: Buffer, keys: Buffer[] | null): void => {
-    // Null: the database was flushed (FLUSHALL, FLUSHDB), every key is gone.
-    if (!Array.isArray(keys)) return this.#dropAll()
-    const from = this.#entryPrefix.length
-    for (const raw of keys) {
-      const name = raw.toString()
-      // `...}k` names are delete records, not entries.
-      if (name.endsWith('}v')) this.drop(name.slice(from, -2))
+  readonly #onMessage = (
+    stream: Stream,
+    channel: Buffer,
+    message: Buffer | Buffer[] | null,
+  ): void => {
+    if (Array.isArray(message)) {
+      // CHANNEL's keys all start with the tracked prefix (BCAST PREFIX).
+      const from = this.#entryPrefix.length
+      for (const raw of message) {
+        const name = raw.toString()
+        // `...}k` names are delete records, not entries.
+        if (name.endsWith('}v')) this.drop(name.slice(from, -2))
+      }
+      return
     }
+    // Null on CHANNEL: the database was flushed (FLUSHALL, FLUSHDB), every key is gone.
+    if (message === null) return this.#dropAll()
+    const text = message.toString()
+    if (channel.toString() === this.#fenceChannel) {
+      // `<nonce> <stream key>`: answered only from the stream it was published to, once every
+      // message that server sent before it has been applied (they came first on this connection).
+      if (text.slice(text.indexOf(' ') + 1) !== stream.key) return
+      this.#client.publish(this.#ackChannel, `${text} ${this.#id}`).catch(ignore)
+      return
+    }
+    // An answer to a fence: `<nonce> <stream key> <id of the answering cache>`.
+    const at = text.lastIndexOf(' ')
+    const fence = this.#fences.get(text.slice(0, at))
+    if (fence === undefined) return
+    fence.answered.add(text.slice(at + 1))
+    settle(fence)
+  }
+
+  /**
+   * Resolves once every local cache of this prefix, in every process, whose stream was
+   * subscribed when it was asked has applied the invalidations Redis sent before now (or after
+   * the store's timeout, see the top): a fence published on each stream's server, which each
+   * stream hears after that server's invalidations, and which each answers. Never rejects.
+   */
+  async fence(): Promise<void> {
+    await Promise.all([...this.#streams.values()].map((stream) => this.#fenceOn(stream)))
+  }
+
+  async #fenceOn(stream: Stream): Promise<void> {
+    if (!stream.live) return
+    const token = `${randomUUID()} ${stream.key}`
+    let done!: () => void
+    const answered = new Promise<void>((resolve) => (done = resolve))
+    // Registered before publishing: answers may come before PUBLISH's reply (another connection).
+    const fence = { expected: Infinity, answered: new Set<string>(), done }
+    this.#fences.set(token, fence)
+    try {
+      // PUBLISH answers how many subscribers got the message on that server: one per stream.
+      fence.expected = await deadline(
+        stream.publisher.publish(this.#fenceChannel, token),
+        this.#timeoutMs,
+      )
+      settle(fence)
+      await deadline(answered, this.#timeoutMs)
+    } catch {
+      // A process that did not answer within the timeout: see the guarantee at the top.
+    } finally {
+      this.#fences.delete(token)
+    }
+  }
+
+  /** Fences published and waiting for answers (for tests and diagnostics). */
+  get fencing(): number {
+    let waiting = 0
+    for (const fence of this.#fences.values()) if (fence.expected !== Infinity) waiting++
+    return waiting
+  }
+
+  /** The streams' connections (for tests: a stream that stops reading stands for a stalled process). */
+  get connections(): Redis[] {
+    return [...this.#streams.values()].map((stream) => stream.redis)
   }
 
   async close(): Promise<void> {
@@ -443,9 +556,20 @@ export class LocalCache {
   }
 }
 
+/** A fence answered by every subscriber its PUBLISH reached is done. */
+function settle(fence: { expected: number; answered: Set<string>; done: () => void }): void {
+  if (fence.answered.size >= fence.expected) fence.done()
+}
+
+function ignore(): void {}
+
 /** One connection hearing one server's invalidations. */
 interface Stream {
+  /** `''` on a single Redis, `host:port` of its master on a Cluster. */
+  readonly key: string
   readonly redis: Redis
+  /** Where fences for this stream are published: the store's client, or the master's connection. */
+  readonly publisher: Redis
   /** Tracking on and subscribed, on this connection. */
   live: boolean
   /** Bumped on each connection and loss: a setup for an older one does nothing. */

@@ -337,8 +337,10 @@ t.test('an ACL user with the rule the README gives keeps copies', async (t) => {
     `~${prefix}*`,
     'resetchannels',
     '&__redis__:invalidate',
+    `&${prefix}#fence`,
+    `&${prefix}#fenced`,
     '-@all',
-    ...'+info +get +set +del +unlink +incr +time +getrange +setrange +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval +client|id +client|tracking +subscribe +ping'.split(
+    ...'+info +get +set +del +unlink +incr +time +getrange +setrange +pexpire +pttl +zadd +zcard +zrange +zremrangebyscore +scan +zscan +evalsha +eval +client|id +client|tracking +subscribe +publish +ping'.split(
       ' ',
     ),
   )
