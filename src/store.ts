@@ -132,10 +132,20 @@ export interface CacheStore {
   /** The entry stored at `key`, stale or fresh; `undefined` when absent or past `expiresAt`. */
   get(key: string): Promise<CacheEntry | undefined>
   /**
-   * Optional, for stores that hold their entries in this process: what `get` would resolve, at
-   * once. A hit then never waits for a turn of the event loop (no promise is made for it).
+   * Optional, for stores that hold entries (all or some) in this process: `get`'s answer at
+   * once, when the store has it here, so that a hit never waits for a turn of the event loop
+   * (no promise is made for it). Three answers:
+   *
+   * - an entry: what `get(key)` would resolve now, with the same guarantees (never past
+   *   `expiresAt`, never an entry an invalidation that has returned removed);
+   * - `undefined`: `get(key)` would resolve `undefined` now: nothing is stored at `key`
+   *   (a store answers this only when it holds every entry there is, as MemoryStore does);
+   * - `null`: not known here (a copy not held, or not trusted now); the caller asks `get(key)`.
+   *
+   * It never throws for an outage (a store that would have to ask its backend answers `null`)
+   * and never blocks.
    */
-  peek?(key: string): CacheEntry | undefined
+  peek?(key: string): CacheEntry | undefined | null
   /** The current position in the invalidation order; take it before generating a response. */
   checkpoint(): Promise<Checkpoint>
   /**

@@ -72,7 +72,7 @@ export interface RedisStoreOptions {
   /**
    * Keep the entries read in this process's memory too, up to `maxBytes`: hits without a round
    * trip, each copy dropped when Redis says its entry changed (see local-cache.ts and the
-   * README's "Local cache"). Not on a Redis Cluster yet.
+   * README's "Local cache"). On a Cluster, one invalidation connection per master.
    */
   localCache?: LocalCacheOptions
   /**
@@ -142,6 +142,11 @@ export class RedisStore implements CacheStore {
   /** See {@link CacheStore.lease}; absent with `lease: false`. */
   readonly lease?: (key: string, ttlMs: number, ifAbsent?: boolean) => Promise<LeaseClaim>
   readonly #metas = new Map<string, { bytes: Buffer; meta: Meta }>()
+  /**
+   * With `localCache` only (see {@link CacheStore.peek}): the local copy at once, or `null` when
+   * none is held or the invalidation stream is down (then `get` asks Redis).
+   */
+  readonly peek?: (key: string) => CacheEntry | null
 
   constructor(options: RedisStoreOptions = {}) {
     if (typeof options !== 'object' || options === null)
@@ -200,7 +205,7 @@ export class RedisStore implements CacheStore {
     this.#maxEntryBytes = maxEntryBytes
     this.#now = now
     this.#interleave = interleave
-    const local = localCache === undefined ? undefined : localCacheOptions(localCache, client)
+    const local = localCache === undefined ? undefined : localCacheOptions(localCache)
     const target = client ?? createClient(url, clientOptions, timeoutMs)
     // Scripts run by EVALSHA (EVAL once per connection when Redis does not know them yet).
     for (const [name, [numberOfKeys, lua]] of Object.entries(SCRIPTS)) {
@@ -228,8 +233,10 @@ export class RedisStore implements CacheStore {
       const leases = (this.#leases = new Leases(host))
       this.lease = (key, ttlMs, ifAbsent = false) => leases.claim(key, ttlMs, ifAbsent)
     }
-    if (local !== undefined)
-      attachLocalCache(this, target as Redis, { ...local, prefix, now, timeoutMs })
+    if (local !== undefined) {
+      const cache = attachLocalCache(this, target, { ...local, prefix, now, timeoutMs })
+      this.peek = (key) => cache.peek(key)
+    }
   }
 
   /**

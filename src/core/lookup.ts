@@ -24,13 +24,20 @@ export function lookupIn(
   report: ErrorHandler,
 ) {
   /**
-   * At once from a store that can answer synchronously (MemoryStore's `peek`), so that a hit
-   * makes no promise and waits for no turn; else through `get`.
+   * At once from a store that can answer synchronously (its `peek`), so that a hit makes no
+   * promise and waits for no turn; else, or when `peek` cannot tell (`null`), through `get`.
    */
   return function lookupNow(base: string, headers: IncomingHttpHeaders): Lookup | Promise<Lookup> {
-    if (store.peek === undefined || storeCallsTraced()) return lookup(base, headers)
+    const peek = store.peek
+    if (peek === undefined || storeCallsTraced()) return lookup(base, headers)
     try {
-      return variantOf(base, store.peek(base), headers, (key) => store.peek!(key))
+      const first = peek.call(store, base)
+      if (first === null) return lookup(base, headers)
+      const found = variantOf(base, first, headers, (key) => {
+        const entry = peek.call(store, key)
+        return entry === null ? store.get(key) : entry
+      })
+      return found instanceof Promise ? found.catch((err: unknown) => failed(base, err)) : found
     } catch (err) {
       return failed(base, err)
     }
