@@ -72,7 +72,7 @@ export interface RedisStoreOptions {
   /**
    * Keep the entries read in this process's memory too, up to `maxBytes`: hits without a round
    * trip, each copy dropped when Redis says its entry changed (see local-cache.ts and the
-   * README's "Local cache"). On a Cluster, one invalidation connection per master.
+   * docs/stores.md, "Local cache"). On a Cluster, one invalidation connection per master.
    */
   localCache?: LocalCacheOptions
   /**
