@@ -4,7 +4,8 @@
  * autocannon here (10 connections). Three routes each: `/own`, the framework's own route sending
  * the same precomputed 1 KiB body; `/hit`, that body stored by the adapter (a hit); `/work`, the
  * route doing about 2 ms of work uncached. Routes run in alternating order, and the report is
- * requests per second with the hit's ratio to each.
+ * requests per second with the hit's ratio to each. `npm run bench` runs the same servers as its
+ * scenario 8 (issue 20's targets), through its pinned load generator: {@link startFramework}.
  */
 import { fork, execFileSync } from 'node:child_process'
 import http from 'node:http'
@@ -12,13 +13,16 @@ import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 
-const FRAMEWORKS = (process.env.FRAMEWORKS?.split(',') ?? [
-  'fastify',
-  'koa',
-  'hono',
-  'express',
-]) as Framework[]
-type Framework = 'fastify' | 'koa' | 'hono' | 'express'
+/** The frameworks measured, each with the adapter it has (Hono: the fetch adapter). */
+export const FRAMEWORK_NAMES = ['fastify', 'koa', 'hono', 'express'] as const
+export type Framework = (typeof FRAMEWORK_NAMES)[number]
+/** The framework's own precomputed route, the adapter's hit, the 2 ms route. */
+export const FRAMEWORK_PATHS = ['/own', '/hit', '/work'] as const
+export type FrameworkPath = (typeof FRAMEWORK_PATHS)[number]
+/** Issue 20: a hit >= 0.9 x the framework's own precomputed route, >= 4 x the 2 ms route. */
+export const FRAMEWORK_TARGETS = { own: 0.9, work: 4 } as const
+
+const FRAMEWORKS = (process.env.FRAMEWORKS?.split(',') ?? FRAMEWORK_NAMES) as Framework[]
 const BODY = Buffer.alloc(1024, 'x')
 
 /** About 2 ms of CPU, as a route rendering a page would spend. */
@@ -112,6 +116,42 @@ function load(url: string, seconds: number): Promise<number> {
   })
 }
 
+/**
+ * Starts `name`'s server in a process of its own, on CPU `cpu` when given (taskset): its base URL,
+ * and `stop`.
+ */
+export async function startFramework(
+  name: Framework,
+  cpu?: string,
+): Promise<{ base: string; stop: () => void }> {
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', name], { stdio: 'inherit' })
+  if (cpu !== undefined)
+    execFileSync('taskset', ['-p', '-c', cpu, String(child.pid)], { stdio: 'ignore' })
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as number))
+    child.once('exit', (code) =>
+      reject(new Error(`${name}'s bench server exited (code ${code}) before it listened`)),
+    )
+  })
+  return { base: `http://127.0.0.1:${port}`, stop: () => void child.kill() }
+}
+
+/** Throws unless `/hit` is answered from the cache: a row measuring misses would mean nothing. */
+export async function checkHit(name: Framework, base: string): Promise<void> {
+  const status = await new Promise<string>((resolve, reject) =>
+    http
+      .get(base + '/hit', (res) => {
+        res.resume()
+        resolve(String(res.headers['cache-status']))
+      })
+      .once('error', reject),
+  )
+  if (!status.includes('; hit'))
+    throw new Error(
+      `${name}: /hit is not a hit (Cache-Status: ${status}); warm it up first, and check the adapter stores it`,
+    )
+}
+
 async function main(): Promise<void> {
   const arg = process.argv.find((a) => a.startsWith('--seconds='))
   const seconds = arg ? Number(arg.slice('--seconds='.length)) : 2
@@ -125,29 +165,14 @@ async function main(): Promise<void> {
     '|---|---:|---:|---:|---:|---:|',
   ]
   for (const name of FRAMEWORKS) {
-    const child = fork(fileURLToPath(import.meta.url), ['--serve', name], { stdio: 'inherit' })
-    if (pinned) execFileSync('taskset', ['-p', '-c', '0', String(child.pid)], { stdio: 'ignore' })
-    const port = await new Promise<number>((resolve) =>
-      child.once('message', (m) => resolve(m as number)),
-    )
-    const base = `http://127.0.0.1:${port}`
-    for (const path of ['/own', '/hit', '/work']) await load(base + path, 1) // warm up (and store)
-    const status = await new Promise<string>((resolve) =>
-      http.get(base + '/hit', (res) => {
-        res.resume()
-        resolve(String(res.headers['cache-status']))
-      }),
-    )
-    if (!status.includes('; hit'))
-      throw new Error(`${name}: /hit is not a hit (Cache-Status: ${status})`)
+    const { base, stop } = await startFramework(name, pinned ? '0' : undefined)
+    for (const path of FRAMEWORK_PATHS) await load(base + path, 1) // warm up (and store)
+    await checkHit(name, base)
     const rps: Record<string, number[]> = { '/own': [], '/hit': [], '/work': [] }
-    for (const order of [
-      ['/own', '/hit', '/work'],
-      ['/work', '/hit', '/own'],
-    ]) {
+    for (const order of [FRAMEWORK_PATHS, [...FRAMEWORK_PATHS].reverse()]) {
       for (const path of order) rps[path]!.push(await load(base + path, seconds))
     }
-    child.kill()
+    stop()
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
     const [own, hit, slow] = [mean(rps['/own']!), mean(rps['/hit']!), mean(rps['/work']!)]
     rows.push(
@@ -157,10 +182,13 @@ async function main(): Promise<void> {
   console.log(rows.join('\n'))
 }
 
-const serveAt = process.argv.indexOf('--serve')
-if (serveAt >= 0) {
-  const port = await server(process.argv[serveAt + 1] as Framework)
-  process.send!(port)
-} else {
-  await main()
+// Run as a script (or as a server it forks); imported by bench/index.ts, it only exports.
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const serveAt = process.argv.indexOf('--serve')
+  if (serveAt >= 0) {
+    const port = await server(process.argv[serveAt + 1] as Framework)
+    process.send!(port)
+  } else {
+    await main()
+  }
 }

@@ -7,7 +7,7 @@
  *
  * Options:
  *   --quick          3 rounds of 1 s, the sizes the targets name, no profile (under 2 minutes on 2 cores)
- *   --only=1,2,6a    scenarios by number (1 2 2b 3 4 5 6a 6b 7, and "profile"; 2 includes 2b)
+ *   --only=1,2,6a    scenarios by number (1 2 2b 3 4 5 6a 6b 7 8, and "profile"; 2 includes 2b)
  *   --driver=NAME    autocannon or wrk for every run (default: autocannon, wrk where autocannon is load-bound)
  *   --rounds=N --duration=S   override the mode's rounds and seconds per run
  *   --redis-cpu=server|driver  which core the private redis-server shares (default driver)
@@ -24,8 +24,16 @@ import { createRequire } from 'node:module'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { KiB, median, type DriverName, type ServerSpec } from './common.js'
+import { KiB, median, type DriverName, type RunResult, type ServerSpec } from './common.js'
 import { hasWrk } from './drivers.js'
+import {
+  checkHit,
+  FRAMEWORK_NAMES,
+  FRAMEWORK_PATHS,
+  FRAMEWORK_TARGETS,
+  startFramework,
+  type FrameworkPath,
+} from './frameworks.js'
 import type { InvalidationResult, InvalidationSpec } from './invalidation.js'
 import type { MemoryResult, MemorySpec } from './memory.js'
 import {
@@ -454,6 +462,104 @@ function environment(pinning: Pinning, redis: RedisProcess | undefined, wrk: boo
   ]
 }
 
+/**
+ * Scenario 8 (bench/frameworks.ts's servers): for each framework, its own route sending the same
+ * precomputed 1 KiB, the adapter's hit, and the route doing about 2 ms of work uncached, in
+ * alternating rounds (own hit work / work hit own) through the pinned load generator, 10
+ * connections. Prints its table; returns its rows for the Targets table.
+ */
+async function frameworks(pinning: Pinning, driver: Driver): Promise<string[][]> {
+  say()
+  say("## 8. Frameworks: each adapter's hit beside its framework's own routes (issue 20)")
+  say()
+  const rows: string[][] = []
+  const targets: string[][] = []
+  for (const name of FRAMEWORK_NAMES) {
+    const runs = { '/own': [], '/hit': [], '/work': [] } as Record<FrameworkPath, Measured[]>
+    let error: string | undefined
+    const server = await startFramework(name, pinning.server)
+    try {
+      for (const path of FRAMEWORK_PATHS) {
+        // The 2 ms route warms up with fewer requests (each costs 2 ms of the server's core).
+        const requests = Math.round(mode.warmRequests / (path === '/work' ? 8 : 1))
+        await driver.warm({ url: server.base + path, requests, connections: 16 })
+      }
+      await checkHit(name, server.base)
+      for (let round = 0; round < mode.rounds; round++) {
+        const order = round % 2 === 0 ? FRAMEWORK_PATHS : [...FRAMEWORK_PATHS].reverse()
+        for (const path of order) {
+          const result = await driver.run({
+            driver: forcedDriver ?? 'autocannon',
+            url: server.base + path,
+            connections: 10,
+            duration: mode.duration,
+            warmup: 0,
+          })
+          runs[path].push(frameworkRun(result))
+        }
+      }
+    } catch (err) {
+      error = (err as Error).message.split('\n')[0]
+    } finally {
+      server.stop()
+    }
+    const ratio = (baseline: FrameworkPath, min: number) =>
+      ratioOf(
+        {
+          // What ratioOf reads of a comparison: its target.
+          comparison: { target: { min, text: `>= ${min}` } } as Comparison,
+          runs: [runs[baseline], runs['/hit']],
+          ...(error === undefined ? {} : { error }),
+        },
+        1,
+      )
+    const own = ratio('/own', FRAMEWORK_TARGETS.own)
+    const work = ratio('/work', FRAMEWORK_TARGETS.work)
+    const rps = (path: FrameworkPath) =>
+      runs[path].length === 0
+        ? '–'
+        : Math.round(median(runs[path].map((m) => m.result.rps))).toLocaleString('en-US')
+    rows.push([name, rps('/own'), rps('/hit'), rps('/work'), own.text, work.text])
+    const adapter = name === 'hono' ? 'hono (fetch adapter)' : name
+    for (const [what, min, r] of [
+      ["the framework's own precomputed route", FRAMEWORK_TARGETS.own, own],
+      ['the 2 ms route', FRAMEWORK_TARGETS.work, work],
+    ] as const)
+      targets.push([`frameworks, ${adapter}: hit / ${what}`, `>= ${min}`, r.text, r.verdict])
+  }
+  say(
+    table(
+      ['framework', 'own route req/s', 'hit req/s', '2 ms route req/s', 'hit / own', 'hit / 2 ms'],
+      rows,
+      ['l', 'r', 'r', 'r', 'l', 'l'],
+    ),
+  )
+  say(
+    '\nOne server process per framework (bench/frameworks.ts: Fastify with its plugin, Koa, Hono on @hono/node-server ' +
+      'with the fetch adapter, Express with the middleware), 1 KiB text bodies, 10 connections; ratios are medians of ' +
+      'the per-round ratios (range in brackets). Every run is checked: no errors, only 200s.',
+  )
+  return targets
+}
+
+/** A framework run as the report's ratios read it (its server's CPU is not sampled). */
+function frameworkRun(result: RunResult): Measured {
+  const problems: string[] = []
+  if (result.requests === 0) problems.push('no responses')
+  if (result.errors > 0) problems.push(`${result.errors} errors (${result.timeouts} timeouts)`)
+  const other = Object.entries(result.statuses).filter(([status]) => status !== '200')
+  if (other.length > 0)
+    problems.push(`unexpected statuses ${other.map(([s, n]) => `${s}×${n}`).join(', ')}`)
+  return {
+    result,
+    serverCpu: NaN,
+    usPerRequest: NaN,
+    gcUsPerRequest: NaN,
+    loadBound: result.driverCpu >= LOAD_BOUND_CPU,
+    ...(problems.length > 0 ? { invalid: problems.join('; ') } : {}),
+  }
+}
+
 async function main(): Promise<void> {
   const redisCpu = args['redis-cpu'] === 'server' ? 'server' : 'driver'
   const pinning = choosePinning(redisCpu)
@@ -571,6 +677,9 @@ async function main(): Promise<void> {
     )
   }
 
+  // 8: each framework adapter's hit beside its own framework's routes (issue 20).
+  const frameworkTargets = wanted('8') ? await frameworks(pinning, driver) : []
+
   // The hit path's profile: where a hit's CPU goes, beside the ceiling's.
   const profiles: ProfileSummary[] = []
   if (mode.profile && (wanted('profile') || !only)) {
@@ -684,6 +793,7 @@ async function main(): Promise<void> {
       ])
     })
   }
+  rows.push(...frameworkTargets)
   for (const r of invalidations.filter((r) => r.entries >= 100_000)) {
     const ms = median(r.ms)
     const ok = r.error === undefined && r.dropped.every((d) => d === r.entries)

@@ -47,6 +47,28 @@ export type HitWriter = (
 ) => void
 
 export function hitWriterFor(statusHeader: string | false, xCache: boolean): HitWriter {
+  const head = hitHeadFor(statusHeader, xCache)
+  return (res, entry, now, params, detail, send) => {
+    const notModified = send === 'not-modified'
+    res.writeHead(notModified ? 304 : entry.status, head(entry, now, params, detail, notModified))
+    res.end(send === 'full' ? entry.body : undefined)
+  }
+}
+
+/**
+ * A hit's header lines, `[name, value, ...]`, as {@link hitWriterFor} hands them to `writeHead`
+ * (an adapter that answers without a ServerResponse builds its response from the same lines).
+ * The array is the entry's own, refilled by the next hit: read it at once, keep nothing.
+ */
+export type HitHead = (
+  entry: CacheEntry,
+  now: number,
+  params: string,
+  detail: string | undefined,
+  notModified: boolean,
+) => string[]
+
+export function hitHeadFor(statusHeader: string | false, xCache: boolean): HitHead {
   // By headers object: a store that decodes each hit anew may share one (RedisStore does).
   const prepared = {
     full: new WeakMap<CacheEntry['headers'], Prepared>(),
@@ -79,8 +101,8 @@ export function hitWriterFor(statusHeader: string | false, xCache: boolean): Hit
     return made
   }
   const agePosition = -tail.length + 1
-  return (res, entry, now, params, detail, send) => {
-    const kind = send === 'not-modified' ? 'notModified' : 'full'
+  return (entry, now, params, detail, notModified) => {
+    const kind = notModified ? 'notModified' : 'full'
     const made = prepared[kind].get(entry.headers) ?? linesOf(entry, kind)
     const { lines } = made
     // The values change once a second at most: a hot entry's hits reuse the last strings.
@@ -98,8 +120,7 @@ export function hitWriterFor(statusHeader: string | false, xCache: boolean): Hit
         lines[lines.length + agePosition + 2] = statusMember(memberParams(params, ttl, detail))
       }
     }
-    res.writeHead(send === 'not-modified' ? 304 : entry.status, lines)
-    res.end(send === 'full' ? entry.body : undefined)
+    return lines
   }
 }
 

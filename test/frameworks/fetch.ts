@@ -1,12 +1,18 @@
 // node-accelerator/fetch: web-standard handlers, Hono's app.fetch and a plain one, served by
 // @hono/node-server on real sockets; counters on the routes prove hits.
 import t, { type Test } from 'tap'
-import http from 'node:http'
+import http, { IncomingMessage } from 'node:http'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
 import { accelerateFetch, type FetchHandler } from '../../src/frameworks/fetch.js'
 import { eventually, gate, manualClock, pattern, request, steady } from '../fixtures/http.js'
 import { counter, listening, variantsAndNotModified } from '../fixtures/frameworks.js'
+import { FailingStore } from '../fixtures/failing-store.js'
+import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel'
+import { MemoryStore } from '../../src/index.js'
+import { CHANNELS } from '../../src/core/diagnostics.js'
+import { defaultKey, type KeyRequest } from '../../src/core/key.js'
+import type { AccelerateOptions } from '../../src/core/options.js'
 
 const serve = (t: Test, fetch: FetchHandler<any[]>): Promise<string> =>
   listening(t, http.createServer(getRequestListener(fetch)).listen(0, '127.0.0.1'))
@@ -338,3 +344,240 @@ t.test(
     }
   },
 )
+
+/** A Response as its client sees it: to compare the fast hit path's with the bridge's. */
+async function seen(response: Response) {
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    headers: [...response.headers],
+    nullBody: response.body === null,
+    body: Buffer.from(await response.arrayBuffer()).toString('latin1'),
+  }
+}
+
+/**
+ * Runs `call` through the bridge: anyone subscribing to the response channel turns the fast path
+ * off (its messages carry the Node request and response, which only the bridge makes).
+ */
+async function bridged<T>(call: () => Promise<T>): Promise<T> {
+  const listener = () => undefined
+  subscribe(CHANNELS.response, listener)
+  try {
+    return await call()
+  } finally {
+    unsubscribe(CHANNELS.response, listener)
+  }
+}
+
+/**
+ * The routes the fast-path tests store: a plain one with validators and a tag, Vary variants, a
+ * 204, an unnamed status, a CDN-Cache-Control opt-in, a short-lived one. `ways` records, per call
+ * of the key function, whether the bridge's IncomingMessage or the fast path's request asked.
+ */
+function fastPathApp(options: AccelerateOptions = {}, recordWays = true) {
+  const { calls, count } = counter()
+  const ways: string[] = []
+  const clock = manualClock()
+  const fetch = accelerateFetch(
+    (request) => {
+      const path = new URL(request.url).pathname
+      count(path)
+      const cache = { 'cache-control': 's-maxage=60' }
+      if (path === '/vary') {
+        const fr = request.headers.get('accept-language') === 'fr'
+        return new Response(fr ? 'bonjour' : 'hello', {
+          headers: { ...cache, vary: 'accept-language', etag: fr ? '"fr"' : '"en"' },
+        })
+      }
+      if (path === '/none') return new Response(null, { status: 204, headers: cache })
+      if (path === '/odd') return new Response('odd', { status: 299, headers: cache })
+      if (path === '/cdn')
+        return new Response('cdn', { headers: { 'cdn-cache-control': 'max-age=60' } })
+      if (path === '/short')
+        return new Response('short', { headers: { 'cache-control': 's-maxage=1' } })
+      return new Response(`plain ${calls[path]}`, {
+        headers: {
+          ...cache,
+          etag: '"p1"',
+          'last-modified': 'Thu, 01 Jan 2026 00:00:00 GMT',
+          'cache-tag': 'plain',
+          'content-type': 'text/plain',
+        },
+      })
+    },
+    {
+      now: clock.now,
+      sharedCache: true, // stores a status with no name (RFC 9111 §3)
+      ...(recordWays && {
+        key: (req: KeyRequest) => {
+          // The core asks for a path's key too (no Host), for its tag, when it stores.
+          if (req.headers.host !== undefined)
+            ways.push(req instanceof IncomingMessage ? 'bridge' : 'fast')
+          if (req.url === '/nokey') return undefined
+          if (req.url === '/throw') throw new Error('key failed on purpose')
+          return defaultKey(req)
+        },
+      }),
+      ...options,
+    },
+  )
+  return { fetch, calls, ways, clock }
+}
+
+const PRIMED = ['/plain', '/none', '/odd', '/cdn']
+/** Requests a stored entry answers, the fast path's (`fast`) or the bridge's (other branches). */
+const HITS: { label: string; path: string; init?: RequestInit; fast: boolean }[] = [
+  { label: 'GET', path: '/plain', fast: true },
+  { label: 'HEAD', path: '/plain', init: { method: 'HEAD' }, fast: true },
+  {
+    label: 'a Vary variant',
+    path: '/vary',
+    init: { headers: { 'accept-language': 'fr' } },
+    fast: true,
+  },
+  { label: 'the other variant', path: '/vary', fast: true },
+  {
+    label: 'If-None-Match: a 304',
+    path: '/plain',
+    init: { headers: { 'if-none-match': '"p1"' } },
+    fast: true,
+  },
+  {
+    label: 'a HEAD with If-None-Match: a 304',
+    path: '/plain',
+    init: { method: 'HEAD', headers: { 'if-none-match': 'W/"x", "p1"' } },
+    fast: true,
+  },
+  {
+    label: 'If-Modified-Since: a 304',
+    path: '/plain',
+    init: { headers: { 'if-modified-since': 'Fri, 02 Jan 2026 00:00:00 GMT' } },
+    fast: true,
+  },
+  {
+    label: 'If-None-Match of another: the body',
+    path: '/plain',
+    init: { headers: { 'if-none-match': '"p0"' } },
+    fast: true,
+  },
+  { label: 'a 204', path: '/none', fast: true },
+  { label: 'a status with no name', path: '/odd', fast: true },
+  { label: 'CDN-Cache-Control stripped', path: '/cdn', fast: true },
+  { label: 'a Range', path: '/plain', init: { headers: { range: 'bytes=0-1' } }, fast: false },
+  {
+    label: 'Cache-Control',
+    path: '/plain',
+    init: { headers: { 'cache-control': 'max-stale=5' } },
+    fast: false,
+  },
+]
+
+t.test(
+  'the fast hit path answers as the core does over its bridge, and counts the same',
+  async (t) => {
+    const configs: [string, AccelerateOptions, boolean][] = [
+      ['the default key', {}, false],
+      ['a key function', {}, true],
+      [
+        'a namespace, no Cache-Status, X-Cache',
+        { namespace: 'ns', statusHeader: false, xCache: true },
+        true,
+      ],
+      [
+        'a renamed status header, the surrogate headers kept',
+        { statusHeader: 'X-Status', keepSurrogateHeaders: true },
+        true,
+      ],
+    ]
+    for (const [name, options, recordWays] of configs) {
+      const { fetch, calls, ways, clock } = fastPathApp(options, recordWays)
+      const at = (path: string, init?: RequestInit) => new Request(`http://x.test${path}`, init)
+      for (const path of PRIMED) await (await fetch(at(path))).arrayBuffer()
+      await (await fetch(at('/vary', { headers: { 'accept-language': 'fr' } }))).arrayBuffer()
+      await (await fetch(at('/vary'))).arrayBuffer()
+      const stored = { ...calls }
+      clock.advance(2_500) // an Age, a ttl less than the max-age
+      for (const { label, path, init, fast } of HITS) {
+        ways.length = 0
+        const before = fetch.stats()
+        const direct = await seen(await fetch(at(path, init)))
+        const middle = fetch.stats()
+        const bridge = await bridged(async () => seen(await fetch(at(path, init))))
+        const after = fetch.stats()
+        t.same(direct, bridge, `${name}, ${label}: the same status, headers and body`)
+        for (const counter of ['hits', 'notModified', 'misses', 'bypasses'] as const)
+          t.equal(
+            middle[counter] - before[counter],
+            after[counter] - middle[counter],
+            `${name}, ${label}: ${counter}`,
+          )
+        t.equal(middle.hits - before.hits, 1, `${name}, ${label}: a hit`)
+        if (recordWays)
+          t.same(
+            ways,
+            fast ? ['fast', 'bridge'] : ['bridge', 'bridge'],
+            `${name}, ${label}: the path`,
+          )
+      }
+      t.same(calls, stored, `${name}: the handler ran for none of them`)
+      t.equal(fetch.stats().notModified, 6, `${name}: the 304s, counted`)
+      await fetch.close()
+    }
+  },
+)
+
+t.test('the fast hit path hands everything else to the bridge', async (t) => {
+  const { fetch, calls, ways, clock } = fastPathApp({ onError: () => undefined })
+  const at = (path: string, init?: RequestInit) => new Request(`http://x.test${path}`, init)
+  await fetch(at('/short'))
+  await fetch(at('/plain'))
+  clock.advance(1_500)
+  const stale = await fetch(at('/short'))
+  t.match(stale.headers.get('cache-status'), /fwd=stale/, 'a stale entry: regenerated')
+  t.equal(calls['/short'], 2)
+  t.match((await fetch(at('/vary'))).headers.get('cache-status'), /fwd=miss/, 'nothing stored')
+  for (const path of ['/nokey', '/nokey', '/throw']) await fetch(at(path))
+  t.equal(fetch.stats().bypasses, 3, 'no key, a key function that throws: bypasses')
+  t.equal(fetch.stats().errors, 1, 'the failing key function reported once')
+  const precondition = await fetch(at('/plain', { headers: { 'if-match': '"p1"' } }))
+  t.match(precondition.headers.get('cache-status'), /fwd=/, 'If-Match goes to the handler')
+  const pragma = await fetch(at('/plain', { headers: { pragma: 'no-cache' } }))
+  t.match(pragma.headers.get('cache-status'), /fwd=/, 'Pragma: no-cache goes to the handler')
+  ways.length = 0
+  const none = () => undefined
+  const traced = { start: none, end: none, asyncStart: none, asyncEnd: none, error: none }
+  tracingChannel(CHANNELS.store).subscribe(traced)
+  const hit = await fetch(at('/plain'))
+  tracingChannel(CHANNELS.store).unsubscribe(traced)
+  t.match(hit.headers.get('cache-status'), /; hit/)
+  t.same(ways, ['bridge'], 'store calls traced: the bridge, which traces them')
+  await fetch.close()
+  ways.length = 0
+  t.equal((await fetch(at('/plain'))).headers.get('cache-status'), null, 'closed: a bypass')
+  t.same(ways, [], 'closed: no key asked')
+})
+
+t.test('the fast hit path: stores without peek, with a failing peek, and unless', async (t) => {
+  class BrokenPeek extends MemoryStore {
+    override peek(): never {
+      throw new Error('peek failed on purpose')
+    }
+  }
+  const errors: string[] = []
+  const onError = (err: Error) => void errors.push(err.message)
+  const cases: [string, AccelerateOptions, string[]][] = [
+    ['a store without peek', { store: new FailingStore() }, ['bridge']],
+    ['a failing peek', { store: new BrokenPeek(), onError }, ['fast', 'bridge']],
+    ['unless', { unless: () => false }, ['bridge']],
+  ]
+  for (const [name, options, expected] of cases) {
+    const { fetch, ways } = fastPathApp(options)
+    await fetch(new Request('http://x.test/plain'))
+    ways.length = 0
+    await fetch(new Request('http://x.test/plain'))
+    t.same(ways, expected, `${name}: the bridge answers`)
+    await fetch.close()
+  }
+  t.same(errors, ['peek failed on purpose', 'peek failed on purpose'], 'reported once a request')
+})
