@@ -11,8 +11,10 @@
  * A page's body starts with the line `<group> <version>`, the group's version when its render
  * began (as a page reads its data from a database), then `x` up to `bodyBytes`: the runner bumps
  * the version in every process before it purges the group's tag, and so knows a stale page when
- * it sees one. It sends its port to the runner over IPC once it listens.
+ * it sees one. With a local cache, a response whose store read a local copy answered carries
+ * `x-soak-local: hit`. It sends its port to the runner over IPC once it listens.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { accelerate, MemoryStore, type CacheStore } from '../src/index.js'
@@ -45,6 +47,8 @@ const reported: Record<string, number> = {}
 const versions = new Map<number, number>()
 let store: CacheStore
 let localHits = 0
+/** The response of the request a store read is for (to mark the ones a local copy answered). */
+const responses = new AsyncLocalStorage<http.ServerResponse>()
 if (spec.store === 'redis') {
   const redis = new RedisStore({
     url: spec.redisUrl,
@@ -58,7 +62,11 @@ if (spec.store === 'redis') {
     // it expired: rare with pages stored for 10 s and purged ten times a second).
     const get = redis.get.bind(redis)
     redis.get = (key) => {
-      if (local.has(key)) localHits++
+      if (local.has(key)) {
+        localHits++
+        const res = responses.getStore()
+        if (res !== undefined && !res.headersSent) res.setHeader('x-soak-local', 'hit')
+      }
       return get(key)
     }
   }
@@ -113,7 +121,7 @@ const server = http.createServer(async (req, res) => {
     ;(globalThis as { gc?: () => void }).gc?.()
     return res.end('collected')
   }
-  app(req, res)
+  responses.run(res, () => app(req, res))
 })
 server.keepAliveTimeout = 60_000
 server.listen(0, '127.0.0.1', () =>

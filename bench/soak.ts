@@ -136,6 +136,8 @@ interface Reply {
   status: number
   text: string
   cacheStatus: string
+  /** Whether a local copy answered the store's read (soak-server's `x-soak-local`). */
+  local: boolean
 }
 
 function request(url: string, method = 'GET', agent?: http.Agent): Promise<Reply> {
@@ -149,6 +151,7 @@ function request(url: string, method = 'GET', agent?: http.Agent): Promise<Reply
           status: res.statusCode!,
           text,
           cacheStatus: String(res.headers['cache-status'] ?? ''),
+          local: res.headers['x-soak-local'] === 'hit',
         }),
       )
       res.on('error', reject)
@@ -207,8 +210,12 @@ interface Stale {
   sentAfterMs: number
   tookMs: number
   cacheStatus: string
+  /** Whether a local copy answered it. */
+  local: boolean
   /** A probe: one of the reads sent to every process at once as soon as the purge returned. */
   probe: boolean
+  /** The same page read again from the same process at once: its version, and whether local. */
+  again: string
 }
 
 interface Phase {
@@ -333,7 +340,12 @@ async function faultRun(store: Store, stales: Stale[]): Promise<Phase[]> {
       sentAfterMs: Math.round((sent - floor.at) * 10) / 10,
       tookMs: Math.round(took * 10) / 10,
       cacheStatus: reply.cacheStatus,
+      local: reply.local,
       probe,
+      again: await request(servers[server]!.url + path, 'GET', servers[server]!.agent).then(
+        (again) => `${versionOf(again.text) ?? '?'}${again.local ? ' (local)' : ''}`,
+        (err: Error) => err.message,
+      ),
     })
   }
 
@@ -534,6 +546,7 @@ const counts = faultsOnly ? undefined : testCounts()
 const loadAfter = os.loadavg()
 
 const judged = phases.filter((p) => p.store !== labels.control)
+const judgedStales = stales.filter((s) => s.store !== labels.control)
 const total = (pick: (p: Phase) => number) => judged.reduce((sum, p) => sum + pick(p), 0)
 const controlStale = phases
   .filter((p) => p.store === labels.control)
@@ -555,7 +568,7 @@ const judgedStores = STORES.filter((s) => s !== 'control').length
 const passed = non2xx === 0 && errors === 0 && stale === 0
 const summary =
   `soak summary: ${passed ? 'PASS' : 'FAIL'}: ${non2xx} non-2xx, ${errors} errors, ` +
-  `${stale} stale hits after a purge (${checked} responses checked against ${purges} returned purges), ` +
+  `${stale} stale hits after a purge (${judgedStales.filter((s) => s.local).length} from a local copy, ${judgedStales.filter((s) => s.probe).length} probes; ${checked} responses checked against ${purges} returned purges), ` +
   `${requests} requests; ${processes} processes; ${PHASE_S} s phases; worst Redis-outage p99 ${worstOutageP99} ms; ` +
   `load average ${loads(loadBefore)} before, ${loads(loadAfter)} after` +
   (STORES.includes('control')
@@ -567,12 +580,12 @@ const staleLines = [
   ...stales.filter((s) => s.store === labels.control).slice(0, 3),
 ].map(
   (s) =>
-    `| ${s.store} | ${s.phase} | ${s.path}${s.probe ? ' (probe)' : ''} | ${s.server} | ${s.purgedBy} | ${s.got} < ${s.floor} | ${s.sentAfterMs} | ${s.tookMs} | ${s.cacheStatus || '-'} |`,
+    `| ${s.store} | ${s.phase} | ${s.path}${s.probe ? ' (probe)' : ''} | ${s.server} | ${s.purgedBy} | ${s.got} < ${s.floor} | ${s.sentAfterMs} | ${s.tookMs} | ${s.cacheStatus || '-'} | ${s.local ? 'yes' : 'no'} | ${s.again} |`,
 )
 const staleSection =
   stales.length === 0
     ? ''
-    : `\n**Stale hits** (the first 20 of ${stale}, and 3 of the control's ${controlStale}):\n\n| store | phase | path | answered by | purged by | version | sent ms after the purge returned | took ms | Cache-Status |\n|---|---|---|---:|---:|---|---:|---:|---|\n${staleLines.join('\n')}\n`
+    : `\n**Stale hits** (the first 20 of ${stale}, and 3 of the control's ${controlStale}):\n\n| store | phase | path | answered by | purged by | version | sent ms after the purge returned | took ms | Cache-Status | local copy | read again at once |\n|---|---|---|---:|---:|---|---:|---:|---|---|---|\n${staleLines.join('\n')}\n`
 
 const faultReport = `### Load with faults
 
