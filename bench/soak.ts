@@ -225,7 +225,7 @@ interface Phase {
   non2xx: number
   errors: number
   latencies: number[]
-  /** Responses whose Cache-Status says hit; of them, reads a local copy answered (summed over processes). */
+  /** Responses whose Cache-Status says hit; responses whose store read a local copy answered. */
   hits: number
   localHits: number
   purges: number
@@ -324,6 +324,7 @@ async function faultRun(store: Store, stales: Stale[]): Promise<Phase[]> {
     counted.latencies.push(took)
     if (reply.status < 200 || reply.status > 299) return void counted.non2xx++
     if (/;\s*hit/.test(reply.cacheStatus)) counted.hits++
+    if (reply.local) counted.localHits++
     if (floor.version === 0) return
     counted.checked++
     const got = versionOf(reply.text) ?? -1
@@ -394,16 +395,15 @@ async function faultRun(store: Store, stales: Stale[]): Promise<Phase[]> {
     const reported: Record<string, number> = {}
     for (const s of all)
       for (const [op, n] of Object.entries(s.reported)) reported[op] = (reported[op] ?? 0) + n
-    return { reported, localHits: all.reduce((sum, s) => sum + (s.local?.hits ?? 0), 0) }
+    return reported
   }
   let before = summed(await serverStats())
   const close = async (closing: Phase) => {
     const now = summed(await serverStats())
-    closing.localHits = now.localHits - before.localHits
     closing.reported =
       [
-        ...Object.entries(now.reported)
-          .map(([op, n]) => [op, n - (before.reported[op] ?? 0)] as const)
+        ...Object.entries(now)
+          .map(([op, n]) => [op, n - (before[op] ?? 0)] as const)
           .filter(([, n]) => n > 0)
           .map(([op, n]) => `${op} ${n}`),
         ...(closing.purgesFailed > 0 ? [`purges failed ${closing.purgesFailed}`] : []),
