@@ -11,8 +11,8 @@
  * A page's body starts with the line `<group> <version>`, the group's version when its render
  * began (as a page reads its data from a database), then `x` up to `bodyBytes`: the runner bumps
  * the version in every process before it purges the group's tag, and so knows a stale page when
- * it sees one. With a local cache, a response whose store read a local copy answered carries
- * `x-soak-local: hit`. It sends its port to the runner over IPC once it listens.
+ * it sees one. Each response says where its store read found the entry (`x-soak-read`, below).
+ * It sends its port to the runner over IPC once it listens.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import http from 'node:http'
@@ -47,7 +47,7 @@ const reported: Record<string, number> = {}
 const versions = new Map<number, number>()
 let store: CacheStore
 let localHits = 0
-/** The response of the request a store read is for (to mark the ones a local copy answered). */
+/** The response of the request a store read is for (to mark where its entry came from). */
 const responses = new AsyncLocalStorage<http.ServerResponse>()
 if (spec.store === 'redis') {
   const redis = new RedisStore({
@@ -56,22 +56,26 @@ if (spec.store === 'redis') {
     localCache: spec.localCache,
   })
   await redis.ready()
-  const local = localCacheOf(redis)
-  if (local !== undefined) {
-    // Counts the reads a local copy answers (a copy held when the read starts is served, unless
-    // it expired: rare with pages stored for 10 s and purged ten times a second).
-    const get = redis.get.bind(redis)
-    redis.get = (key) => {
-      if (local.has(key)) {
-        localHits++
-        const res = responses.getStore()
-        if (res !== undefined && !res.headersSent) res.setHeader('x-soak-local', 'hit')
-      }
-      return get(key)
-    }
-  }
   store = redis
 } else store = new MemoryStore({ maxBytes: spec.maxBytes ?? 64 * 1024 * 1024 })
+const local = localCacheOf(store)
+{
+  // Marks each response with where its store read found the entry (`x-soak-read`): `local` (a
+  // local copy held when the read started, served unless it expired: rare with pages stored for
+  // 10 s and purged ten times a second), `store` (the store proper), `none`. A hit whose read
+  // found none was shared from a generation in flight in this process.
+  const get = store.get.bind(store)
+  store.get = (key) => {
+    const held = local?.has(key) === true
+    if (held) localHits++
+    const res = responses.getStore()
+    return get(key).then((entry) => {
+      if (res !== undefined && !res.headersSent)
+        res.setHeader('x-soak-read', held ? 'local' : entry ? 'store' : 'none')
+      return entry
+    })
+  }
+}
 
 const app = accelerate(
   async (req, res) => {
@@ -107,7 +111,6 @@ const server = http.createServer(async (req, res) => {
     return res.end(String(count))
   }
   if (req.url === '/__stats') {
-    const local = localCacheOf(store)
     const stats: SoakServerStats = {
       stats: app.stats() as unknown as Record<string, number>,
       memory: process.memoryUsage(),

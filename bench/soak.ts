@@ -136,8 +136,8 @@ interface Reply {
   status: number
   text: string
   cacheStatus: string
-  /** Whether a local copy answered the store's read (soak-server's `x-soak-local`). */
-  local: boolean
+  /** Where the store read found the entry (soak-server's `x-soak-read`): local, store or none. */
+  read: string
 }
 
 function request(url: string, method = 'GET', agent?: http.Agent): Promise<Reply> {
@@ -151,7 +151,7 @@ function request(url: string, method = 'GET', agent?: http.Agent): Promise<Reply
           status: res.statusCode!,
           text,
           cacheStatus: String(res.headers['cache-status'] ?? ''),
-          local: res.headers['x-soak-local'] === 'hit',
+          read: String(res.headers['x-soak-read'] ?? '-'),
         }),
       )
       res.on('error', reject)
@@ -210,8 +210,8 @@ interface Stale {
   sentAfterMs: number
   tookMs: number
   cacheStatus: string
-  /** Whether a local copy answered it. */
-  local: boolean
+  /** Where the store read found it: local (a local copy), store, none (shared from a generation). */
+  read: string
   /** A probe: one of the reads sent to every process at once as soon as the purge returned. */
   probe: boolean
   /** The same page read again from the same process at once: its version, and whether local. */
@@ -324,7 +324,7 @@ async function faultRun(store: Store, stales: Stale[]): Promise<Phase[]> {
     counted.latencies.push(took)
     if (reply.status < 200 || reply.status > 299) return void counted.non2xx++
     if (/;\s*hit/.test(reply.cacheStatus)) counted.hits++
-    if (reply.local) counted.localHits++
+    if (reply.read === 'local') counted.localHits++
     if (floor.version === 0) return
     counted.checked++
     const got = versionOf(reply.text) ?? -1
@@ -341,10 +341,10 @@ async function faultRun(store: Store, stales: Stale[]): Promise<Phase[]> {
       sentAfterMs: Math.round((sent - floor.at) * 10) / 10,
       tookMs: Math.round(took * 10) / 10,
       cacheStatus: reply.cacheStatus,
-      local: reply.local,
+      read: reply.read,
       probe,
       again: await request(servers[server]!.url + path, 'GET', servers[server]!.agent).then(
-        (again) => `${versionOf(again.text) ?? '?'}${again.local ? ' (local)' : ''}`,
+        (again) => `${versionOf(again.text) ?? '?'} (${again.read})`,
         (err: Error) => err.message,
       ),
     })
@@ -568,7 +568,7 @@ const judgedStores = STORES.filter((s) => s !== 'control').length
 const passed = non2xx === 0 && errors === 0 && stale === 0
 const summary =
   `soak summary: ${passed ? 'PASS' : 'FAIL'}: ${non2xx} non-2xx, ${errors} errors, ` +
-  `${stale} stale hits after a purge (${judgedStales.filter((s) => s.local).length} from a local copy, ${judgedStales.filter((s) => s.probe).length} probes; ${checked} responses checked against ${purges} returned purges), ` +
+  `${stale} stale hits after a purge (${['local', 'store', 'none'].map((read) => `${judgedStales.filter((s) => s.read === read).length} read ${read}`).join(', ')}, ${judgedStales.filter((s) => s.probe).length} probes; ${checked} responses checked against ${purges} returned purges), ` +
   `${requests} requests; ${processes} processes; ${PHASE_S} s phases; worst Redis-outage p99 ${worstOutageP99} ms; ` +
   `load average ${loads(loadBefore)} before, ${loads(loadAfter)} after` +
   (STORES.includes('control')
@@ -580,12 +580,12 @@ const staleLines = [
   ...stales.filter((s) => s.store === labels.control).slice(0, 3),
 ].map(
   (s) =>
-    `| ${s.store} | ${s.phase} | ${s.path}${s.probe ? ' (probe)' : ''} | ${s.server} | ${s.purgedBy} | ${s.got} < ${s.floor} | ${s.sentAfterMs} | ${s.tookMs} | ${s.cacheStatus || '-'} | ${s.local ? 'yes' : 'no'} | ${s.again} |`,
+    `| ${s.store} | ${s.phase} | ${s.path}${s.probe ? ' (probe)' : ''} | ${s.server} | ${s.purgedBy} | ${s.got} < ${s.floor} | ${s.sentAfterMs} | ${s.tookMs} | ${s.cacheStatus || '-'} | ${s.read} | ${s.again} |`,
 )
 const staleSection =
   stales.length === 0
     ? ''
-    : `\n**Stale hits** (the first 20 of ${stale}, and 3 of the control's ${controlStale}):\n\n| store | phase | path | answered by | purged by | version | sent ms after the purge returned | took ms | Cache-Status | local copy | read again at once |\n|---|---|---|---:|---:|---|---:|---:|---|---|---|\n${staleLines.join('\n')}\n`
+    : `\n**Stale hits** (the first 20 of ${stale}, and 3 of the control's ${controlStale}):\n\n| store | phase | path | answered by | purged by | version | sent ms after the purge returned | took ms | Cache-Status | store read found | read again at once |\n|---|---|---|---:|---:|---|---:|---:|---|---|---|\n${staleLines.join('\n')}\n`
 
 const faultReport = `### Load with faults
 
