@@ -62,8 +62,8 @@ const local = localCacheOf(store)
 {
   // Marks each response with where its store read found the entry (`x-soak-read`): `local` (a
   // local copy held when the read started, served unless it expired: rare with pages stored for
-  // 10 s and purged ten times a second), `store` (the store proper), `none`. A hit whose read
-  // found none was shared from a generation in flight in this process.
+  // 10 s and purged ten times a second), `store` (the store proper), `none`: a hit whose read
+  // found none was shared from a generation in flight in this process (a miss has no mark).
   const get = store.get.bind(store)
   store.get = (key) => {
     const held = local?.has(key) === true
@@ -83,6 +83,8 @@ const app = accelerate(
     const group = n % 10
     const head = `${group} ${versions.get(group) ?? 0}\n`
     await new Promise((resolve) => setTimeout(resolve, spec.handlerMs))
+    // Set by this request's store read: not a header of the page (it would be stored with it).
+    res.removeHeader('x-soak-read')
     res.cacheFor = 10
     res.tags = [`group:${group}`]
     res.setHeader('content-type', 'text/plain')
