@@ -50,6 +50,8 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
   const runHandler = handlerRunner(handler, report)
   const refreshes = new Refreshes(opts.backgroundConcurrency, flights, counts, generate, runHandler)
   const purges = new Purges(store, flights, report)
+  // Purges in other processes seal this one's generations too, when the store hears of them.
+  const unwatch = store.onInvalidation?.(() => flights.seal())
   const lookup = lookupIn(store, opts, report)
   const lead = leader({ store, flights, opts, report, lookup, hit: serveEntry })
   let closed = false
@@ -240,6 +242,7 @@ export function accelerate(handler: Handler, options?: AccelerateOptions): Accel
         if (closed) return
         closed = true
         refreshes.close()
+        unwatch?.()
         flights.clear()
         await Promise.allSettled([...writes])
         if (opts.store === undefined) await store.close()

@@ -146,6 +146,15 @@ export interface CacheStore {
    * and never blocks.
    */
   peek?(key: string): CacheEntry | undefined | null
+  /**
+   * Optional. Calls `listener` whenever this store hears that a process sharing it, this one
+   * included, invalidated entries (`invalidateTags`, `delete`, `clear`), before that process's
+   * call returns. The accelerator then seals its generations in flight, as it does after its own
+   * invalidations: no request that comes after a purge in another process joins a generation
+   * begun before it (the data it read may be what the purge was for). Returns a function that
+   * removes the listener. A RedisStore with `localCache` has it (its fences, stores/local-cache.ts).
+   */
+  onInvalidation?(listener: () => void): () => void
   /** The current position in the invalidation order; take it before generating a response. */
   checkpoint(): Promise<Checkpoint>
   /**

@@ -192,6 +192,8 @@ export class LocalCache {
   readonly #ackChannel: string
   /** Names this cache in its answers to fences. */
   readonly #id = randomUUID()
+  /** Told of every fence this cache answers: a purge by some process (see `watch`). */
+  readonly #watchers = new Set<() => void>()
   readonly #fences = new Map<
     string,
     { expected: number; answered: Set<string>; done: () => void }
@@ -485,6 +487,7 @@ export class LocalCache {
       // `<nonce> <stream key>`: answered only from the stream it was published to, once every
       // message that server sent before it has been applied (they came first on this connection).
       if (text.slice(text.indexOf(' ') + 1) !== stream.key) return
+      for (const watcher of this.#watchers) watcher()
       this.#client.publish(this.#ackChannel, `${text} ${this.#id}`).catch(ignore)
       return
     }
@@ -494,6 +497,16 @@ export class LocalCache {
     if (fence === undefined) return
     fence.answered.add(text.slice(at + 1))
     settle(fence)
+  }
+
+  /**
+   * Calls `listener` for each fence this cache answers, before answering it: some process
+   * invalidated entries and waits for this one (RedisStore's `onInvalidation`, which the
+   * accelerator uses to seal its generations in flight). Returns what removes it.
+   */
+  watch(listener: () => void): () => void {
+    this.#watchers.add(listener)
+    return () => void this.#watchers.delete(listener)
   }
 
   /**

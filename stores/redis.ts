@@ -147,6 +147,11 @@ export class RedisStore implements CacheStore {
    * none is held or the invalidation stream is down (then `get` asks Redis).
    */
   readonly peek?: (key: string) => CacheEntry | null
+  /**
+   * With `localCache` only (see {@link CacheStore.onInvalidation}): told of every purge by any
+   * process on this prefix, before that purge returns (the local cache's fences).
+   */
+  readonly onInvalidation?: (listener: () => void) => () => void
 
   constructor(options: RedisStoreOptions = {}) {
     if (typeof options !== 'object' || options === null)
@@ -236,6 +241,7 @@ export class RedisStore implements CacheStore {
     if (local !== undefined) {
       const cache = attachLocalCache(this, target, { ...local, prefix, now, timeoutMs })
       this.peek = (key) => cache.peek(key)
+      this.onInvalidation = (listener) => cache.watch(listener)
     }
   }
 

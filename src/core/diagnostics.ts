@@ -223,6 +223,7 @@ export function observedStore(opts: object, store: CacheStore): CacheStore {
   if (store.peek) observed.peek = (key) => store.peek!(key)
   // Only a store that leases has lease(): the core coalesces across processes only then.
   if (store.lease) observed.lease = (key, ttlMs, ifAbsent) => store.lease!(key, ttlMs, ifAbsent)
+  if (store.onInvalidation) observed.onInvalidation = (listener) => store.onInvalidation!(listener)
   return observed
 }
 
