@@ -80,8 +80,8 @@ async function server(name: Framework): Promise<number> {
       return c.body(BODY, 200, { 'content-type': 'text/plain' })
     })
     return listen(
-      getRequestListener((request: Request) =>
-        new URL(request.url).pathname === '/hit' ? cached(request) : app.fetch(request),
+      getRequestListener((request: Request, env: object) =>
+        new URL(request.url).pathname === '/hit' ? cached(request, env) : app.fetch(request, env),
       ),
     )
   }

@@ -101,7 +101,7 @@ export function accelerateFetch<R extends unknown[]>(
 
   const fetch = (request: Request, ...rest: R): Promise<Response> => {
     const url = new URL(request.url)
-    const headers = nodeHeaders(request, url)
+    const headers = parsedHeaders(request, rest[0]) ?? nodeHeaders(request, url)
     const hit = fast.hit(request.method, url, headers)
     if (hit !== undefined) return Promise.resolve(hit)
     return new Promise<Response>((resolve, reject) => {
@@ -170,10 +170,7 @@ function fastHits(acc: Accelerator, options: AccelerateOptions) {
     const notModified = answersNotModified(headers, entry.status, entry.headers)
     if (notModified) counts.notModified++
     const lines = head(entry, now, 'hit', undefined, notModified)
-    const out = new Headers()
-    for (let i = 0; i < lines.length; i += 2) {
-      if (lines[i]!.toLowerCase() !== CDN_CACHE_CONTROL) out.append(lines[i]!, lines[i + 1]!)
-    }
+    const out = headersOf(lines)
     const status = notModified ? 304 : entry.status
     const body = method === 'HEAD' || NULL_BODY.has(status) ? null : entry.body
     // The reason phrase Node's writeHead gives the bridge's response.
@@ -181,6 +178,53 @@ function fastHits(acc: Accelerator, options: AccelerateOptions) {
     return new Response(body, { status, statusText, headers: out })
   }
   return state
+}
+
+/**
+ * A hit's header lines for a Response, all but CDN-Cache-Control: a plain object when no name
+ * repeats (a server with a light Response, as @hono/node-server's, hands it to writeHead as it
+ * is, where a Headers would first be copied into one), else a Headers keeping every line.
+ */
+function headersOf(lines: readonly string[]): Record<string, string> | Headers {
+  // No prototype: a stored header may be named __proto__.
+  const out: Record<string, string> = Object.create(null)
+  for (let i = 0; i < lines.length; i += 2) {
+    const name = lines[i]!.toLowerCase()
+    if (name === CDN_CACHE_CONTROL) continue
+    if (Object.hasOwn(out, name)) return everyLine(lines)
+    out[name] = lines[i + 1]!
+  }
+  return out
+}
+
+function everyLine(lines: readonly string[]): Headers {
+  const out = new Headers()
+  for (let i = 0; i < lines.length; i += 2) {
+    if (lines[i]!.toLowerCase() !== CDN_CACHE_CONTROL) out.append(lines[i]!, lines[i + 1]!)
+  }
+  return out
+}
+
+/**
+ * The headers Node already parsed for `request`, when the server passed its IncomingMessage
+ * (@hono/node-server's `env.incoming`) and `request` is that server's own view of it, headers
+ * untouched: its Request keeps the IncomingMessage under a symbol and builds a Headers from it
+ * only when asked (a hit reading them would cost more than Hono's whole route). Anything else
+ * (another server, a Request made anew, headers already read and so perhaps changed, HTTP/2's
+ * pseudo-headers): undefined, and the Request's own headers are read.
+ */
+function parsedHeaders(request: Request, env: unknown): NodeHeaders | undefined {
+  const incoming = (env as { incoming?: unknown } | undefined)?.incoming
+  // (HTTP/2's request is no IncomingMessage: its headers hold pseudo-headers, and no Host.)
+  if (!(incoming instanceof IncomingMessage) || typeof incoming.headers.host !== 'string')
+    return undefined
+  let own = false
+  for (const symbol of Object.getOwnPropertySymbols(request)) {
+    const value = (request as unknown as Record<symbol, unknown>)[symbol]
+    if (symbol.description === 'headersKey' && value !== undefined) return undefined
+    if (symbol.description === 'incomingKey') own = value === incoming
+  }
+  return own ? (incoming.headers as NodeHeaders) : undefined
 }
 
 /** A Request's headers as Node's request holds them: lower-case names, Host first. */

@@ -2,6 +2,7 @@
 // @hono/node-server on real sockets; counters on the routes prove hits.
 import t, { type Test } from 'tap'
 import http, { IncomingMessage } from 'node:http'
+import { Socket } from 'node:net'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
 import { accelerateFetch, type FetchHandler } from '../../src/frameworks/fetch.js'
@@ -581,3 +582,51 @@ t.test('the fast hit path: stores without peek, with a failing peek, and unless'
   }
   t.same(errors, ['peek failed on purpose', 'peek failed on purpose'], 'reported once a request')
 })
+
+t.test(
+  "the fast hit path reads Node's parsed headers only for the server's own untouched Request",
+  async (t) => {
+    const app = new Hono()
+    let runs = 0
+    app.get('/vary', (c) => {
+      runs++
+      c.header('cache-control', 's-maxage=60')
+      c.header('vary', 'accept-language')
+      c.header('link', '</a.css>; rel=preload', { append: true })
+      c.header('link', '</b.js>; rel=preload', { append: true })
+      return c.text(c.req.header('accept-language') ?? 'none')
+    })
+    const fetch = accelerateFetch(app.fetch)
+    // How the Request reaches the accelerator: as the server made it, made anew with other
+    // headers, or with its headers read and changed first.
+    let way: 'as-is' | 'anew' | 'changed' = 'as-is'
+    const url = await serve(t, (request: Request, env: unknown) => {
+      if (way === 'anew') {
+        return fetch(new Request(request.url, { headers: { 'accept-language': 'fr' } }), env)
+      }
+      if (way === 'changed') request.headers.set('accept-language', 'fr')
+      return fetch(request, env)
+    })
+    const en = { headers: { 'accept-language': 'en' } }
+    for (const lang of ['en', 'fr']) {
+      await request(url + '/vary', { headers: { 'accept-language': lang } })
+    }
+    t.equal(runs, 2, 'both variants stored')
+    const asIs = await request(url + '/vary', en)
+    t.equal(asIs.text, 'en', "as the server made it: Node's headers, the same as the Request's")
+    t.same(asIs.headers.link, '</a.css>; rel=preload, </b.js>; rel=preload', 'repeated lines kept')
+    way = 'anew'
+    t.equal((await request(url + '/vary', en)).text, 'fr', 'a new Request: its own headers')
+    way = 'changed'
+    t.equal((await request(url + '/vary', en)).text, 'fr', 'changed headers: the Request wins')
+    t.equal(runs, 2, 'every one a hit')
+    // An IncomingMessage that is not this Request's, or has no Host: the Request's headers.
+    const stranger = new IncomingMessage(new Socket())
+    stranger.headers = { host: 'elsewhere', 'accept-language': 'en' }
+    const hostless = new IncomingMessage(new Socket())
+    const fr = new Request(url + '/vary', { headers: { 'accept-language': 'fr' } })
+    t.equal(await (await fetch(fr, { incoming: stranger })).text(), 'fr')
+    t.equal(await (await fetch(fr.clone(), { incoming: hostless })).text(), 'fr')
+    t.equal(runs, 2)
+  },
+)
