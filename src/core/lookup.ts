@@ -27,16 +27,19 @@ export function lookupIn(
    * At once from a store that can answer synchronously (its `peek`), so that a hit makes no
    * promise and waits for no turn; else, or when `peek` cannot tell (`null`), through `get`.
    */
+  const peek = store.peek?.bind(store)
+  // A variant's entry at once too, unless the store cannot tell: made once, not per hit.
+  const peekOrGet = (key: string) => {
+    const entry = peek!(key)
+    return entry === null ? store.get(key) : entry
+  }
+  const get = (key: string) => store.get(key)
   return function lookupNow(base: string, headers: IncomingHttpHeaders): Lookup | Promise<Lookup> {
-    const peek = store.peek
     if (peek === undefined || storeCallsTraced()) return lookup(base, headers)
     try {
-      const first = peek.call(store, base)
+      const first = peek(base)
       if (first === null) return lookup(base, headers)
-      const found = variantOf(base, first, headers, (key) => {
-        const entry = peek.call(store, key)
-        return entry === null ? store.get(key) : entry
-      })
+      const found = variantOf(base, first, headers, peekOrGet)
       return found instanceof Promise ? found.catch((err: unknown) => failed(base, err)) : found
     } catch (err) {
       return failed(base, err)
@@ -45,7 +48,7 @@ export function lookupIn(
 
   async function lookup(base: string, headers: IncomingHttpHeaders): Promise<Lookup> {
     try {
-      return await variantOf(base, await store.get(base), headers, (key) => store.get(key))
+      return await variantOf(base, await store.get(base), headers, get)
     } catch (err) {
       return failed(base, err)
     }
