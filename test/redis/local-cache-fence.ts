@@ -4,10 +4,10 @@
 // once the purge has returned; one that does not answer within the timeout holds it no longer.
 import t, { type Test } from 'tap'
 import { RedisStore } from '../../stores/redis.js'
-import { localCacheOf, type LocalCache } from '../../stores/local-cache.js'
-import { PATIENT_MS, startRedis, type RedisServer } from '../fixtures/redis-server.js'
+import { startRedis, type RedisServer } from '../fixtures/redis-server.js'
 import { makeEntry } from '../fixtures/store-conformance.js'
 import { eventually } from '../fixtures/http.js'
+import { local, localStore as localStoreOn } from '../fixtures/local-cache.js'
 
 let server!: RedisServer
 t.before(async () => {
@@ -15,21 +15,8 @@ t.before(async () => {
 })
 
 let prefixes = 0
-async function localStore(t: Test, prefix: string, timeoutMs = PATIENT_MS): Promise<RedisStore> {
-  const store = new RedisStore({
-    url: server.url,
-    prefix,
-    timeoutMs,
-    localCache: { maxBytes: 1 << 20 },
-  })
-  t.teardown(() => store.close())
-  await eventually(() => local(store).live, 'the invalidation stream is up')
-  return store
-}
-
-function local(store: RedisStore): LocalCache {
-  return localCacheOf(store)!
-}
+const localStore = (t: Test, prefix: string, timeoutMs?: number) =>
+  localStoreOn(t, { url: server.url, prefix, ...(timeoutMs ? { timeoutMs } : {}) })
 
 /** Stops (or resumes) reading B's stream: what a descheduled or busy process does. */
 function stall(store: RedisStore, stalled: boolean): void {

@@ -7,11 +7,11 @@ import { accelerate } from '../../src/index.js'
 import { lookupIn } from '../../src/core/lookup.js'
 import { RedisStore } from '../../stores/redis.js'
 import { MemoryStore } from '../../stores/memory.js'
-import { localCacheOf, type LocalCache } from '../../stores/local-cache.js'
-import { PATIENT_MS, startRedis, type RedisServer } from '../fixtures/redis-server.js'
+import { startRedis, type RedisServer } from '../fixtures/redis-server.js'
 import { makeEntry } from '../fixtures/store-conformance.js'
 import { eventually, listen, request } from '../fixtures/http.js'
-import type { CacheEntry, CacheStore } from '../../src/store.js'
+import { bodyOf, local, localStore as localStoreOn, put } from '../fixtures/local-cache.js'
+import type { CacheStore } from '../../src/store.js'
 
 let server!: RedisServer
 let raw!: Redis
@@ -22,34 +22,15 @@ t.before(async () => {
 })
 
 let prefixes = 0
-async function localStore(t: Test, prefix: string, now?: () => number): Promise<RedisStore> {
-  const store = new RedisStore({
-    url: server.url,
-    prefix,
-    timeoutMs: PATIENT_MS,
-    ...(now ? { now } : {}),
-    localCache: { maxBytes: 1 << 20 },
-  })
-  t.teardown(() => store.close())
-  await eventually(() => local(store).live, 'the invalidation stream is up')
-  return store
-}
+const localStore = (t: Test, prefix: string, now?: () => number) =>
+  localStoreOn(t, { url: server.url, prefix, ...(now ? { now } : {}) })
 
 async function pair(t: Test): Promise<[RedisStore, RedisStore]> {
   const prefix = `lp${++prefixes}:`
   return [await localStore(t, prefix), await localStore(t, prefix)]
 }
 
-function local(store: RedisStore): LocalCache {
-  return localCacheOf(store)!
-}
-
-const body = (entry: CacheEntry | null | undefined) => entry?.body.toString()
-
-async function put(store: RedisStore, key: string, text: string): Promise<void> {
-  const entry = makeEntry({ body: Buffer.from(text), tags: ['t'] })
-  if (!(await store.set(key, entry, await store.checkpoint()))) throw new Error(`${key} not stored`)
-}
+const body = bodyOf
 
 /** Reads `key` through `store` until its copy is held. */
 async function held(store: RedisStore, key: string, text: string): Promise<void> {

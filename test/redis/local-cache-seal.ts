@@ -5,10 +5,9 @@
 // begun before the purge.) Two stores with local caches on one prefix stand for two processes.
 import t, { type Test } from 'tap'
 import { accelerate } from '../../src/index.js'
-import { RedisStore } from '../../stores/redis.js'
-import { localCacheOf } from '../../stores/local-cache.js'
-import { PATIENT_MS, startRedis, type RedisServer } from '../fixtures/redis-server.js'
+import { startRedis, type RedisServer } from '../fixtures/redis-server.js'
 import { eventually, gate, listen, request } from '../fixtures/http.js'
+import { localStore as localStoreOn } from '../fixtures/local-cache.js'
 
 let server!: RedisServer
 t.before(async () => {
@@ -16,19 +15,9 @@ t.before(async () => {
 })
 
 let prefixes = 0
-async function localStore(t: Test, prefix: string): Promise<RedisStore> {
-  // No lease: the test is about this process's own coalescing, which a lease would add to.
-  const store = new RedisStore({
-    url: server.url,
-    prefix,
-    timeoutMs: PATIENT_MS,
-    lease: false,
-    localCache: { maxBytes: 1 << 20 },
-  })
-  t.teardown(() => store.close())
-  await eventually(() => localCacheOf(store)!.live, 'the invalidation stream is up')
-  return store
-}
+// No lease: the test is about this process's own coalescing, which a lease would add to.
+const localStore = (t: Test, prefix: string) =>
+  localStoreOn(t, { url: server.url, prefix, lease: false })
 
 t.test('a purge in another process seals the generations in flight here', async (t) => {
   const prefix = `ls${++prefixes}:`

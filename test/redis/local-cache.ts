@@ -7,10 +7,16 @@ import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { RedisStore } from '../../stores/redis.js'
-import { localCacheOf, type LocalCache } from '../../stores/local-cache.js'
 import { PATIENT_MS, startRedis, type RedisServer } from '../fixtures/redis-server.js'
 import { makeEntry, storeConformance } from '../fixtures/store-conformance.js'
 import { eventually } from '../fixtures/http.js'
+import {
+  bodyOf,
+  local,
+  localStore as localStoreOn,
+  put,
+  type LocalStoreOptions,
+} from '../fixtures/local-cache.js'
 import type { CacheEntry } from '../../src/store.js'
 
 let server!: RedisServer
@@ -22,36 +28,9 @@ t.before(async () => {
 })
 
 let prefixes = 0
-/** A store with a local cache, on `prefix`, closed at teardown; resolves once its stream is up. */
-async function localStore(
-  t: Test,
-  prefix: string,
-  options: {
-    maxBytes?: number
-    maxEntries?: number
-    timeoutMs?: number
-    now?: () => number
-    url?: string
-  } = {},
-): Promise<RedisStore> {
-  const {
-    maxBytes = 1024 * 1024,
-    maxEntries,
-    timeoutMs = PATIENT_MS,
-    now,
-    url = server.url,
-  } = options
-  const store = new RedisStore({
-    url,
-    prefix,
-    timeoutMs,
-    ...(now ? { now } : {}),
-    localCache: { maxBytes, ...(maxEntries ? { maxEntries } : {}) },
-  })
-  t.teardown(() => store.close())
-  await eventually(() => local(store).live, 'the invalidation stream is up')
-  return store
-}
+/** A store with a local cache on `prefix` (see the fixture), on this file's server by default. */
+const localStore = (t: Test, prefix: string, options: Partial<LocalStoreOptions> = {}) =>
+  localStoreOn(t, { url: server.url, prefix, ...options })
 
 /** Two "processes": stores with local caches on one Redis and one prefix of their own. */
 async function pair(t: Test): Promise<[RedisStore, RedisStore]> {
@@ -59,26 +38,7 @@ async function pair(t: Test): Promise<[RedisStore, RedisStore]> {
   return [await localStore(t, prefix), await localStore(t, prefix)]
 }
 
-function local(store: RedisStore): LocalCache {
-  return localCacheOf(store)!
-}
-
-const body = (entry: CacheEntry | undefined) => entry?.body.toString()
-
-/** Stores `text` at `key` through `store`; returns its entry as stored. */
-async function put(
-  store: RedisStore,
-  key: string,
-  text: string,
-  tags: string[] = ['t'],
-): Promise<void> {
-  const stored = await store.set(
-    key,
-    makeEntry({ body: Buffer.from(text), tags }),
-    await store.checkpoint(),
-  )
-  if (!stored) throw new Error(`${key} not stored`)
-}
+const body = bodyOf
 
 /**
  * Reads `key` in `store` until it holds a local copy; resolves the entry. (A read just after a
