@@ -148,6 +148,13 @@ function acceleratorOf(opts: object): Accelerator {
   return accelerators.get(opts)!
 }
 
+/** The options an accelerator resolved (an adapter that answers some requests itself reads them). */
+const resolvedOptions = new WeakMap<Accelerator, object>()
+
+export function optionsOf<O extends object>(accelerator: Accelerator): O | undefined {
+  return resolvedOptions.get(accelerator) as O | undefined
+}
+
 /** The store an accelerator calls (its own MemoryStore when none was given); evictions name it. */
 export function storeOf(accelerator: Accelerator): CacheStore | undefined {
   return stores.get(accelerator)
@@ -160,6 +167,7 @@ export function storeOf(accelerator: Accelerator): CacheStore | undefined {
 export function withDiagnostics<A extends Accelerator>(opts: object, accelerator: A): A {
   accelerators.set(opts, accelerator)
   stores.set(accelerator, stores.get(opts)!)
+  resolvedOptions.set(accelerator, opts)
   const { invalidateTags, invalidate, clear } = accelerator
   type Fields = Omit<InvalidateContext, 'accelerator'>
   const traced = <T>(fields: Fields, call: () => Promise<T>): Promise<T> => {

@@ -26,10 +26,10 @@ import type { Duplex } from 'node:stream'
 import { accelerate } from '../accelerate.js'
 import { controlsOf } from '../core/middleware.js'
 import { discardingSocket } from '../core/background.js'
-import { resolveOptions, type AccelerateOptions } from '../core/options.js'
+import type { AccelerateOptions, ResolvedOptions } from '../core/options.js'
 import type { Accelerator, Stats } from '../types.js'
 import { isEncrypted, namespacePrefix } from '../core/key.js'
-import { CHANNELS, storeCallsTraced, storeOf } from '../core/diagnostics.js'
+import { CHANNELS, optionsOf, storeCallsTraced, storeOf } from '../core/diagnostics.js'
 import { liveKey } from '../core/invalidation.js'
 import { lookupIn, type Lookup } from '../core/lookup.js'
 import { hitHeadFor } from '../core/respond.js'
@@ -97,7 +97,7 @@ export function accelerateFetch<R extends unknown[]>(
     // Node's ReadableStream is an async iterable of Uint8Arrays; the core's return() cancels it.
     return response.body as unknown as AsyncIterable<Uint8Array>
   }, settings)
-  const fast = fastHits(acc, settings)
+  const fast = fastHits(acc)
 
   const fetch = (request: Request, ...rest: R): Promise<Response> => {
     const url = new URL(request.url)
@@ -135,8 +135,9 @@ export function accelerateFetch<R extends unknown[]>(
  * carry the Node request and response, which this path does not make), or `unless` (it is given
  * an IncomingMessage, which this path does not make either).
  */
-function fastHits(acc: Accelerator, options: AccelerateOptions) {
-  const opts = resolveOptions(options)
+function fastHits(acc: Accelerator) {
+  // The accelerator's own options, as it resolved them (not resolved a second time here).
+  const opts = optionsOf<ResolvedOptions>(acc)!
   const store = storeOf(acc)!
   const responses = channel(CHANNELS.response)
   const prefix = namespacePrefix(opts.namespace)
